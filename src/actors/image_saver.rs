@@ -1,0 +1,231 @@
+//! ImageSaver: downloads one image at a time, checks it while it streams (byte limit, real image
+//! type from the first bytes, length against Content-Length, the format's own end mark), hashes it,
+//! and hands the bytes to the DiskWriter, which names and stores it. A pool of them runs spread over
+//! the arbiter threads; their number is how many images download at once.
+//!
+//! Takes: [`SaveImage`] (answers `Result<ImageDone, Failure>`), [`Crash`]. Sends [`AppendTemp`],
+//! [`WriteImage`] and [`DiscardTemp`] to the DiskWriter, awaiting each, so a slow disk slows the
+//! downloads instead of filling memory. Holds a [`DeathGuard`] like the PageFetcher.
+
+use std::sync::Arc;
+
+use actix::prelude::*;
+use bytes::BytesMut;
+use sha2::{Digest, Sha256};
+use url::Url;
+
+use super::disk_writer::{AppendTemp, DiscardTemp, DiskWriter, ImageName, WriteImage};
+use super::{Crash, DeathGuard};
+use crate::error::{Failure, FailureKind};
+use crate::frontier::ImageJob;
+use crate::http;
+use crate::records::ManifestRow;
+use crate::settings::Settings;
+use crate::sniff::{self, SNIFF_LEN, TAIL_LEN};
+use crate::urls;
+
+/// Download and store one image; `tmp` names its temporary file.
+#[derive(Debug, Message)]
+#[rtype(result = "Result<ImageDone, Failure>")]
+pub struct SaveImage {
+    /// The image.
+    pub job: ImageJob,
+    /// Temporary file id, unique within the crawl.
+    pub tmp: u64,
+}
+
+/// An image stored (or recognised as a copy of bytes already stored).
+#[derive(Debug, Clone)]
+pub struct ImageDone {
+    /// The URL that answered, after redirects.
+    pub final_url: Url,
+    /// Its manifest row.
+    pub row: ManifestRow,
+}
+
+/// Bytes kept in memory before a download is spilled to its temporary file.
+const SPILL_BYTES: usize = 1 << 20;
+/// Bytes of the start of a body kept to read the image's dimensions.
+const HEAD_BYTES: usize = 64 * 1024;
+
+/// An image-downloading actor; see the module documentation.
+pub struct ImageSaver {
+    /// This saver's HTTP client, built on its arbiter thread.
+    client: awc::Client,
+    /// The crawl's configuration.
+    settings: Arc<Settings>,
+    /// Where verified bytes go.
+    writer: Addr<DiskWriter>,
+    /// Reports this actor's death to the Supervisor when dropped.
+    _guard: DeathGuard,
+}
+
+impl ImageSaver {
+    /// A saver for `settings`; call on the arbiter thread it will run on.
+    pub fn new(settings: Arc<Settings>, writer: Addr<DiskWriter>, guard: DeathGuard) -> Self {
+        ImageSaver {
+            client: http::client(&settings.http),
+            settings,
+            writer,
+            _guard: guard,
+        }
+    }
+}
+
+impl Actor for ImageSaver {
+    type Context = Context<Self>;
+}
+
+/// What is known about a body while it streams.
+#[derive(Default)]
+struct Body {
+    /// Bytes not yet handed to the DiskWriter.
+    pending: BytesMut,
+    /// The first bytes, for the type and dimensions.
+    head: Vec<u8>,
+    /// The last bytes handed over, for the end-mark check.
+    spilled_tail: Vec<u8>,
+    /// Bytes received.
+    total: u64,
+    /// Whether part of it is already in the temporary file.
+    spilled: bool,
+    /// Running SHA-256.
+    hasher: Sha256,
+}
+
+impl Body {
+    fn tail(&self) -> Vec<u8> {
+        let mut t = self.spilled_tail.clone();
+        t.extend_from_slice(&self.pending);
+        let cut = t.len().saturating_sub(TAIL_LEN);
+        t.split_off(cut)
+    }
+}
+
+fn lost_writer(e: MailboxError) -> Failure {
+    Failure::new(FailureKind::Disk, format!("disk writer unavailable: {e}"))
+}
+
+async fn download(
+    client: awc::Client,
+    settings: Arc<Settings>,
+    writer: Addr<DiskWriter>,
+    job: ImageJob,
+    tmp: u64,
+    body: &mut Body,
+) -> Result<ImageDone, Failure> {
+    let limit = settings.http.max_image_bytes;
+    let mut fetched = http::get(&client, &job.url, &settings.http, &settings.scope).await?;
+    let expected = http::expected_length(&fetched.response);
+    if expected.is_some_and(|n| n > limit) {
+        return Err(http::too_large(limit));
+    }
+    let mut kind = None;
+    while let Some(chunk) = http::next_chunk(&mut fetched.response, fetched.deadline).await? {
+        body.total += chunk.len() as u64;
+        if body.total > limit {
+            return Err(http::too_large(limit));
+        }
+        body.hasher.update(&chunk);
+        if body.head.len() < HEAD_BYTES {
+            let take = (HEAD_BYTES - body.head.len()).min(chunk.len());
+            body.head.extend_from_slice(&chunk[..take]);
+        }
+        if kind.is_none() && body.head.len() >= SNIFF_LEN {
+            // Decide early: an HTML error page is abandoned after its first bytes.
+            kind = Some(sniff::sniff(&body.head).ok_or_else(not_image)?);
+        }
+        body.pending.extend_from_slice(&chunk);
+        if body.pending.len() >= SPILL_BYTES {
+            body.spilled_tail = body.tail();
+            let data = body.pending.split().freeze();
+            writer
+                .send(AppendTemp { tmp, data })
+                .await
+                .map_err(lost_writer)??;
+            body.spilled = true;
+        }
+    }
+    http::check_length(expected, body.total)?;
+    let kind = match kind {
+        Some(k) => k,
+        None => sniff::sniff(&body.head).ok_or_else(not_image)?,
+    };
+    if !sniff::looks_complete(kind, &body.head, &body.tail(), body.total) {
+        return Err(Failure::new(
+            FailureKind::Truncated,
+            format!("{} data ends early", kind.extension()),
+        ));
+    }
+    let sha256 = format!("{:x}", std::mem::take(&mut body.hasher).finalize());
+    let stem = urls::file_stem(&job.url).unwrap_or_else(|| "image".to_string());
+    let name = job.name.clone().unwrap_or_else(|| stem.clone());
+    let request = WriteImage {
+        tmp,
+        data: body.pending.split().freeze(),
+        sha256: sha256.clone(),
+        name: ImageName {
+            host: job.url.host_str().unwrap_or("unknown-host").to_string(),
+            page_host: job.page.host_str().unwrap_or("unknown-host").to_string(),
+            name: name.clone(),
+            stem,
+            ext: kind.extension(),
+        },
+    };
+    let stored = writer.send(request).await.map_err(lost_writer)??;
+    let (width, height) = sniff::dimensions(&body.head).unzip();
+    Ok(ImageDone {
+        final_url: fetched.final_url,
+        row: ManifestRow {
+            url: job.url.to_string(),
+            page: job.page.to_string(),
+            name,
+            duplicate_of: stored.duplicate.then(|| stored.path.clone()),
+            path: stored.path,
+            bytes: body.total,
+            sha256,
+            content_type: kind.mime().to_string(),
+            width,
+            height,
+        },
+    })
+}
+
+fn not_image() -> Failure {
+    Failure::new(
+        FailureKind::NotImage,
+        "the bytes are not a known image format",
+    )
+}
+
+impl Handler<SaveImage> for ImageSaver {
+    type Result = ResponseActFuture<Self, Result<ImageDone, Failure>>;
+
+    fn handle(&mut self, m: SaveImage, _: &mut Context<Self>) -> Self::Result {
+        let (client, settings, writer) = (
+            self.client.clone(),
+            self.settings.clone(),
+            self.writer.clone(),
+        );
+        Box::pin(
+            async move {
+                let mut body = Body::default();
+                let result =
+                    download(client, settings, writer.clone(), m.job, m.tmp, &mut body).await;
+                if result.is_err() && body.spilled {
+                    writer.do_send(DiscardTemp { tmp: m.tmp });
+                }
+                result
+            }
+            .into_actor(self),
+        )
+    }
+}
+
+impl Handler<Crash> for ImageSaver {
+    type Result = ();
+
+    fn handle(&mut self, _: Crash, _: &mut Context<Self>) {
+        panic!("ImageSaver crashed on request (fault injection)");
+    }
+}

@@ -1,0 +1,359 @@
+//! Logger: the crawl's one voice. It receives every [`CrawlEvent`], keeps the counters, turns saved
+//! images and failures into `manifest.jsonl` and `errors.jsonl` lines (written in batches through
+//! the DiskWriter), prints a status line every few seconds through `log`, forwards events to
+//! subscribers, and on [`Finish`] flushes everything, writes `stats.json` and returns the report.
+//!
+//! Takes: [`CrawlEvent`] (fire-and-forget, from the Supervisor), [`Subscribe`], [`GetStats`],
+//! [`Finish`]. Record flushes block its mailbox while they run (`ctx.wait`), so records keep their
+//! order and `Finish` sees every earlier event written.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use actix::prelude::*;
+use url::Url;
+
+use super::disk_writer::{AppendRecords, DiskWriter, RecordFile, WriteFileAtomic, STATS_FILE};
+use super::WorkerKind;
+use crate::error::Error;
+use crate::records::{CrawlReport, ErrorRow, ManifestRow, Outcome, Stats};
+use crate::settings::Settings;
+
+/// Something that happened in a crawl. Subscribers receive every event.
+#[derive(Debug, Clone, Message)]
+#[rtype(result = "()")]
+pub enum CrawlEvent {
+    /// The actors are running.
+    Started {
+        /// PageFetcher actors started.
+        fetchers: usize,
+        /// ImageSaver actors started.
+        savers: usize,
+        /// DiskWriter threads started.
+        writers: usize,
+        /// Arbiter threads the fetchers and savers are spread over.
+        threads: usize,
+        /// Images an earlier run saved, which will not be downloaded again.
+        previously_saved: usize,
+    },
+    /// A page was fetched and parsed.
+    PageFetched {
+        /// Its URL.
+        url: Url,
+        /// Link hops from a start page.
+        depth: u32,
+        /// New images it queued.
+        images: usize,
+        /// New pages it queued.
+        links: usize,
+    },
+    /// A page failed for good.
+    PageFailed(ErrorRow),
+    /// An image was stored, or recognised as bytes already stored (`duplicate_of` is set).
+    ImageSaved(ManifestRow),
+    /// An image failed for good.
+    ImageFailed(ErrorRow),
+    /// An image an earlier run saved was found again and skipped.
+    ImageAlreadySaved {
+        /// Its URL.
+        url: Url,
+    },
+    /// An image on a host outside the scope was skipped.
+    ImageOutOfScope {
+        /// Its URL.
+        url: Url,
+    },
+    /// A retryable failure; the job waits and is tried again.
+    Retrying {
+        /// The URL.
+        url: Url,
+        /// The attempt that just failed (1-based).
+        attempt: u32,
+        /// Why it failed.
+        error: String,
+    },
+    /// A worker died and was replaced.
+    WorkerRestarted {
+        /// Which pool.
+        kind: WorkerKind,
+        /// Its slot in the pool.
+        slot: usize,
+    },
+    /// Periodic snapshot of the Supervisor's queues.
+    Progress {
+        /// Pages waiting in the frontier.
+        pages_waiting: usize,
+        /// Images waiting in the frontier.
+        images_waiting: usize,
+        /// Requests in flight.
+        in_flight: usize,
+    },
+}
+
+/// Adds a subscriber that receives every later event.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Subscribe(pub Recipient<CrawlEvent>);
+
+/// Asks for the counters so far.
+#[derive(Debug, Message)]
+#[rtype(result = "Stats")]
+pub struct GetStats;
+
+/// Ends the crawl's records: flush, write `stats.json`, answer with the report.
+#[derive(Debug, Message)]
+#[rtype(result = "Result<CrawlReport, Error>")]
+pub struct Finish {
+    /// Finished or stopped.
+    pub outcome: Outcome,
+}
+
+/// How often a status line is logged.
+const STATUS_EVERY: Duration = Duration::from_secs(5);
+/// How often buffered records are written.
+const FLUSH_EVERY: Duration = Duration::from_millis(250);
+/// Buffered record bytes that trigger a write at once.
+const FLUSH_BYTES: usize = 256 * 1024;
+
+/// The Logger actor; see the module documentation.
+pub struct Logger {
+    /// The crawl's configuration (for `out_dir`).
+    settings: Arc<Settings>,
+    /// Where records are written.
+    writer: Addr<DiskWriter>,
+    /// Who else wants the events.
+    subscribers: Vec<Recipient<CrawlEvent>>,
+    /// The counters.
+    stats: Stats,
+    /// When the crawl started, for rates.
+    started: Instant,
+    /// Manifest lines not yet written.
+    manifest: String,
+    /// Error lines not yet written.
+    errors: String,
+    /// The first record write that failed; the crawl's end reports it.
+    write_error: Option<String>,
+    /// The latest queue snapshot, for status lines.
+    progress: (usize, usize, usize),
+}
+
+impl Logger {
+    /// A Logger writing through `writer`, with initial subscribers.
+    pub fn new(
+        settings: Arc<Settings>,
+        writer: Addr<DiskWriter>,
+        subscribers: Vec<Recipient<CrawlEvent>>,
+    ) -> Self {
+        Logger {
+            settings,
+            writer,
+            subscribers,
+            stats: Stats::default(),
+            started: Instant::now(),
+            manifest: String::new(),
+            errors: String::new(),
+            write_error: None,
+            progress: (0, 0, 0),
+        }
+    }
+
+    fn count(&mut self, event: &CrawlEvent) {
+        let s = &mut self.stats;
+        match event {
+            CrawlEvent::Started {
+                fetchers,
+                savers,
+                writers,
+                threads,
+                previously_saved,
+            } => {
+                log::info!(
+                    "started {fetchers} page fetchers, {savers} image savers and {writers} disk writers on {threads} threads; writing to {}",
+                    self.settings.out_dir.display()
+                );
+                if *previously_saved > 0 {
+                    log::info!("{previously_saved} images saved by earlier runs will not be downloaded again");
+                }
+            }
+            CrawlEvent::PageFetched { .. } => s.pages_fetched += 1,
+            CrawlEvent::PageFailed(row) => {
+                s.pages_failed += 1;
+                *s.errors_by_kind.entry(row.error.clone()).or_default() += 1;
+                log::warn!("page failed: {} ({}: {})", row.url, row.error, row.detail);
+                push_json(&mut self.errors, row);
+            }
+            CrawlEvent::ImageSaved(row) => {
+                if row.duplicate_of.is_some() {
+                    s.duplicates += 1;
+                } else {
+                    s.images_saved += 1;
+                    s.bytes_saved += row.bytes;
+                }
+                push_json(&mut self.manifest, row);
+            }
+            CrawlEvent::ImageFailed(row) => {
+                s.images_failed += 1;
+                *s.errors_by_kind.entry(row.error.clone()).or_default() += 1;
+                log::debug!("image failed: {} ({}: {})", row.url, row.error, row.detail);
+                push_json(&mut self.errors, row);
+            }
+            CrawlEvent::ImageAlreadySaved { .. } => s.images_already_saved += 1,
+            CrawlEvent::ImageOutOfScope { url } => {
+                if s.images_out_of_scope == 0 {
+                    log::info!("skipping images on hosts outside the scope, e.g. {url}; add the host to scope.allowed_hosts to get them");
+                }
+                s.images_out_of_scope += 1;
+            }
+            CrawlEvent::Retrying {
+                url,
+                attempt,
+                error,
+            } => {
+                s.retries += 1;
+                log::debug!("retrying {url} after attempt {attempt}: {error}");
+            }
+            CrawlEvent::WorkerRestarted { kind, slot } => {
+                s.worker_restarts += 1;
+                log::warn!("{kind:?} {slot} died; replaced it and put its jobs back in the queue");
+            }
+            CrawlEvent::Progress {
+                pages_waiting,
+                images_waiting,
+                in_flight,
+            } => {
+                self.progress = (*pages_waiting, *images_waiting, *in_flight);
+            }
+        }
+    }
+
+    fn status_line(&self) {
+        let s = &self.stats;
+        let (pw, iw, fl) = self.progress;
+        log::info!(
+            target: "imgcrawl::progress",
+            "pages {} done, {pw} waiting | images {} saved, {} duplicates, {} failed, {iw} waiting | {fl} in flight | {:.1} MB",
+            s.pages_fetched, s.images_saved, s.duplicates, s.images_failed + s.pages_failed, s.bytes_saved as f64 / 1e6
+        );
+    }
+
+    /// Writes buffered records, pausing the mailbox until the DiskWriter is done.
+    fn flush(&mut self, ctx: &mut Context<Self>) {
+        let mut batches = Vec::new();
+        if !self.manifest.is_empty() {
+            batches.push(AppendRecords {
+                file: RecordFile::Manifest,
+                text: std::mem::take(&mut self.manifest),
+            });
+        }
+        if !self.errors.is_empty() {
+            batches.push(AppendRecords {
+                file: RecordFile::Errors,
+                text: std::mem::take(&mut self.errors),
+            });
+        }
+        if batches.is_empty() {
+            return;
+        }
+        let writer = self.writer.clone();
+        let fut = async move {
+            for b in batches {
+                match writer.send(b).await {
+                    Ok(Ok(())) => {}
+                    Ok(Err(e)) => return Err(e.to_string()),
+                    Err(e) => return Err(format!("disk writer unavailable: {e}")),
+                }
+            }
+            Ok(())
+        };
+        ctx.wait(fut.into_actor(self).map(|res, act, _| {
+            if let Err(e) = res {
+                log::error!("cannot write records: {e}");
+                act.write_error.get_or_insert(e);
+            }
+        }));
+    }
+}
+
+fn push_json<T: serde::Serialize>(buf: &mut String, row: &T) {
+    // Serialising these plain structs cannot fail.
+    buf.push_str(&serde_json::to_string(row).expect("records serialise to JSON"));
+    buf.push('\n');
+}
+
+impl Actor for Logger {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        ctx.set_mailbox_capacity(1024);
+        ctx.run_interval(FLUSH_EVERY, |act, ctx| act.flush(ctx));
+        ctx.run_interval(STATUS_EVERY, |act, _| act.status_line());
+    }
+}
+
+impl Handler<CrawlEvent> for Logger {
+    type Result = ();
+
+    fn handle(&mut self, event: CrawlEvent, ctx: &mut Context<Self>) {
+        self.count(&event);
+        for s in &self.subscribers {
+            s.do_send(event.clone());
+        }
+        if self.manifest.len() + self.errors.len() >= FLUSH_BYTES {
+            self.flush(ctx);
+        }
+    }
+}
+
+impl Handler<Subscribe> for Logger {
+    type Result = ();
+
+    fn handle(&mut self, m: Subscribe, _: &mut Context<Self>) {
+        self.subscribers.push(m.0);
+    }
+}
+
+impl Handler<GetStats> for Logger {
+    type Result = MessageResult<GetStats>;
+
+    fn handle(&mut self, _: GetStats, _: &mut Context<Self>) -> Self::Result {
+        let mut stats = self.stats.clone();
+        stats.finish_timing(self.started.elapsed().as_secs_f64());
+        MessageResult(stats)
+    }
+}
+
+impl Handler<Finish> for Logger {
+    type Result = ResponseActFuture<Self, Result<CrawlReport, Error>>;
+
+    fn handle(&mut self, m: Finish, ctx: &mut Context<Self>) -> Self::Result {
+        self.flush(ctx);
+        self.stats
+            .finish_timing(self.started.elapsed().as_secs_f64());
+        let report = CrawlReport {
+            stats: self.stats.clone(),
+            outcome: m.outcome,
+            out_dir: self.settings.out_dir.clone(),
+        };
+        let stats_json =
+            serde_json::to_string_pretty(&report.stats).expect("stats serialise to JSON") + "\n";
+        let writer = self.writer.clone();
+        Box::pin(
+            async move {
+                writer
+                    .send(WriteFileAtomic {
+                        name: STATS_FILE,
+                        contents: stats_json,
+                    })
+                    .await
+            }
+            .into_actor(self)
+            .map(move |res, act, _| {
+                if let Some(e) = act.write_error.take() {
+                    return Err(Error::Aborted(format!("records could not be written: {e}")));
+                }
+                res.map_err(|e| Error::Aborted(format!("disk writer unavailable: {e}")))??;
+                Ok(report)
+            }),
+        )
+    }
+}

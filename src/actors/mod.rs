@@ -1,0 +1,62 @@
+//! The actors and who sends what to whom:
+//!
+//! ```text
+//! Supervisor ──FetchPage──▶ PageFetcher ×fetchers   (answers PageDone | Failure)
+//!     │      ──SaveImage──▶ ImageSaver  ×savers     (answers ImageDone | Failure)
+//!     │                        └─AppendTemp / WriteImage / DiscardTemp──▶ DiskWriter ×writers
+//!     └─CrawlEvent (do_send)──▶ Logger ──AppendRecords / WriteFileAtomic──▶ DiskWriter
+//! ```
+//!
+//! The Supervisor owns every job until its outcome arrives. Workers hold a [`DeathGuard`]; when a
+//! worker dies (a panic in a handler stops an actix actor for good, it is not restarted), the guard
+//! sends [`WorkerDown`](supervisor::WorkerDown), the jobs it held fail with `MailboxError`, and the
+//! Supervisor requeues them and starts a replacement on the same arbiter thread.
+
+pub mod disk_writer;
+pub mod image_saver;
+pub mod logger;
+pub mod page_fetcher;
+pub mod supervisor;
+
+use actix::prelude::*;
+
+use supervisor::WorkerDown;
+
+/// The two worker pools the Supervisor keeps alive.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum WorkerKind {
+    /// A [`page_fetcher::PageFetcher`].
+    PageFetcher,
+    /// An [`image_saver::ImageSaver`].
+    ImageSaver,
+}
+
+/// Held by every worker; when the worker's state is dropped (the actor died or was stopped), tells
+/// the Supervisor which slot, and which generation of it, is gone.
+#[derive(Debug)]
+pub struct DeathGuard {
+    /// Which pool.
+    pub kind: WorkerKind,
+    /// The slot in the pool.
+    pub slot: usize,
+    /// Which incarnation of the slot this worker is (a replacement gets the next).
+    pub generation: u64,
+    /// Whom to tell.
+    pub supervisor: Recipient<WorkerDown>,
+}
+
+impl Drop for DeathGuard {
+    fn drop(&mut self) {
+        self.supervisor.do_send(WorkerDown {
+            kind: self.kind,
+            slot: self.slot,
+            generation: self.generation,
+        });
+    }
+}
+
+/// Fault injection: the worker receiving it panics in its handler, as a bug would make it. Used to
+/// test that the Supervisor replaces dead workers and loses none of their jobs.
+#[derive(Debug, Clone, Copy, Message)]
+#[rtype(result = "()")]
+pub struct Crash;

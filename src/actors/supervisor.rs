@@ -1,0 +1,745 @@
+//! Supervisor: owns the crawl. It holds the frontier and seen sets, decides what is in scope, hands
+//! jobs to the worker pools (bounded per worker and per host), retries retryable failures with
+//! backoff, replaces workers that die and requeues the jobs they held, and ends the crawl when
+//! nothing is waiting or in flight.
+//!
+//! Takes: [`WorkerDown`] (from workers' death guards), [`StopCrawl`], [`AwaitReport`],
+//! [`GetWorkers`], [`GetQueues`]. Sends [`FetchPage`] and [`SaveImage`] with `send` (each job is
+//! tracked until its answer), [`CrawlEvent`]s and [`Finish`] to the Logger. Runs on the arbiter that
+//! started the crawl; its handlers never block.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix::prelude::*;
+use tokio::sync::oneshot;
+use tokio::time::Instant;
+
+use super::disk_writer::DiskWriter;
+use super::image_saver::{ImageDone, ImageSaver, SaveImage};
+use super::logger::{CrawlEvent, Finish, Logger};
+use super::page_fetcher::{FetchPage, PageDone, PageFetcher};
+use super::{DeathGuard, WorkerKind};
+use crate::error::{Error, Failure, FailureKind};
+use crate::frontier::{
+    host_key, Blocked, Frontier, ImageJob, MemoryFrontier, PageJob, Politeness, SeenSet,
+};
+use crate::http::backoff;
+use crate::records::{CrawlReport, ErrorRow, ItemKind, ManifestRow, Outcome};
+use crate::settings::Settings;
+
+/// A worker's death guard fired: the worker in `slot` of generation `generation` is gone.
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub struct WorkerDown {
+    /// Which pool.
+    pub kind: WorkerKind,
+    /// The slot.
+    pub slot: usize,
+    /// The incarnation that died.
+    pub generation: u64,
+}
+
+/// Stop handing out work; jobs in flight finish, then the crawl ends as [`Outcome::Stopped`].
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub struct StopCrawl;
+
+/// Answers with the final report once the crawl has ended.
+#[derive(Debug, Message)]
+#[rtype(result = "Result<CrawlReport, Error>")]
+pub struct AwaitReport;
+
+/// Answers with the addresses of the current workers.
+#[derive(Debug, Message)]
+#[rtype(result = "WorkerAddrs")]
+pub struct GetWorkers;
+
+/// The current workers.
+#[derive(Debug, Clone)]
+pub struct WorkerAddrs {
+    /// Page fetchers, by slot.
+    pub fetchers: Vec<Addr<PageFetcher>>,
+    /// Image savers, by slot.
+    pub savers: Vec<Addr<ImageSaver>>,
+}
+
+/// Answers with the sizes of the queues.
+#[derive(Debug, Message)]
+#[rtype(result = "QueueState")]
+pub struct GetQueues;
+
+/// Sizes of the Supervisor's queues.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct QueueState {
+    /// Pages waiting (including those waiting for a retry).
+    pub pages_waiting: usize,
+    /// Images waiting (including those waiting for a retry).
+    pub images_waiting: usize,
+    /// Pages being fetched.
+    pub pages_in_flight: usize,
+    /// Images being downloaded.
+    pub images_in_flight: usize,
+}
+
+/// Pages one fetcher may have in flight at once.
+const PAGE_CREDIT: usize = 4;
+/// Images one saver downloads at once.
+const IMAGE_CREDIT: usize = 1;
+/// Times a job may be lost with a dying worker before it is given up (a job that kills every
+/// worker that takes it must not kill them forever).
+const MAX_LOSSES: u32 = 3;
+/// How often dead workers are looked for and queue sizes reported.
+const SWEEP_EVERY: Duration = Duration::from_secs(1);
+
+/// A job waiting for its retry time.
+#[derive(Debug)]
+enum Delayed {
+    Page(PageJob),
+    Image(ImageJob),
+}
+
+/// One place in a worker pool.
+struct Slot<A: Actor> {
+    /// The current worker.
+    addr: Addr<A>,
+    /// The arbiter thread it runs on (a replacement runs there too).
+    arbiter: usize,
+    /// Incremented on each replacement, so late news of an old worker is ignored.
+    generation: u64,
+    /// Jobs handed to the current worker and not answered.
+    inflight: usize,
+}
+
+/// The Supervisor actor; see the module documentation.
+pub struct Supervisor {
+    /// The crawl's configuration.
+    settings: Arc<Settings>,
+    /// Waiting work and seen sets.
+    frontier: Box<dyn Frontier>,
+    /// Per-host in-flight counts and delays.
+    politeness: Politeness,
+    /// The threads the workers run on; stopped at the end.
+    arbiters: Vec<Arbiter>,
+    /// The page-fetcher pool.
+    fetchers: Vec<Slot<PageFetcher>>,
+    /// The image-saver pool.
+    savers: Vec<Slot<ImageSaver>>,
+    /// Disk writes (handed to savers).
+    writer: Addr<DiskWriter>,
+    /// Events and records.
+    logger: Addr<Logger>,
+    /// Image URLs an earlier run saved.
+    previously_saved: SeenSet,
+    /// Job ids, also naming temporary files.
+    next_id: u64,
+    /// Pages being fetched.
+    pages_in_flight: usize,
+    /// Images being downloaded.
+    images_in_flight: usize,
+    /// Jobs waiting for their retry time.
+    delayed: Vec<(Instant, Delayed)>,
+    /// Pages admitted to the frontier so far (for `scope.max_pages`).
+    pages_admitted: u64,
+    /// The earliest pending wake-up, to avoid scheduling many.
+    wake_at: Option<Instant>,
+    /// No new work is handed out.
+    stopping: bool,
+    /// The Logger was told to finish.
+    ending: bool,
+    /// The sweep timer, cancelled at the end.
+    sweep: Option<SpawnHandle>,
+    /// The final report, once known (errors as text: `Error` is not `Clone`).
+    report: Option<Result<CrawlReport, String>>,
+    /// Callers of [`AwaitReport`] before the end.
+    waiters: Vec<oneshot::Sender<Result<CrawlReport, String>>>,
+}
+
+impl Supervisor {
+    /// A Supervisor for `settings`, running workers on `threads` new arbiters. `previously_saved`
+    /// are manifest rows of earlier runs whose files are intact.
+    pub fn new(
+        settings: Arc<Settings>,
+        writer: Addr<DiskWriter>,
+        logger: Addr<Logger>,
+        previously_saved: &[ManifestRow],
+    ) -> Self {
+        let mut saved = SeenSet::default();
+        for row in previously_saved {
+            if let Ok(url) = url::Url::parse(&row.url) {
+                saved.insert(&url);
+            }
+        }
+        Supervisor {
+            politeness: Politeness::new(
+                settings.http.per_host_concurrency.get(),
+                settings.http.delay,
+            ),
+            arbiters: (0..settings.workers.threads.get())
+                .map(|_| Arbiter::new())
+                .collect(),
+            frontier: Box::new(MemoryFrontier::default()),
+            settings,
+            fetchers: Vec::new(),
+            savers: Vec::new(),
+            writer,
+            logger,
+            previously_saved: saved,
+            next_id: 0,
+            pages_in_flight: 0,
+            images_in_flight: 0,
+            delayed: Vec::new(),
+            pages_admitted: 0,
+            wake_at: None,
+            stopping: false,
+            ending: false,
+            sweep: None,
+            report: None,
+            waiters: Vec::new(),
+        }
+    }
+
+    fn start_fetcher(
+        &self,
+        slot: usize,
+        arbiter: usize,
+        generation: u64,
+        ctx: &Context<Self>,
+    ) -> Addr<PageFetcher> {
+        let settings = self.settings.clone();
+        let guard = DeathGuard {
+            kind: WorkerKind::PageFetcher,
+            slot,
+            generation,
+            supervisor: ctx.address().recipient(),
+        };
+        PageFetcher::start_in_arbiter(&self.arbiters[arbiter].handle(), move |_| {
+            PageFetcher::new(settings, guard)
+        })
+    }
+
+    fn start_saver(
+        &self,
+        slot: usize,
+        arbiter: usize,
+        generation: u64,
+        ctx: &Context<Self>,
+    ) -> Addr<ImageSaver> {
+        let (settings, writer) = (self.settings.clone(), self.writer.clone());
+        let guard = DeathGuard {
+            kind: WorkerKind::ImageSaver,
+            slot,
+            generation,
+            supervisor: ctx.address().recipient(),
+        };
+        ImageSaver::start_in_arbiter(&self.arbiters[arbiter].handle(), move |_| {
+            ImageSaver::new(settings, writer, guard)
+        })
+    }
+
+    /// Replaces the worker in `slot` (dead or about to be dropped) with a new one on the same thread.
+    fn replace(&mut self, kind: WorkerKind, slot: usize, ctx: &mut Context<Self>) {
+        match kind {
+            WorkerKind::PageFetcher => {
+                let (arbiter, generation) = (
+                    self.fetchers[slot].arbiter,
+                    self.fetchers[slot].generation + 1,
+                );
+                let addr = self.start_fetcher(slot, arbiter, generation, ctx);
+                self.fetchers[slot] = Slot {
+                    addr,
+                    arbiter,
+                    generation,
+                    inflight: 0,
+                };
+            }
+            WorkerKind::ImageSaver => {
+                let (arbiter, generation) =
+                    (self.savers[slot].arbiter, self.savers[slot].generation + 1);
+                let addr = self.start_saver(slot, arbiter, generation, ctx);
+                self.savers[slot] = Slot {
+                    addr,
+                    arbiter,
+                    generation,
+                    inflight: 0,
+                };
+            }
+        }
+        self.logger
+            .do_send(CrawlEvent::WorkerRestarted { kind, slot });
+    }
+
+    fn seed(&mut self) {
+        for url in self.settings.start_urls.clone() {
+            if self
+                .settings
+                .scope
+                .max_pages
+                .is_some_and(|max| self.pages_admitted >= max)
+            {
+                break;
+            }
+            if self.frontier.admit_page(&url) {
+                self.pages_admitted += 1;
+                self.frontier.push_page(PageJob {
+                    url,
+                    depth: 0,
+                    attempts: 0,
+                    losses: 0,
+                });
+            }
+        }
+    }
+
+    /// Hands out as much work as workers, hosts and retry times allow, then checks for the end.
+    fn pump(&mut self, ctx: &mut Context<Self>) {
+        if self.ending {
+            return;
+        }
+        let now = Instant::now();
+        if !self.stopping {
+            self.release_delayed(now);
+            // Images first: finishing known work keeps the frontier small.
+            while let Some(slot) = free_slot(&self.savers, IMAGE_CREDIT) {
+                match self.frontier.pop_image(&self.politeness, now) {
+                    Ok(job) => self.send_image(slot, job, now, ctx),
+                    Err(blocked) => {
+                        self.wake_if_waiting(blocked, ctx);
+                        break;
+                    }
+                }
+            }
+            while let Some(slot) = free_slot(&self.fetchers, PAGE_CREDIT) {
+                match self.frontier.pop_page(&self.politeness, now) {
+                    Ok(job) => self.send_page(slot, job, now, ctx),
+                    Err(blocked) => {
+                        self.wake_if_waiting(blocked, ctx);
+                        break;
+                    }
+                }
+            }
+            if let Some(at) = self.delayed.iter().map(|(t, _)| *t).min() {
+                self.wake(at, ctx);
+            }
+        }
+        self.check_done(ctx);
+    }
+
+    fn release_delayed(&mut self, now: Instant) {
+        let (due, later): (Vec<_>, Vec<_>) = std::mem::take(&mut self.delayed)
+            .into_iter()
+            .partition(|(t, _)| *t <= now);
+        self.delayed = later;
+        for (_, job) in due {
+            match job {
+                Delayed::Page(j) => self.frontier.push_page(j),
+                Delayed::Image(j) => self.frontier.push_image(j),
+            }
+        }
+    }
+
+    fn wake_if_waiting(&mut self, blocked: Blocked, ctx: &mut Context<Self>) {
+        if let Blocked::Until(at) = blocked {
+            self.wake(at, ctx);
+        }
+    }
+
+    fn wake(&mut self, at: Instant, ctx: &mut Context<Self>) {
+        if self.wake_at.is_some_and(|w| w <= at) {
+            return;
+        }
+        self.wake_at = Some(at);
+        ctx.run_later(at.saturating_duration_since(Instant::now()), |act, ctx| {
+            act.wake_at = None;
+            act.pump(ctx);
+        });
+    }
+
+    fn next_id(&mut self) -> u64 {
+        self.next_id += 1;
+        self.next_id
+    }
+
+    fn send_page(&mut self, slot: usize, job: PageJob, now: Instant, ctx: &mut Context<Self>) {
+        let host = host_key(&job.url);
+        self.politeness.started(&host, now);
+        self.pages_in_flight += 1;
+        let s = &mut self.fetchers[slot];
+        s.inflight += 1;
+        let generation = s.generation;
+        let request = s.addr.send(FetchPage { job: job.clone() });
+        ctx.spawn(request.into_actor(self).map(move |res, act, ctx| {
+            act.politeness.finished(&host);
+            act.pages_in_flight -= 1;
+            if act.fetchers[slot].generation == generation {
+                act.fetchers[slot].inflight -= 1;
+            }
+            match res {
+                Ok(Ok(done)) => act.page_done(job, done),
+                Ok(Err(failure)) => act.page_failed(job, failure),
+                Err(_) => {
+                    if act.fetchers[slot].generation == generation {
+                        act.replace(WorkerKind::PageFetcher, slot, ctx);
+                    }
+                    act.page_lost(job);
+                }
+            }
+            act.pump(ctx);
+        }));
+    }
+
+    fn send_image(&mut self, slot: usize, job: ImageJob, now: Instant, ctx: &mut Context<Self>) {
+        let host = host_key(&job.url);
+        self.politeness.started(&host, now);
+        self.images_in_flight += 1;
+        let tmp = self.next_id();
+        let s = &mut self.savers[slot];
+        s.inflight += 1;
+        let generation = s.generation;
+        let request = s.addr.send(SaveImage {
+            job: job.clone(),
+            tmp,
+        });
+        ctx.spawn(request.into_actor(self).map(move |res, act, ctx| {
+            act.politeness.finished(&host);
+            act.images_in_flight -= 1;
+            if act.savers[slot].generation == generation {
+                act.savers[slot].inflight -= 1;
+            }
+            match res {
+                Ok(Ok(done)) => act.image_done(done),
+                Ok(Err(failure)) => act.image_failed(job, failure),
+                Err(_) => {
+                    if act.savers[slot].generation == generation {
+                        act.replace(WorkerKind::ImageSaver, slot, ctx);
+                    }
+                    act.image_lost(job);
+                }
+            }
+            act.pump(ctx);
+        }));
+    }
+
+    fn page_done(&mut self, job: PageJob, done: PageDone) {
+        if done.final_url != job.url {
+            self.frontier.admit_page(&done.final_url);
+        }
+        let scope = &self.settings.scope;
+        let depth = job.depth + 1;
+        let mut links = 0;
+        if scope.max_depth.is_none_or(|max| depth <= max) {
+            for url in done.extracted.links {
+                if !scope.follow_allowed(&url) {
+                    continue;
+                }
+                if scope
+                    .max_pages
+                    .is_some_and(|max| self.pages_admitted >= max)
+                {
+                    break;
+                }
+                if self.frontier.admit_page(&url) {
+                    self.pages_admitted += 1;
+                    links += 1;
+                    self.frontier.push_page(PageJob {
+                        url,
+                        depth,
+                        attempts: 0,
+                        losses: 0,
+                    });
+                }
+            }
+        }
+        let mut images = 0;
+        for c in done.extracted.images {
+            if !self.frontier.admit_image(&c.url) {
+                continue;
+            }
+            if self.previously_saved.contains(&c.url) {
+                self.logger
+                    .do_send(CrawlEvent::ImageAlreadySaved { url: c.url });
+            } else if !scope.host_allowed(&c.url) {
+                self.logger
+                    .do_send(CrawlEvent::ImageOutOfScope { url: c.url });
+            } else {
+                images += 1;
+                let page = done.final_url.clone();
+                self.frontier.push_image(ImageJob {
+                    url: c.url,
+                    page,
+                    name: c.name,
+                    attempts: 0,
+                    losses: 0,
+                });
+            }
+        }
+        self.logger.do_send(CrawlEvent::PageFetched {
+            url: job.url,
+            depth: job.depth,
+            images,
+            links,
+        });
+    }
+
+    fn page_failed(&mut self, mut job: PageJob, failure: Failure) {
+        job.attempts += 1;
+        if failure.kind.is_retryable() && job.attempts <= self.settings.http.retries {
+            self.retry_later(job.url.clone(), job.attempts, &failure, Delayed::Page(job));
+            return;
+        }
+        self.logger.do_send(CrawlEvent::PageFailed(ErrorRow {
+            url: job.url.to_string(),
+            kind: ItemKind::Page,
+            error: failure.kind.to_string(),
+            detail: failure.detail,
+            attempts: job.attempts,
+            page: None,
+        }));
+    }
+
+    fn page_lost(&mut self, mut job: PageJob) {
+        job.losses += 1;
+        if job.losses > MAX_LOSSES {
+            let detail = format!(
+                "a page fetcher died each of the {} times it held this page",
+                job.losses
+            );
+            return self.page_failed(job, Failure::new(FailureKind::WorkerLost, detail));
+        }
+        self.frontier.push_page(job);
+    }
+
+    fn image_done(&mut self, done: ImageDone) {
+        if done.final_url.as_str() != done.row.url {
+            self.frontier.admit_image(&done.final_url);
+        }
+        self.logger.do_send(CrawlEvent::ImageSaved(done.row));
+    }
+
+    fn image_failed(&mut self, mut job: ImageJob, failure: Failure) {
+        job.attempts += 1;
+        if failure.kind.is_retryable() && job.attempts <= self.settings.http.retries {
+            self.retry_later(job.url.clone(), job.attempts, &failure, Delayed::Image(job));
+            return;
+        }
+        self.logger.do_send(CrawlEvent::ImageFailed(ErrorRow {
+            url: job.url.to_string(),
+            kind: ItemKind::Image,
+            error: failure.kind.to_string(),
+            detail: failure.detail,
+            attempts: job.attempts,
+            page: Some(job.page.to_string()),
+        }));
+    }
+
+    fn image_lost(&mut self, mut job: ImageJob) {
+        job.losses += 1;
+        if job.losses > MAX_LOSSES {
+            let detail = format!(
+                "an image saver died each of the {} times it held this image",
+                job.losses
+            );
+            return self.image_failed(job, Failure::new(FailureKind::WorkerLost, detail));
+        }
+        self.frontier.push_image(job);
+    }
+
+    fn retry_later(&mut self, url: url::Url, attempt: u32, failure: &Failure, job: Delayed) {
+        let id = self.next_id();
+        self.delayed
+            .push((Instant::now() + backoff(attempt, id), job));
+        self.logger.do_send(CrawlEvent::Retrying {
+            url,
+            attempt,
+            error: failure.to_string(),
+        });
+    }
+
+    fn queues(&self) -> QueueState {
+        let delayed_pages = self
+            .delayed
+            .iter()
+            .filter(|(_, d)| matches!(d, Delayed::Page(_)))
+            .count();
+        QueueState {
+            pages_waiting: self.frontier.pages_waiting() + delayed_pages,
+            images_waiting: self.frontier.images_waiting() + self.delayed.len() - delayed_pages,
+            pages_in_flight: self.pages_in_flight,
+            images_in_flight: self.images_in_flight,
+        }
+    }
+
+    fn check_done(&mut self, ctx: &mut Context<Self>) {
+        let q = self.queues();
+        let idle = q.pages_in_flight == 0 && q.images_in_flight == 0;
+        let empty = q.pages_waiting == 0 && q.images_waiting == 0;
+        if self.ending || !idle || !(empty || self.stopping) {
+            return;
+        }
+        self.ending = true;
+        if let Some(h) = self.sweep.take() {
+            ctx.cancel_future(h);
+        }
+        let outcome = if self.stopping {
+            Outcome::Stopped
+        } else {
+            Outcome::Finished
+        };
+        ctx.spawn(
+            self.logger
+                .send(Finish { outcome })
+                .into_actor(self)
+                .map(|res, act, _| {
+                    let report = match res {
+                        Ok(Ok(report)) => Ok(report),
+                        Ok(Err(e)) => Err(e.to_string()),
+                        Err(e) => Err(format!("the Logger stopped: {e}")),
+                    };
+                    for arbiter in act.arbiters.drain(..) {
+                        arbiter.stop();
+                    }
+                    for w in act.waiters.drain(..) {
+                        let _ = w.send(report.clone());
+                    }
+                    act.report = Some(report);
+                }),
+        );
+    }
+
+    fn sweep(&mut self, ctx: &mut Context<Self>) {
+        for slot in 0..self.fetchers.len() {
+            if !self.fetchers[slot].addr.connected() {
+                self.replace(WorkerKind::PageFetcher, slot, ctx);
+            }
+        }
+        for slot in 0..self.savers.len() {
+            if !self.savers[slot].addr.connected() {
+                self.replace(WorkerKind::ImageSaver, slot, ctx);
+            }
+        }
+        let q = self.queues();
+        self.logger.do_send(CrawlEvent::Progress {
+            pages_waiting: q.pages_waiting,
+            images_waiting: q.images_waiting,
+            in_flight: q.pages_in_flight + q.images_in_flight,
+        });
+        self.pump(ctx);
+    }
+}
+
+/// The slot with the fewest jobs, if it has room for another.
+fn free_slot<A: Actor>(slots: &[Slot<A>], credit: usize) -> Option<usize> {
+    let (i, s) = slots.iter().enumerate().min_by_key(|(_, s)| s.inflight)?;
+    (s.inflight < credit).then_some(i)
+}
+
+impl Actor for Supervisor {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        ctx.set_mailbox_capacity(1024);
+        let threads = self.arbiters.len();
+        for slot in 0..self.settings.workers.fetchers.get() {
+            let arbiter = slot % threads;
+            let addr = self.start_fetcher(slot, arbiter, 0, ctx);
+            self.fetchers.push(Slot {
+                addr,
+                arbiter,
+                generation: 0,
+                inflight: 0,
+            });
+        }
+        for slot in 0..self.settings.workers.savers.get() {
+            // Offset so that savers and fetchers share the threads evenly.
+            let arbiter = (slot + self.fetchers.len()) % threads;
+            let addr = self.start_saver(slot, arbiter, 0, ctx);
+            self.savers.push(Slot {
+                addr,
+                arbiter,
+                generation: 0,
+                inflight: 0,
+            });
+        }
+        self.logger.do_send(CrawlEvent::Started {
+            fetchers: self.fetchers.len(),
+            savers: self.savers.len(),
+            writers: self.settings.workers.writers.get(),
+            threads,
+            previously_saved: self.previously_saved.len(),
+        });
+        self.sweep = Some(ctx.run_interval(SWEEP_EVERY, |act, ctx| act.sweep(ctx)));
+        self.seed();
+        self.pump(ctx);
+    }
+}
+
+impl Handler<WorkerDown> for Supervisor {
+    type Result = ();
+
+    fn handle(&mut self, m: WorkerDown, ctx: &mut Context<Self>) {
+        if self.ending {
+            return;
+        }
+        let current = match m.kind {
+            WorkerKind::PageFetcher => self.fetchers.get(m.slot).map(|s| s.generation),
+            WorkerKind::ImageSaver => self.savers.get(m.slot).map(|s| s.generation),
+        };
+        if current == Some(m.generation) {
+            self.replace(m.kind, m.slot, ctx);
+            self.pump(ctx);
+        }
+    }
+}
+
+impl Handler<StopCrawl> for Supervisor {
+    type Result = ();
+
+    fn handle(&mut self, _: StopCrawl, ctx: &mut Context<Self>) {
+        if !self.stopping {
+            log::info!(
+                "stopping: no new work is handed out; waiting for {} requests in flight",
+                self.pages_in_flight + self.images_in_flight
+            );
+        }
+        self.stopping = true;
+        self.check_done(ctx);
+    }
+}
+
+impl Handler<AwaitReport> for Supervisor {
+    type Result = ResponseFuture<Result<CrawlReport, Error>>;
+
+    fn handle(&mut self, _: AwaitReport, _: &mut Context<Self>) -> Self::Result {
+        let to_error = |r: Result<CrawlReport, String>| r.map_err(Error::Aborted);
+        if let Some(report) = &self.report {
+            let report = to_error(report.clone());
+            return Box::pin(async move { report });
+        }
+        let (tx, rx) = oneshot::channel();
+        self.waiters.push(tx);
+        Box::pin(async move {
+            rx.await
+                .map_err(|_| Error::Aborted("the Supervisor stopped".into()))
+                .and_then(to_error)
+        })
+    }
+}
+
+impl Handler<GetWorkers> for Supervisor {
+    type Result = MessageResult<GetWorkers>;
+
+    fn handle(&mut self, _: GetWorkers, _: &mut Context<Self>) -> Self::Result {
+        MessageResult(WorkerAddrs {
+            fetchers: self.fetchers.iter().map(|s| s.addr.clone()).collect(),
+            savers: self.savers.iter().map(|s| s.addr.clone()).collect(),
+        })
+    }
+}
+
+impl Handler<GetQueues> for Supervisor {
+    type Result = MessageResult<GetQueues>;
+
+    fn handle(&mut self, _: GetQueues, _: &mut Context<Self>) -> Self::Result {
+        MessageResult(self.queues())
+    }
+}

@@ -1,0 +1,123 @@
+//! Command-line definitions (clap). Flags only become configuration overrides, merged with the
+//! other layers by [`crate::settings`]; nothing here decides behaviour.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::settings::ConfigSources;
+
+/// imgcrawl: a fast, polite, crash-safe image crawler.
+#[derive(Debug, Parser)]
+#[command(name = "imgcrawl", version, about, propagate_version = true)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Crawl a site: start URLs from the arguments, the config file or the environment.
+    Crawl(CrawlArgs),
+    /// Serve the bundled sample gallery on 127.0.0.1 (free port) and crawl it.
+    Demo(DemoArgs),
+    /// Serve only the sample gallery, to try configurations against.
+    ServeSample(ServeArgs),
+}
+
+/// Flags shared by every command that crawls.
+#[derive(Debug, Args)]
+pub struct CommonArgs {
+    /// Configuration file (TOML); see config/default.toml for every key.
+    #[arg(short = 'c', long = "config", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Output directory (key out_dir).
+    #[arg(short = 'o', long = "out-dir", value_name = "DIR")]
+    pub out_dir: Option<PathBuf>,
+    /// PageFetcher actors (key fetchers).
+    #[arg(long, value_name = "N")]
+    pub fetchers: Option<u32>,
+    /// ImageSaver actors, i.e. downloads at once (key savers).
+    #[arg(long, value_name = "N")]
+    pub savers: Option<u32>,
+    /// DiskWriter threads (key writers).
+    #[arg(long, value_name = "N")]
+    pub writers: Option<u32>,
+    /// Arbiter threads for fetchers and savers, 0 = one per core (key threads).
+    #[arg(long, value_name = "N")]
+    pub threads: Option<u32>,
+    /// Pages to fetch in total (key scope.max_pages).
+    #[arg(long, value_name = "N")]
+    pub max_pages: Option<u64>,
+    /// Link hops to follow from a start page (key scope.max_depth).
+    #[arg(long, value_name = "N")]
+    pub max_depth: Option<u32>,
+}
+
+/// `imgcrawl crawl`.
+#[derive(Debug, Args)]
+pub struct CrawlArgs {
+    /// Pages to start from; replaces start_urls of the configuration.
+    #[arg(value_name = "START_URL")]
+    pub start_urls: Vec<String>,
+    /// Configuration flags.
+    #[command(flatten)]
+    pub common: CommonArgs,
+}
+
+/// `imgcrawl demo`.
+#[derive(Debug, Args)]
+pub struct DemoArgs {
+    /// Configuration flags (the output directory defaults to imgcrawl-demo).
+    #[command(flatten)]
+    pub common: CommonArgs,
+}
+
+/// `imgcrawl serve-sample`.
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Port on 127.0.0.1.
+    #[arg(long, default_value_t = 8080)]
+    pub port: u16,
+    /// List pages of the generated gallery.
+    #[arg(long, default_value_t = 12)]
+    pub pages: u64,
+    /// Images per list page.
+    #[arg(long, default_value_t = 10)]
+    pub per_page: u64,
+}
+
+impl CommonArgs {
+    /// The configuration layers: the `-c` file, `env`, and these flags.
+    pub fn sources(&self, env: HashMap<String, String>) -> ConfigSources {
+        let mut s = ConfigSources {
+            file: self.config.clone(),
+            env,
+            flags: Vec::new(),
+        };
+        if let Some(d) = &self.out_dir {
+            s.flag("out_dir", "--out-dir", d.to_string_lossy().into_owned());
+        }
+        let numbers = [
+            ("fetchers", "--fetchers", self.fetchers.map(u64::from)),
+            ("savers", "--savers", self.savers.map(u64::from)),
+            ("writers", "--writers", self.writers.map(u64::from)),
+            ("threads", "--threads", self.threads.map(u64::from)),
+            ("scope.max_pages", "--max-pages", self.max_pages),
+            (
+                "scope.max_depth",
+                "--max-depth",
+                self.max_depth.map(u64::from),
+            ),
+        ];
+        for (key, flag, value) in numbers {
+            if let Some(v) = value {
+                s.flag(key, flag, v);
+            }
+        }
+        s
+    }
+}

@@ -1,0 +1,101 @@
+//! The library entry point: [`Crawl`], a handle to a running crawl inside the caller's actix
+//! System. Starting a crawl creates the DiskWriter threads, opens the output directory, and starts
+//! the Logger and the Supervisor (which starts the worker pools on their own arbiter threads).
+
+use std::sync::Arc;
+
+use actix::prelude::*;
+
+use crate::actors::disk_writer::{DiskWriter, OpenOutput};
+use crate::actors::logger::{CrawlEvent, GetStats, Logger, Subscribe};
+use crate::actors::supervisor::{
+    AwaitReport, GetQueues, GetWorkers, QueueState, StopCrawl, Supervisor, WorkerAddrs,
+};
+use crate::error::Error;
+use crate::records::{CrawlReport, Stats};
+use crate::settings::Settings;
+
+/// Configures a crawl before starting it.
+pub struct CrawlBuilder {
+    settings: Settings,
+    subscribers: Vec<Recipient<CrawlEvent>>,
+}
+
+impl CrawlBuilder {
+    /// Adds a recipient of every [`CrawlEvent`], from the very first.
+    pub fn subscribe(mut self, recipient: Recipient<CrawlEvent>) -> Self {
+        self.subscribers.push(recipient);
+        self
+    }
+
+    /// Starts the crawl. Must run inside an actix System (for example in an actix-web handler or
+    /// `#[actix::main]`). Fails if the output directory cannot be prepared.
+    pub async fn start(self) -> Result<Crawl, Error> {
+        let settings = Arc::new(self.settings);
+        let prototype = DiskWriter::new(settings.out_dir.clone(), settings.filename.clone());
+        let writer = SyncArbiter::start(settings.workers.writers.get(), move || prototype.clone());
+        let previous = writer
+            .send(OpenOutput)
+            .await
+            .map_err(|e| Error::Aborted(format!("disk writer unavailable: {e}")))??;
+        let logger = Logger::new(settings.clone(), writer.clone(), self.subscribers).start();
+        let supervisor = Supervisor::new(settings, writer, logger.clone(), &previous).start();
+        Ok(Crawl { supervisor, logger })
+    }
+}
+
+/// A running (or finished) crawl. Cheap to clone; every clone talks to the same crawl.
+#[derive(Clone)]
+pub struct Crawl {
+    supervisor: Addr<Supervisor>,
+    logger: Addr<Logger>,
+}
+
+fn gone(e: MailboxError) -> Error {
+    Error::Aborted(format!("the crawl's actors stopped: {e}"))
+}
+
+impl Crawl {
+    /// A builder for a crawl with `settings`.
+    pub fn builder(settings: Settings) -> CrawlBuilder {
+        CrawlBuilder {
+            settings,
+            subscribers: Vec::new(),
+        }
+    }
+
+    /// Starts a crawl with `settings` and no subscriber. See [`CrawlBuilder::start`].
+    pub async fn start(settings: Settings) -> Result<Crawl, Error> {
+        Self::builder(settings).start().await
+    }
+
+    /// Adds a recipient of every later [`CrawlEvent`].
+    pub fn subscribe(&self, recipient: Recipient<CrawlEvent>) {
+        self.logger.do_send(Subscribe(recipient));
+    }
+
+    /// The counters so far (final ones once the crawl has ended).
+    pub async fn stats(&self) -> Result<Stats, Error> {
+        self.logger.send(GetStats).await.map_err(gone)
+    }
+
+    /// The sizes of the queues.
+    pub async fn queues(&self) -> Result<QueueState, Error> {
+        self.supervisor.send(GetQueues).await.map_err(gone)
+    }
+
+    /// The current workers' addresses (for example to watch or test them).
+    pub async fn workers(&self) -> Result<WorkerAddrs, Error> {
+        self.supervisor.send(GetWorkers).await.map_err(gone)
+    }
+
+    /// Stops handing out work; what is in flight finishes, then the crawl ends as stopped.
+    pub fn stop(&self) {
+        self.supervisor.do_send(StopCrawl);
+    }
+
+    /// Waits for the end of the crawl and returns its report (at once if it has ended).
+    pub async fn wait(&self) -> Result<CrawlReport, Error> {
+        self.supervisor.send(AwaitReport).await.map_err(gone)?
+    }
+}

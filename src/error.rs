@@ -1,0 +1,136 @@
+//! Error types: fatal start-up and runtime errors (which end the program), and the per-URL failure
+//! kinds that are recorded in `errors.jsonl`, counted, and never stop a crawl.
+
+use std::fmt;
+use std::path::PathBuf;
+
+use crate::settings::SettingsError;
+
+/// An error that ends a crawl or prevents it from starting. Per-URL problems are [`Failure`]s instead.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The configuration is wrong; the message names the key and where its value came from.
+    #[error(transparent)]
+    Settings(#[from] SettingsError),
+    /// A file or directory of the output could not be created, read or written.
+    #[error("{action} {path}: {source}")]
+    Io {
+        /// What was being done, e.g. "cannot create output directory".
+        action: &'static str,
+        /// The path involved.
+        path: PathBuf,
+        /// The operating system's error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The crawl's actors stopped answering (for example the System was shut down under it).
+    #[error("crawl aborted: {0}")]
+    Aborted(String),
+}
+
+impl Error {
+    /// Builds an [`Error::Io`] for `path`.
+    pub fn io(action: &'static str, path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        Error::Io {
+            action,
+            path: path.into(),
+            source,
+        }
+    }
+}
+
+/// Why one page or image could not be fetched or saved. Serialised into `errors.jsonl` as `error`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum FailureKind {
+    /// No response head, or the body did not finish, within the configured time.
+    Timeout,
+    /// The connection could not be made or broke (refused, reset, DNS).
+    Connect,
+    /// The server answered with a status that is not success.
+    Status(u16),
+    /// The body ended before `Content-Length` bytes arrived.
+    Truncated,
+    /// The body was larger than the configured limit.
+    TooLarge,
+    /// The bytes are not a known image format (for example an HTML error page).
+    NotImage,
+    /// A redirect pointed back to a URL already visited in the same chain.
+    RedirectLoop,
+    /// More redirects than `http.max_redirects`.
+    TooManyRedirects,
+    /// A redirect led outside `scope.allowed_hosts`.
+    OutOfScope,
+    /// The response could not be read or decoded.
+    Body,
+    /// The URL cannot be requested (unsupported scheme, malformed).
+    BadUrl,
+    /// Writing to disk failed.
+    Disk,
+    /// The worker handling the job died too many times while holding it.
+    WorkerLost,
+}
+
+impl FailureKind {
+    /// Whether trying again later may succeed (timeouts, connection trouble, cut-off bodies, 5xx,
+    /// 408 and 429). Other failures are final.
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            FailureKind::Timeout
+            | FailureKind::Connect
+            | FailureKind::Truncated
+            | FailureKind::Body
+            | FailureKind::WorkerLost => true,
+            FailureKind::Status(code) => *code >= 500 || *code == 408 || *code == 429,
+            _ => false,
+        }
+    }
+}
+
+impl fmt::Display for FailureKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            FailureKind::Timeout => f.write_str("timeout"),
+            FailureKind::Connect => f.write_str("connection failed"),
+            FailureKind::Status(code) => write!(f, "status {code}"),
+            FailureKind::Truncated => f.write_str("truncated body"),
+            FailureKind::TooLarge => f.write_str("too large"),
+            FailureKind::NotImage => f.write_str("not an image"),
+            FailureKind::RedirectLoop => f.write_str("redirect loop"),
+            FailureKind::TooManyRedirects => f.write_str("too many redirects"),
+            FailureKind::OutOfScope => f.write_str("redirect out of scope"),
+            FailureKind::Body => f.write_str("body error"),
+            FailureKind::BadUrl => f.write_str("bad url"),
+            FailureKind::Disk => f.write_str("disk error"),
+            FailureKind::WorkerLost => f.write_str("worker lost"),
+        }
+    }
+}
+
+/// One failed attempt: its kind and a human detail (the underlying error text).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Failure {
+    /// The classified reason.
+    pub kind: FailureKind,
+    /// The underlying error message, for people.
+    pub detail: String,
+}
+
+impl Failure {
+    /// Builds a failure of `kind` with a detail message.
+    pub fn new(kind: FailureKind, detail: impl Into<String>) -> Self {
+        Failure {
+            kind,
+            detail: detail.into(),
+        }
+    }
+}
+
+impl fmt::Display for Failure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.detail.is_empty() {
+            write!(f, "{}", self.kind)
+        } else {
+            write!(f, "{}: {}", self.kind, self.detail)
+        }
+    }
+}

@@ -1,0 +1,49 @@
+//! The in-memory frontier: per-host queues and hash seen-sets in this process.
+
+use tokio::time::Instant;
+use url::Url;
+
+use super::{host_key, Blocked, Frontier, HostQueues, ImageJob, PageJob, Politeness, SeenSet};
+
+/// A [`Frontier`] held in memory.
+#[derive(Debug, Default)]
+pub struct MemoryFrontier {
+    pages: HostQueues<PageJob>,
+    images: HostQueues<ImageJob>,
+    seen_pages: SeenSet,
+    seen_images: SeenSet,
+}
+
+impl Frontier for MemoryFrontier {
+    fn admit_page(&mut self, url: &Url) -> bool {
+        self.seen_pages.insert(url)
+    }
+
+    fn admit_image(&mut self, url: &Url) -> bool {
+        self.seen_images.insert(url)
+    }
+
+    fn push_page(&mut self, job: PageJob) {
+        self.pages.push(host_key(&job.url), job);
+    }
+
+    fn push_image(&mut self, job: ImageJob) {
+        self.images.push(host_key(&job.url), job);
+    }
+
+    fn pop_page(&mut self, politeness: &Politeness, now: Instant) -> Result<PageJob, Blocked> {
+        self.pages.pop(politeness, now).map(|(_, j)| j)
+    }
+
+    fn pop_image(&mut self, politeness: &Politeness, now: Instant) -> Result<ImageJob, Blocked> {
+        self.images.pop(politeness, now).map(|(_, j)| j)
+    }
+
+    fn pages_waiting(&self) -> usize {
+        self.pages.len()
+    }
+
+    fn images_waiting(&self) -> usize {
+        self.images.len()
+    }
+}

@@ -1,0 +1,137 @@
+//! The `imgcrawl` binary: command line -> settings -> logging -> actix System -> crawl -> exit
+//! status (0 done, 3 some failures, 2 usage or configuration error, 1 fatal error, 130 stopped).
+
+use std::io::Write;
+use std::process::ExitCode;
+
+use clap::Parser;
+use imgcrawl::cli::{Cli, Command, CommonArgs, ServeArgs};
+use imgcrawl::sample_site::{SampleServer, SampleSite};
+use imgcrawl::{Crawl, CrawlReport, Error, Settings};
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging();
+    // awc's rustls needs exactly one process-wide crypto provider; we build with ring only.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let code = match cli.command {
+        Command::Crawl(args) => {
+            let mut sources = args.common.sources(std::env::vars().collect());
+            if !args.start_urls.is_empty() {
+                sources.flag("start_urls", "START_URL", args.start_urls.clone());
+            }
+            match Settings::load(&sources) {
+                Ok(settings) => run_crawl(async move { crawl(settings).await }),
+                Err(e) => {
+                    eprintln!("imgcrawl: {e}");
+                    2
+                }
+            }
+        }
+        Command::Demo(args) => run_crawl(demo(args.common)),
+        Command::ServeSample(args) => serve_sample(args),
+    };
+    ExitCode::from(code)
+}
+
+fn init_logging() {
+    env_logger::Builder::from_env(
+        env_logger::Env::default().default_filter_or("info,actix_server=warn,actix_web=warn"),
+    )
+    .format(|buf, record| {
+        let level = record.level();
+        writeln!(
+            buf,
+            "[{} {level:<5}] {}",
+            buf.timestamp_seconds(),
+            record.args()
+        )
+    })
+    .init();
+}
+
+/// Runs `fut` in a new System and maps its outcome to an exit status.
+fn run_crawl(fut: impl std::future::Future<Output = Result<CrawlReport, Error>> + 'static) -> u8 {
+    let system = actix::System::new();
+    match system.block_on(fut) {
+        Ok(report) => {
+            println!("{report}");
+            report.exit_code() as u8
+        }
+        Err(Error::Settings(e)) => {
+            eprintln!("imgcrawl: {e}");
+            2
+        }
+        Err(e) => {
+            eprintln!("imgcrawl: {e}");
+            1
+        }
+    }
+}
+
+/// Crawls with `settings`; the first Ctrl-C stops handing out work, a second one exits at once.
+async fn crawl(settings: Settings) -> Result<CrawlReport, Error> {
+    let crawl = Crawl::start(settings).await?;
+    let handle = crawl.clone();
+    actix_rt::spawn(async move {
+        if actix_rt::signal::ctrl_c().await.is_ok() {
+            log::warn!("interrupted: finishing requests in flight (Ctrl-C again to quit at once)");
+            handle.stop();
+            if actix_rt::signal::ctrl_c().await.is_ok() {
+                std::process::exit(130);
+            }
+        }
+    });
+    crawl.wait().await
+}
+
+/// Serves the sample gallery in this System and crawls it.
+async fn demo(mut common: CommonArgs) -> Result<CrawlReport, Error> {
+    let site = SampleSite::default();
+    let server = SampleServer::start(site, 0)
+        .map_err(|e| Error::io("cannot serve the sample site on", "127.0.0.1", e))?;
+    log::info!("serving the sample gallery at {}", server.url());
+    if common.out_dir.is_none() {
+        common.out_dir = Some("imgcrawl-demo".into());
+    }
+    let mut sources = common.sources(std::env::vars().collect());
+    sources.flag(
+        "page_template",
+        "demo",
+        format!("http://{}/list/{{page}}.html", server.addr),
+    );
+    sources.flag("pages", "demo", vec![1u64, site.pages]);
+    let settings = Settings::load(&sources)?;
+    let result = crawl(settings).await;
+    server.stop().await;
+    result
+}
+
+fn serve_sample(args: ServeArgs) -> u8 {
+    let system = actix::System::new();
+    system.block_on(async move {
+        let site = SampleSite {
+            pages: args.pages,
+            per_page: args.per_page,
+        };
+        match SampleServer::start(site, args.port) {
+            Ok(server) => {
+                println!(
+                    "serving the sample gallery at {} (Ctrl-C to stop)",
+                    server.url()
+                );
+                println!(
+                    "try: imgcrawl crawl {}list/1.html -o sample-out",
+                    server.url()
+                );
+                let _ = actix_rt::signal::ctrl_c().await;
+                server.stop().await;
+                0
+            }
+            Err(e) => {
+                eprintln!("imgcrawl: cannot serve on 127.0.0.1:{}: {e}", args.port);
+                1
+            }
+        }
+    })
+}

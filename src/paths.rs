@@ -1,0 +1,337 @@
+//! Pure file naming: the `output.filename` template, and sanitizing of every name that comes from
+//! the network (captions, alt texts, host names, URL stems) so that no saved path can leave `out_dir`
+//! or be unusable on common file systems.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+/// Longest file-name component written, in bytes (most file systems allow 255).
+pub const MAX_COMPONENT_BYTES: usize = 200;
+/// Longest value a placeholder contributes, in bytes, leaving room for the extension and suffixes.
+const MAX_PLACEHOLDER_BYTES: usize = 150;
+
+/// One piece of a parsed filename template.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Piece {
+    Literal(String),
+    Host,
+    PageHost,
+    Name,
+    Stem,
+    Hash,
+    Ext,
+}
+
+/// A parsed `output.filename` template such as `{host}/{name}.{ext}`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FilenameTemplate {
+    pieces: Vec<Piece>,
+}
+
+/// The values placeholders are filled with for one image.
+#[derive(Debug, Clone)]
+pub struct NameFields<'a> {
+    /// The image's host.
+    pub host: &'a str,
+    /// The host of the page where the image was found.
+    pub page_host: &'a str,
+    /// The caption, alt text or stem chosen as the human name.
+    pub name: &'a str,
+    /// The URL's file stem.
+    pub stem: &'a str,
+    /// The hex SHA-256 of the bytes.
+    pub sha256: &'a str,
+    /// The extension of the real type.
+    pub ext: &'a str,
+}
+
+impl FilenameTemplate {
+    /// Parses a template; unknown placeholders, unbalanced braces and absolute paths are errors.
+    pub fn parse(template: &str) -> Result<Self, String> {
+        if template.starts_with('/') || template.starts_with('\\') {
+            return Err("must be a relative path".into());
+        }
+        let mut pieces = Vec::new();
+        let mut rest = template;
+        while !rest.is_empty() {
+            if let Some(after) = rest.strip_prefix('{') {
+                let end = after.find('}').ok_or("has a `{` without a closing `}`")?;
+                pieces.push(match &after[..end] {
+                    "host" => Piece::Host,
+                    "page_host" => Piece::PageHost,
+                    "name" => Piece::Name,
+                    "stem" => Piece::Stem,
+                    "hash" => Piece::Hash,
+                    "ext" => Piece::Ext,
+                    other => {
+                        return Err(format!(
+                            "unknown placeholder `{{{other}}}` (known: {{host}} {{page_host}} {{name}} {{stem}} {{hash}} {{ext}})"
+                        ))
+                    }
+                });
+                rest = &after[end + 1..];
+            } else {
+                let end = rest.find('{').unwrap_or(rest.len());
+                if rest[..end].contains('}') {
+                    return Err("has a `}` without an opening `{`".into());
+                }
+                pieces.push(Piece::Literal(rest[..end].to_string()));
+                rest = &rest[end..];
+            }
+        }
+        if !pieces
+            .iter()
+            .any(|p| matches!(p, Piece::Name | Piece::Stem | Piece::Hash))
+        {
+            return Err(
+                "must contain {name}, {stem} or {hash}, or every image would get the same name"
+                    .into(),
+            );
+        }
+        Ok(FilenameTemplate { pieces })
+    }
+
+    /// Renders the template into a safe relative path: placeholder values cannot add directories,
+    /// and every component is sanitized (see [`sanitize_component`]).
+    pub fn render(&self, f: &NameFields<'_>) -> PathBuf {
+        let mut s = String::new();
+        for piece in &self.pieces {
+            let value = match piece {
+                Piece::Literal(l) => {
+                    s.push_str(l);
+                    continue;
+                }
+                Piece::Host => f.host,
+                Piece::PageHost => f.page_host,
+                Piece::Name => f.name,
+                Piece::Stem => f.stem,
+                Piece::Hash => &f.sha256[..f.sha256.len().min(16)],
+                Piece::Ext => f.ext,
+            };
+            // A value never adds directories, and is sanitized on its own so that a value that
+            // vanishes (such as "..") leaves a visible "_" rather than an empty name.
+            let value = sanitize_component(&value.replace(['/', '\\'], "_"));
+            s.push_str(truncate_bytes(&value, MAX_PLACEHOLDER_BYTES));
+        }
+        let mut path = PathBuf::new();
+        for component in s.split(['/', '\\']) {
+            if component.trim().is_empty() {
+                continue;
+            }
+            path.push(sanitize_component(component));
+        }
+        if path.as_os_str().is_empty() {
+            path.push("_");
+        }
+        path
+    }
+}
+
+impl fmt::Display for FilenameTemplate {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for p in &self.pieces {
+            match p {
+                Piece::Literal(l) => f.write_str(l)?,
+                Piece::Host => f.write_str("{host}")?,
+                Piece::PageHost => f.write_str("{page_host}")?,
+                Piece::Name => f.write_str("{name}")?,
+                Piece::Stem => f.write_str("{stem}")?,
+                Piece::Hash => f.write_str("{hash}")?,
+                Piece::Ext => f.write_str("{ext}")?,
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The longest prefix of `s` of at most `max` bytes that ends on a character boundary.
+fn truncate_bytes(s: &str, max: usize) -> &str {
+    if s.len() <= max {
+        return s;
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
+}
+
+/// Names Windows reserves for devices, whatever the extension.
+const RESERVED: &[&str] = &[
+    "CON", "PRN", "AUX", "NUL", "COM1", "COM2", "COM3", "COM4", "COM5", "COM6", "COM7", "COM8",
+    "COM9", "LPT1", "LPT2", "LPT3", "LPT4", "LPT5", "LPT6", "LPT7", "LPT8", "LPT9",
+];
+
+/// Makes one path component safe: control characters (NUL included) and `/ \ : * ? " < > |` become
+/// `_`, runs of white space become one space, leading and trailing dots and spaces go (so `..` and
+/// hidden files cannot appear), Windows device names get a `_` prefix, and the result is at most
+/// [`MAX_COMPONENT_BYTES`] long, keeping the extension. Never returns an empty string.
+pub fn sanitize_component(raw: &str) -> String {
+    let mut s = String::with_capacity(raw.len());
+    let mut last_space = false;
+    for c in raw.chars() {
+        let c = if c.is_control()
+            || matches!(c, '/' | '\\' | ':' | '*' | '?' | '"' | '<' | '>' | '|')
+        {
+            '_'
+        } else {
+            c
+        };
+        if c.is_whitespace() {
+            if !last_space {
+                s.push(' ');
+            }
+            last_space = true;
+        } else {
+            s.push(c);
+            last_space = false;
+        }
+    }
+    let mut s = s.trim_matches(|c: char| c == '.' || c == ' ').to_string();
+    if s.is_empty() {
+        s.push('_');
+    }
+    let stem = s.split('.').next().unwrap_or("").trim_end();
+    if RESERVED.iter().any(|r| r.eq_ignore_ascii_case(stem)) {
+        s.insert(0, '_');
+    }
+    if s.len() > MAX_COMPONENT_BYTES {
+        s = match s.rfind('.') {
+            Some(dot) if s.len() - dot <= 16 => {
+                let ext = s[dot..].to_string();
+                format!(
+                    "{}{ext}",
+                    truncate_bytes(&s, MAX_COMPONENT_BYTES - ext.len()).trim_end()
+                )
+            }
+            _ => truncate_bytes(&s, MAX_COMPONENT_BYTES).to_string(),
+        };
+    }
+    s
+}
+
+/// The `n`-th alternative of a path taken by another image: `a/b.jpg` becomes `a/b-2.jpg` for n = 2.
+pub fn with_suffix(path: &Path, n: u32) -> PathBuf {
+    let file = path
+        .file_name()
+        .map(|f| f.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let renamed = match file.rfind('.') {
+        Some(dot) if dot > 0 => format!("{}-{n}{}", &file[..dot], &file[dot..]),
+        _ => format!("{file}-{n}"),
+    };
+    path.with_file_name(renamed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::Component;
+
+    fn fields<'a>(name: &'a str) -> NameFields<'a> {
+        NameFields {
+            host: "img.example",
+            page_host: "www.example",
+            name,
+            stem: "stem",
+            sha256: "0123456789abcdef0123",
+            ext: "jpg",
+        }
+    }
+
+    fn render(template: &str, name: &str) -> PathBuf {
+        FilenameTemplate::parse(template)
+            .unwrap()
+            .render(&fields(name))
+    }
+
+    fn assert_safe(p: &Path) {
+        assert!(p.is_relative(), "{p:?}");
+        for c in p.components() {
+            let Component::Normal(s) = c else {
+                panic!("unsafe component {c:?} in {p:?}")
+            };
+            let s = s.to_str().unwrap();
+            assert!(!s.is_empty() && s.len() <= MAX_COMPONENT_BYTES, "{p:?}");
+            assert!(
+                !s.starts_with('.') && !s.chars().any(|c| c.is_control() || c == '\\'),
+                "{p:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn hostile_names_stay_inside_out_dir() {
+        let long = "x".repeat(5000);
+        let hostile = [
+            "../../etc/passwd",
+            "..",
+            ".",
+            "/abs/path",
+            "a\\..\\..\\b",
+            "nul\0byte",
+            "line\nbreak\ttab",
+            "CON",
+            "lpt1",
+            "con.txt",
+            " . . ",
+            "",
+            "???",
+            "\u{202e}gpj.exe",
+            &long,
+            "日本語の画像 / 第1話",
+        ];
+        for name in hostile {
+            let p = render("{host}/{name}.{ext}", name);
+            assert_safe(&p);
+            assert!(p.starts_with("img.example"), "{p:?}");
+            assert!(
+                p.extension().is_some_and(|e| e == "jpg"),
+                "{name:?} -> {p:?}"
+            );
+        }
+        assert_eq!(
+            render("{host}/{name}.{ext}", "../../etc/passwd"),
+            PathBuf::from("img.example/_.._etc_passwd.jpg")
+        );
+        assert_eq!(render("{name}.{ext}", "CON"), PathBuf::from("_CON.jpg"));
+        assert_eq!(
+            render("{name}.{ext}", "美女 图片  01"),
+            PathBuf::from("美女 图片 01.jpg")
+        );
+    }
+
+    #[test]
+    fn template_errors_are_explained() {
+        assert!(FilenameTemplate::parse("{host}/{nam}.{ext}")
+            .unwrap_err()
+            .contains("unknown placeholder `{nam}`"));
+        assert!(FilenameTemplate::parse("{host}/{name.{ext}").is_err());
+        assert!(FilenameTemplate::parse("/abs/{name}").is_err());
+        assert!(FilenameTemplate::parse("{host}/fixed.{ext}").is_err());
+        let t = FilenameTemplate::parse("{page_host}/{hash}-{stem}.{ext}").unwrap();
+        assert_eq!(t.to_string(), "{page_host}/{hash}-{stem}.{ext}");
+        assert_eq!(
+            t.render(&fields("n")),
+            PathBuf::from("www.example/0123456789abcdef-stem.jpg")
+        );
+    }
+
+    #[test]
+    fn long_names_keep_their_extension_and_char_boundaries() {
+        let s = sanitize_component(&format!("{}.jpeg", "图".repeat(300)));
+        assert!(
+            s.len() <= MAX_COMPONENT_BYTES && s.ends_with(".jpeg"),
+            "{s}"
+        );
+    }
+
+    #[test]
+    fn suffixes_go_before_the_extension() {
+        assert_eq!(
+            with_suffix(Path::new("h/cat.jpg"), 2),
+            PathBuf::from("h/cat-2.jpg")
+        );
+        assert_eq!(with_suffix(Path::new("h/cat"), 3), PathBuf::from("h/cat-3"));
+    }
+}

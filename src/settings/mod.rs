@@ -1,0 +1,497 @@
+//! Configuration in two stages: [`RawSettings`] is what serde reads from the layers (defaults, file,
+//! environment, flags); [`Settings`] is the validated, typed result handed to the actors, one
+//! sub-struct per concern. Validation happens once, here; nothing reads configuration afterwards.
+
+mod load;
+
+use std::collections::BTreeSet;
+use std::fmt;
+use std::num::NonZeroUsize;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use regex::Regex;
+use scraper::Selector;
+use serde::{Deserialize, Serialize};
+use url::Url;
+
+pub use load::{env_var, ConfigSources, FlagOverride, Origin, DEFAULT_TOML, ENV_PREFIX};
+
+use crate::paths::FilenameTemplate;
+use crate::urls;
+
+/// A configuration error: which key, where its value came from, and what is wrong with it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("configuration error in {}", load::SettingsErrorDisplay(self))]
+pub struct SettingsError {
+    /// The dotted key, e.g. `http.timeout_secs`.
+    pub key: String,
+    /// The layer that supplied the offending value.
+    pub origin: Origin,
+    /// What is wrong.
+    pub message: String,
+}
+
+/// The configuration as written: every key of `config/default.toml`, untyped beyond serde.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSettings {
+    /// Pages to start from.
+    #[serde(default)]
+    pub start_urls: Vec<String>,
+    /// A list-page URL with a `{page}` placeholder.
+    #[serde(default)]
+    pub page_template: Option<String>,
+    /// Inclusive range `[first, last]` of page numbers for `page_template`.
+    #[serde(default)]
+    pub pages: Option<Vec<u64>>,
+    /// Output directory.
+    pub out_dir: PathBuf,
+    /// Number of PageFetcher actors.
+    pub fetchers: usize,
+    /// Number of ImageSaver actors (downloads at once).
+    pub savers: usize,
+    /// Number of DiskWriter threads.
+    pub writers: usize,
+    /// Arbiter threads for fetchers and savers; 0 means one per core.
+    pub threads: usize,
+    /// What may be crawled.
+    pub scope: RawScope,
+    /// How images, links and names are found in pages.
+    pub extract: RawExtract,
+    /// HTTP behaviour and limits.
+    pub http: RawHttp,
+    /// How saved files are named.
+    pub output: RawOutput,
+}
+
+/// `[scope]` as written.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawScope {
+    /// Hosts that may be requested; empty means those of the start URLs.
+    pub allowed_hosts: Vec<String>,
+    /// Link hops from a start page; `None` is unlimited.
+    #[serde(default)]
+    pub max_depth: Option<u32>,
+    /// Pages fetched in total; `None` is unlimited.
+    #[serde(default)]
+    pub max_pages: Option<u64>,
+    /// URL regexes a followed link must match (one of them), when any are given.
+    pub include: Vec<String>,
+    /// URL regexes a followed link must not match.
+    pub exclude: Vec<String>,
+}
+
+/// One `[[extract.images]]` rule: elements and the attributes, in order, that may hold the URL.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawImageRule {
+    /// CSS selector of the elements.
+    pub selector: String,
+    /// Attributes tried in order; the first present and usable one wins.
+    pub attrs: Vec<String>,
+}
+
+/// `[extract]` as written.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawExtract {
+    /// Image rules.
+    pub images: Vec<RawImageRule>,
+    /// Selector of links to follow.
+    pub follow: String,
+    /// Selector of the item around an image carrying its caption.
+    pub item: String,
+    /// Selector of the caption inside the item.
+    pub name: String,
+}
+
+/// `[http]` as written.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawHttp {
+    /// User-Agent header; `{version}` is replaced.
+    pub user_agent: String,
+    /// Total time for one request.
+    pub timeout_secs: u64,
+    /// Time to connect.
+    pub connect_timeout_secs: u64,
+    /// Extra attempts after a retryable failure.
+    pub retries: u32,
+    /// Redirects followed per request.
+    pub max_redirects: u32,
+    /// Largest page body accepted.
+    pub max_page_bytes: u64,
+    /// Largest image body accepted.
+    pub max_image_bytes: u64,
+    /// Requests in flight per host.
+    pub per_host_concurrency: usize,
+    /// Pause between request starts to one host.
+    pub delay_ms: u64,
+    /// Respect robots.txt.
+    pub obey_robots: bool,
+}
+
+/// `[output]` as written.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawOutput {
+    /// File name template relative to `out_dir`.
+    pub filename: String,
+}
+
+impl Default for RawSettings {
+    /// The built-in defaults: exactly `config/default.toml`.
+    fn default() -> Self {
+        load::defaults()
+    }
+}
+
+/// Validated configuration for one crawl.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Start pages (depth 0): `start_urls` followed by the pages of `page_template`, normalized.
+    pub start_urls: Vec<Url>,
+    /// Output directory.
+    pub out_dir: PathBuf,
+    /// How many actors and threads to start.
+    pub workers: Workers,
+    /// What may be crawled.
+    pub scope: Scope,
+    /// Extraction rules.
+    pub extract: ExtractRules,
+    /// HTTP behaviour and limits.
+    pub http: HttpSettings,
+    /// File naming.
+    pub filename: FilenameTemplate,
+}
+
+/// Actor and thread counts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Workers {
+    /// PageFetcher actors.
+    pub fetchers: NonZeroUsize,
+    /// ImageSaver actors.
+    pub savers: NonZeroUsize,
+    /// DiskWriter threads.
+    pub writers: NonZeroUsize,
+    /// Arbiter threads for fetchers and savers (resolved: never 0).
+    pub threads: NonZeroUsize,
+}
+
+/// What may be crawled.
+#[derive(Debug, Clone)]
+pub struct Scope {
+    /// Lower-case host names that may be requested.
+    pub allowed_hosts: BTreeSet<String>,
+    /// Link hops from a start page; `None` is unlimited.
+    pub max_depth: Option<u32>,
+    /// Pages fetched in total; `None` is unlimited.
+    pub max_pages: Option<u64>,
+    /// A followed link must match one of these, when any.
+    pub include: Vec<Regex>,
+    /// A followed link must match none of these.
+    pub exclude: Vec<Regex>,
+}
+
+impl Scope {
+    /// Whether `url` is on an allowed host (and is http or https).
+    pub fn host_allowed(&self, url: &Url) -> bool {
+        matches!(url.scheme(), "http" | "https")
+            && url
+                .host_str()
+                .is_some_and(|h| self.allowed_hosts.contains(h))
+    }
+
+    /// Whether a discovered link should be followed as a page (host, include and exclude rules).
+    pub fn follow_allowed(&self, url: &Url) -> bool {
+        let s = url.as_str();
+        self.host_allowed(url)
+            && (self.include.is_empty() || self.include.iter().any(|r| r.is_match(s)))
+            && !self.exclude.iter().any(|r| r.is_match(s))
+    }
+}
+
+/// One image rule with its selector compiled.
+#[derive(Debug, Clone)]
+pub struct ImageRule {
+    /// Elements holding image URLs.
+    pub selector: Selector,
+    /// Attributes tried in order.
+    pub attrs: Vec<String>,
+}
+
+/// Extraction rules with compiled selectors.
+#[derive(Debug, Clone)]
+pub struct ExtractRules {
+    /// Image rules, applied in order.
+    pub images: Vec<ImageRule>,
+    /// Links to follow.
+    pub follow: Selector,
+    /// The item around an image carrying its caption.
+    pub item: Selector,
+    /// The caption inside the item.
+    pub name: Selector,
+}
+
+impl Default for ExtractRules {
+    /// The default rules of `config/default.toml`.
+    fn default() -> Self {
+        RawSettings::default()
+            .extract
+            .compile()
+            .expect("the built-in extraction rules are valid selectors")
+    }
+}
+
+/// HTTP behaviour and limits.
+#[derive(Debug, Clone)]
+pub struct HttpSettings {
+    /// User-Agent header value.
+    pub user_agent: String,
+    /// Total time for one request, body included.
+    pub timeout: Duration,
+    /// Time to connect.
+    pub connect_timeout: Duration,
+    /// Extra attempts after a retryable failure.
+    pub retries: u32,
+    /// Redirects followed per request.
+    pub max_redirects: u32,
+    /// Largest page body accepted, in bytes.
+    pub max_page_bytes: u64,
+    /// Largest image body accepted, in bytes.
+    pub max_image_bytes: u64,
+    /// Requests in flight per host.
+    pub per_host_concurrency: NonZeroUsize,
+    /// Pause between request starts to one host.
+    pub delay: Duration,
+    /// Respect robots.txt.
+    pub obey_robots: bool,
+}
+
+impl Settings {
+    /// Loads, merges and validates configuration from its layers. See [`ConfigSources`].
+    pub fn load(sources: &ConfigSources) -> Result<Settings, SettingsError> {
+        sources.load()
+    }
+
+    /// Settings for crawling `start_urls` into `out_dir` with every other key at its default.
+    pub fn for_urls<I, S>(
+        start_urls: I,
+        out_dir: impl Into<PathBuf>,
+    ) -> Result<Settings, SettingsError>
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        let mut raw = RawSettings::default();
+        raw.start_urls = start_urls.into_iter().map(Into::into).collect();
+        raw.out_dir = out_dir.into();
+        raw.validate()
+    }
+}
+
+/// A validation failure before its origin is known: the key and the message.
+type KeyError = (&'static str, String);
+
+fn bad(key: &'static str, message: impl fmt::Display) -> KeyError {
+    (key, message.to_string())
+}
+
+fn non_zero(key: &'static str, n: usize) -> Result<NonZeroUsize, KeyError> {
+    NonZeroUsize::new(n).ok_or_else(|| bad(key, "must be at least 1"))
+}
+
+impl RawSettings {
+    /// Validates into [`Settings`]; errors name the key, with the origin reported as the default
+    /// layer. [`ConfigSources::load`] replaces it with the layer that really set the key.
+    pub fn validate(&self) -> Result<Settings, SettingsError> {
+        self.validate_keys()
+            .map_err(|(key, message)| SettingsError {
+                key: key.to_string(),
+                origin: Origin::Default,
+                message,
+            })
+    }
+
+    fn validate_keys(&self) -> Result<Settings, KeyError> {
+        let mut start_urls = Vec::new();
+        for s in &self.start_urls {
+            start_urls.push(parse_start_url("start_urls", s)?);
+        }
+        start_urls.extend(self.template_pages()?);
+        if start_urls.is_empty() {
+            return Err(bad(
+                "start_urls",
+                "no start URL: give one on the command line, in `start_urls`, or with `page_template` and `pages`",
+            ));
+        }
+        let mut seen = BTreeSet::new();
+        start_urls.retain(|u| seen.insert(u.as_str().to_string()));
+        let threads = match self.threads {
+            0 => std::thread::available_parallelism().map_or(1, NonZeroUsize::get),
+            n => n,
+        };
+        let workers = Workers {
+            fetchers: non_zero("fetchers", self.fetchers)?,
+            savers: non_zero("savers", self.savers)?,
+            writers: non_zero("writers", self.writers)?,
+            threads: non_zero("threads", threads)?,
+        };
+        if self.out_dir.as_os_str().is_empty() {
+            return Err(bad("out_dir", "must not be empty"));
+        }
+        Ok(Settings {
+            scope: self.scope.validate(&start_urls)?,
+            start_urls,
+            out_dir: self.out_dir.clone(),
+            workers,
+            extract: self.extract.compile()?,
+            http: self.http.validate()?,
+            filename: FilenameTemplate::parse(&self.output.filename)
+                .map_err(|e| bad("output.filename", e))?,
+        })
+    }
+
+    fn template_pages(&self) -> Result<Vec<Url>, KeyError> {
+        let (template, range) = match (&self.page_template, &self.pages) {
+            (None, None) => return Ok(Vec::new()),
+            (Some(t), Some(r)) => (t, r),
+            (Some(_), None) => {
+                return Err(bad("pages", "`page_template` is set but `pages` is not"))
+            }
+            (None, Some(_)) => {
+                return Err(bad(
+                    "page_template",
+                    "`pages` is set but `page_template` is not",
+                ))
+            }
+        };
+        if !template.contains("{page}") {
+            return Err(bad(
+                "page_template",
+                "must contain the placeholder `{page}`",
+            ));
+        }
+        let [first, last] = range[..] else {
+            return Err(bad("pages", "must be two numbers: [first, last]"));
+        };
+        if first > last {
+            return Err(bad(
+                "pages",
+                format!("first page {first} is after last page {last}"),
+            ));
+        }
+        (first..=last)
+            .map(|n| parse_start_url("page_template", &template.replace("{page}", &n.to_string())))
+            .collect()
+    }
+}
+
+fn parse_start_url(key: &'static str, s: &str) -> Result<Url, KeyError> {
+    let url = Url::parse(s).map_err(|e| bad(key, format!("`{s}` is not a URL: {e}")))?;
+    if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
+        return Err(bad(key, format!("`{s}` is not an http or https URL")));
+    }
+    Ok(urls::normalize(url))
+}
+
+impl RawScope {
+    fn validate(&self, start_urls: &[Url]) -> Result<Scope, KeyError> {
+        let mut allowed_hosts = BTreeSet::new();
+        for h in &self.allowed_hosts {
+            let parsed = url::Host::parse(h.trim()).map_err(|e| {
+                bad(
+                    "scope.allowed_hosts",
+                    format!("`{h}` is not a host name: {e}"),
+                )
+            })?;
+            allowed_hosts.insert(parsed.to_string());
+        }
+        if allowed_hosts.is_empty() {
+            allowed_hosts.extend(
+                start_urls
+                    .iter()
+                    .filter_map(|u| u.host_str().map(str::to_string)),
+            );
+        }
+        Ok(Scope {
+            allowed_hosts,
+            max_depth: self.max_depth,
+            max_pages: self.max_pages,
+            include: compile_regexes("scope.include", &self.include)?,
+            exclude: compile_regexes("scope.exclude", &self.exclude)?,
+        })
+    }
+}
+
+fn compile_regexes(key: &'static str, patterns: &[String]) -> Result<Vec<Regex>, KeyError> {
+    patterns
+        .iter()
+        .map(|p| Regex::new(p).map_err(|e| bad(key, format!("`{p}` is not a valid regex: {e}"))))
+        .collect()
+}
+
+fn selector(key: &'static str, s: &str) -> Result<Selector, KeyError> {
+    Selector::parse(s).map_err(|e| bad(key, format!("`{s}` is not a valid CSS selector: {e}")))
+}
+
+impl RawExtract {
+    fn compile(&self) -> Result<ExtractRules, KeyError> {
+        let mut images = Vec::new();
+        for rule in &self.images {
+            if rule.attrs.is_empty() {
+                return Err(bad(
+                    "extract.images",
+                    format!("rule `{}` lists no attrs", rule.selector),
+                ));
+            }
+            images.push(ImageRule {
+                selector: selector("extract.images", &rule.selector)?,
+                attrs: rule.attrs.clone(),
+            });
+        }
+        Ok(ExtractRules {
+            images,
+            follow: selector("extract.follow", &self.follow)?,
+            item: selector("extract.item", &self.item)?,
+            name: selector("extract.name", &self.name)?,
+        })
+    }
+}
+
+impl RawHttp {
+    fn validate(&self) -> Result<HttpSettings, KeyError> {
+        let user_agent = self
+            .user_agent
+            .replace("{version}", env!("CARGO_PKG_VERSION"));
+        if user_agent.trim().is_empty() || user_agent.chars().any(char::is_control) {
+            return Err(bad("http.user_agent", "must be non-empty printable text"));
+        }
+        if self.timeout_secs == 0 {
+            return Err(bad("http.timeout_secs", "must be at least 1"));
+        }
+        if self.connect_timeout_secs == 0 {
+            return Err(bad("http.connect_timeout_secs", "must be at least 1"));
+        }
+        if self.max_page_bytes == 0 {
+            return Err(bad("http.max_page_bytes", "must be at least 1"));
+        }
+        if self.max_image_bytes == 0 {
+            return Err(bad("http.max_image_bytes", "must be at least 1"));
+        }
+        Ok(HttpSettings {
+            user_agent,
+            timeout: Duration::from_secs(self.timeout_secs),
+            connect_timeout: Duration::from_secs(self.connect_timeout_secs),
+            retries: self.retries,
+            max_redirects: self.max_redirects,
+            max_page_bytes: self.max_page_bytes,
+            max_image_bytes: self.max_image_bytes,
+            per_host_concurrency: non_zero("http.per_host_concurrency", self.per_host_concurrency)?,
+            delay: Duration::from_millis(self.delay_ms),
+            obey_robots: self.obey_robots,
+        })
+    }
+}
