@@ -1,0 +1,9 @@
+//! imgcrawl's integration tests: one binary, every test against real HTTP servers on 127.0.0.1
+//! started by the test itself, each in a fresh temporary output directory.
+
+mod binary;
+mod config;
+mod crawl;
+mod embed;
+mod failures;
+mod support;

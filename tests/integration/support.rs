@@ -1,0 +1,222 @@
+//! Test helpers: a real HTTP/1.1 server on 127.0.0.1 whose every response is decided by the test
+//! (including lies such as a Content-Length longer than the body), counting requests per path, and
+//! helpers to run crawls and read their records.
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::Path;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use imgcrawl::records::{ErrorRow, ManifestRow};
+use imgcrawl::sample_site::SampleSite;
+
+/// What the test server answers.
+#[derive(Debug, Clone)]
+pub enum Reply {
+    /// 200 with this type and body.
+    Ok(&'static str, Vec<u8>),
+    /// This status with a small HTML body.
+    Status(u16),
+    /// Announces the whole body's length but sends only `send` bytes, then closes.
+    Truncated(&'static str, Vec<u8>, usize),
+    /// A 302 to this location.
+    Redirect(String),
+    /// Waits, then answers.
+    Delayed(Duration, Box<Reply>),
+}
+
+type Routes = Arc<dyn Fn(&str) -> Reply + Send + Sync>;
+
+/// A test HTTP server; lives until the test process ends.
+pub struct TestServer {
+    /// Where it listens.
+    pub addr: SocketAddr,
+    hits: Arc<Mutex<HashMap<String, u32>>>,
+    active: Arc<AtomicUsize>,
+}
+
+impl TestServer {
+    /// Serves `routes` (path and query -> reply) on a free loopback port.
+    pub fn start(routes: impl Fn(&str) -> Reply + Send + Sync + 'static) -> TestServer {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind a loopback port");
+        let addr = listener.local_addr().unwrap();
+        let hits = Arc::new(Mutex::new(HashMap::new()));
+        let active = Arc::new(AtomicUsize::new(0));
+        let routes: Routes = Arc::new(routes);
+        let (h, a) = (hits.clone(), active.clone());
+        std::thread::spawn(move || {
+            for stream in listener.incoming().flatten() {
+                let (routes, h, a) = (routes.clone(), h.clone(), a.clone());
+                std::thread::spawn(move || serve_connection(stream, &routes, &h, &a));
+            }
+        });
+        TestServer { addr, hits, active }
+    }
+
+    /// Serves the sample gallery `site`, with `delay` before answering paths for which it is given.
+    pub fn sample(
+        site: SampleSite,
+        delay: impl Fn(&str) -> Option<Duration> + Send + Sync + 'static,
+    ) -> TestServer {
+        TestServer::start(move |path| {
+            let r = site.respond(path.split('?').next().unwrap_or(path));
+            let reply = match (r.status, r.cut_at) {
+                (200, None) => Reply::Ok(r.content_type, r.body.to_vec()),
+                (200, Some(cut)) => Reply::Truncated(r.content_type, r.body.to_vec(), cut),
+                (status, _) => Reply::Status(status),
+            };
+            match delay(path) {
+                Some(d) => Reply::Delayed(d, Box::new(reply)),
+                None => reply,
+            }
+        })
+    }
+
+    /// `http://127.0.0.1:PORT` followed by `path`.
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    /// Requests received, by path and query.
+    pub fn hits(&self) -> HashMap<String, u32> {
+        self.hits.lock().unwrap().clone()
+    }
+
+    /// Requests being answered right now.
+    pub fn active(&self) -> usize {
+        self.active.load(Ordering::SeqCst)
+    }
+}
+
+fn serve_connection(
+    stream: TcpStream,
+    routes: &Routes,
+    hits: &Mutex<HashMap<String, u32>>,
+    active: &AtomicUsize,
+) {
+    let mut reader = BufReader::new(stream.try_clone().expect("clone stream"));
+    let mut stream = stream;
+    loop {
+        let mut request_line = String::new();
+        if reader.read_line(&mut request_line).unwrap_or(0) == 0 {
+            return;
+        }
+        loop {
+            let mut header = String::new();
+            if reader.read_line(&mut header).unwrap_or(0) == 0 {
+                return;
+            }
+            if header == "\r\n" || header == "\n" {
+                break;
+            }
+        }
+        let path = request_line
+            .split_whitespace()
+            .nth(1)
+            .unwrap_or("/")
+            .to_string();
+        *hits.lock().unwrap().entry(path.clone()).or_default() += 1;
+        active.fetch_add(1, Ordering::SeqCst);
+        let keep = respond(&mut stream, routes(&path));
+        active.fetch_sub(1, Ordering::SeqCst);
+        if !keep {
+            return;
+        }
+    }
+}
+
+/// Writes `reply`; returns whether the connection can be reused.
+fn respond(stream: &mut TcpStream, reply: Reply) -> bool {
+    let head = |status: u16, ctype: &str, len: usize| {
+        format!("HTTP/1.1 {status} X\r\ncontent-type: {ctype}\r\ncontent-length: {len}\r\n\r\n")
+    };
+    let result = match reply {
+        Reply::Ok(ctype, body) => stream
+            .write_all(head(200, ctype, body.len()).as_bytes())
+            .and_then(|_| stream.write_all(&body)),
+        Reply::Status(status) => {
+            let body = format!("<html><body>status {status}</body></html>");
+            stream.write_all((head(status, "text/html", body.len()) + &body).as_bytes())
+        }
+        Reply::Truncated(ctype, body, send) => {
+            let _ = stream.write_all(head(200, ctype, body.len()).as_bytes());
+            let _ = stream.write_all(&body[..send]);
+            let _ = stream.flush();
+            let _ = stream.shutdown(std::net::Shutdown::Both);
+            return false;
+        }
+        Reply::Redirect(to) => stream.write_all(
+            format!("HTTP/1.1 302 Found\r\nlocation: {to}\r\ncontent-length: 0\r\n\r\n").as_bytes(),
+        ),
+        Reply::Delayed(d, inner) => {
+            std::thread::sleep(d);
+            return respond(stream, *inner);
+        }
+    };
+    result.is_ok()
+}
+
+/// Reads a JSON-lines file (missing file: no rows).
+pub fn read_jsonl<T: serde::de::DeserializeOwned>(path: &Path) -> Vec<T> {
+    match std::fs::read_to_string(path) {
+        Ok(text) => text
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("bad line {l}: {e}")))
+            .collect(),
+        Err(_) => Vec::new(),
+    }
+}
+
+/// The manifest rows of `out`.
+pub fn manifest(out: &Path) -> Vec<ManifestRow> {
+    read_jsonl(&out.join("manifest.jsonl"))
+}
+
+/// The error rows of `out`.
+pub fn errors(out: &Path) -> Vec<ErrorRow> {
+    read_jsonl(&out.join("errors.jsonl"))
+}
+
+/// Every regular file under `dir`, relative, excluding imgcrawl's own directory and records.
+pub fn image_files(dir: &Path) -> Vec<std::path::PathBuf> {
+    fn walk(root: &Path, dir: &Path, out: &mut Vec<std::path::PathBuf>) {
+        for e in std::fs::read_dir(dir).unwrap().flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                if p.file_name().is_some_and(|n| n != ".imgcrawl") {
+                    walk(root, &p, out);
+                }
+            } else if p.parent() != Some(root) {
+                out.push(p.strip_prefix(root).unwrap().to_path_buf());
+            }
+        }
+    }
+    let mut out = Vec::new();
+    walk(dir, dir, &mut out);
+    out.sort();
+    out
+}
+
+/// Files left in imgcrawl's temporary directory.
+pub fn temp_files(out: &Path) -> usize {
+    std::fs::read_dir(out.join(".imgcrawl/tmp"))
+        .map(|d| d.count())
+        .unwrap_or(0)
+}
+
+/// Settings for crawling `urls` into `out`, with `toml` applied over the defaults.
+pub fn settings(urls: &[String], out: &Path, toml: &str) -> imgcrawl::Settings {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("test.toml");
+    std::fs::write(&file, toml).unwrap();
+    let mut sources = imgcrawl::ConfigSources {
+        file: Some(file),
+        ..Default::default()
+    };
+    sources.flag("start_urls", "test", urls.to_vec());
+    sources.flag("out_dir", "test", out.to_string_lossy().into_owned());
+    imgcrawl::Settings::load(&sources).unwrap_or_else(|e| panic!("{e}"))
+}
