@@ -84,14 +84,14 @@ impl SampleSite {
     /// The caption of item `id`; every 9th item repeats the previous caption, so that two
     /// different images share a name.
     pub fn caption(id: u64) -> String {
-        let shown = if id % 9 == 0 { id - 1 } else { id };
+        let shown = if id.is_multiple_of(9) { id - 1 } else { id };
         format!("{} {shown:03}", CAPTIONS[(shown as usize) % CAPTIONS.len()])
     }
 
     /// The bytes of item `id`: a PNG of 2 to 60 KB. Every 20th item is a byte-identical copy of
     /// the one before it, served under its own URL.
     pub fn image_bytes(id: u64) -> Vec<u8> {
-        let source = if id % 20 == 0 { id - 1 } else { id };
+        let source = if id.is_multiple_of(20) { id - 1 } else { id };
         let side = 26 + (source.wrapping_mul(2_654_435_761) % 115) as u32;
         png(source, side, side)
     }
@@ -275,7 +275,7 @@ pub fn png(seed: u64, width: u32, height: u32) -> Vec<u8> {
     let mut raw = Vec::with_capacity(((width * 3 + 1) * height) as usize);
     let mut state = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
     for _ in 0..height {
-        raw.push(0); // filter type: none
+        raw.extend([0u8]); // each row starts with its filter type: none
         for _ in 0..width * 3 {
             state ^= state << 13;
             state ^= state >> 7;
@@ -395,10 +395,11 @@ async fn serve(req: HttpRequest, data: web::Data<(SampleSite, Hits)>) -> HttpRes
     match r.cut_at {
         None => builder.body(r.body),
         Some(cut) => {
-            // Announce the full length, send part of it, then end the body: the connection is
-            // closed early, as by a server that died mid-transfer.
+            // Announce the full length, send part of it, then fail the body: the server drops
+            // the connection mid-transfer, as one that died would.
             let part = r.body.slice(..cut);
-            let stream = futures_util::stream::once(async move { Ok::<_, std::io::Error>(part) });
+            let died = std::io::Error::other("sample site: transfer cut on purpose");
+            let stream = futures_util::stream::iter([Ok(part), Err(died)]);
             builder.no_chunking(r.body.len() as u64).streaming(stream)
         }
     }

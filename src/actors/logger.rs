@@ -135,6 +135,8 @@ pub struct Logger {
     write_error: Option<String>,
     /// The latest queue snapshot, for status lines.
     progress: (usize, usize, usize),
+    /// Set by [`Finish`]: the counters and timings are final.
+    finished: bool,
 }
 
 impl Logger {
@@ -154,6 +156,7 @@ impl Logger {
             errors: String::new(),
             write_error: None,
             progress: (0, 0, 0),
+            finished: false,
         }
     }
 
@@ -317,7 +320,9 @@ impl Handler<GetStats> for Logger {
 
     fn handle(&mut self, _: GetStats, _: &mut Context<Self>) -> Self::Result {
         let mut stats = self.stats.clone();
-        stats.finish_timing(self.started.elapsed().as_secs_f64());
+        if !self.finished {
+            stats.finish_timing(self.started.elapsed().as_secs_f64());
+        }
         MessageResult(stats)
     }
 }

@@ -285,10 +285,12 @@ impl Settings {
         I: IntoIterator<Item = S>,
         S: Into<String>,
     {
-        let mut raw = RawSettings::default();
-        raw.start_urls = start_urls.into_iter().map(Into::into).collect();
-        raw.out_dir = out_dir.into();
-        raw.validate()
+        RawSettings {
+            start_urls: start_urls.into_iter().map(Into::into).collect(),
+            out_dir: out_dir.into(),
+            ..RawSettings::default()
+        }
+        .validate()
     }
 }
 
