@@ -141,8 +141,13 @@ struct Shared {
 
 #[derive(Debug, Default)]
 struct Index {
+    /// Saved files by hex SHA-256.
     by_sha: HashMap<String, PathBuf>,
+    /// Every path in use.
     taken: HashSet<PathBuf>,
+    /// For a wanted path, the suffix to try next, so that thousands of images with one caption
+    /// do not each search from `-2` again.
+    next_suffix: HashMap<PathBuf, u32>,
 }
 
 /// One DiskWriter thread's actor; all threads share the same [`Shared`] state.
@@ -274,11 +279,15 @@ impl DiskWriter {
             });
         }
         let mut rel = wanted.clone();
-        let mut n = 1;
+        let mut n = index.next_suffix.get(&wanted).copied().unwrap_or(1);
+        if n > 1 {
+            rel = with_suffix(&wanted, n);
+        }
         while index.taken.contains(&rel) || self.shared.out_dir.join(&rel).exists() {
             n += 1;
             rel = with_suffix(&wanted, n);
         }
+        index.next_suffix.insert(wanted, n + 1);
         let dest = self.shared.out_dir.join(&rel);
         if let Some(parent) = dest.parent() {
             fs::create_dir_all(parent).map_err(|e| disk("cannot create directory", e))?;
