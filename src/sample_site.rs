@@ -395,11 +395,10 @@ async fn serve(req: HttpRequest, data: web::Data<(SampleSite, Hits)>) -> HttpRes
     match r.cut_at {
         None => builder.body(r.body),
         Some(cut) => {
-            // Announce the full length, send part of it, then fail the body: the server drops
-            // the connection mid-transfer, as one that died would.
+            // Announce the full length but end the body early: the server drops the connection,
+            // as one that died mid-transfer would.
             let part = r.body.slice(..cut);
-            let died = std::io::Error::other("sample site: transfer cut on purpose");
-            let stream = futures_util::stream::iter([Ok(part), Err(died)]);
+            let stream = futures_util::stream::once(async move { Ok::<_, std::io::Error>(part) });
             builder.no_chunking(r.body.len() as u64).streaming(stream)
         }
     }
