@@ -72,14 +72,13 @@ pub enum FailureKind {
 
 impl FailureKind {
     /// Whether trying again later may succeed (timeouts, connection trouble, cut-off bodies, 5xx,
-    /// 408 and 429). Other failures are final.
+    /// 408 and 429). Other failures are final, including a job that kept losing its worker.
     pub fn is_retryable(&self) -> bool {
         match self {
             FailureKind::Timeout
             | FailureKind::Connect
             | FailureKind::Truncated
-            | FailureKind::Body
-            | FailureKind::WorkerLost => true,
+            | FailureKind::Body => true,
             FailureKind::Status(code) => *code >= 500 || *code == 408 || *code == 429,
             _ => false,
         }

@@ -244,5 +244,9 @@ mod tests {
         assert!(!FailureKind::Status(404).is_retryable());
         assert!(!FailureKind::NotImage.is_retryable());
         assert!(FailureKind::Truncated.is_retryable());
+        assert!(
+            !FailureKind::WorkerLost.is_retryable(),
+            "a job that kept killing workers is final"
+        );
     }
 }
