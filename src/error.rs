@@ -3,6 +3,7 @@
 
 use std::fmt;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use crate::settings::SettingsError;
 
@@ -68,6 +69,9 @@ pub enum FailureKind {
     Disk,
     /// The worker handling the job died too many times while holding it.
     WorkerLost,
+    /// robots.txt does not allow the URL for our user agent (or could not be fetched: the host is
+    /// then treated as disallowed, as RFC 9309 says).
+    Robots,
 }
 
 impl FailureKind {
@@ -101,17 +105,21 @@ impl fmt::Display for FailureKind {
             FailureKind::BadUrl => f.write_str("bad url"),
             FailureKind::Disk => f.write_str("disk error"),
             FailureKind::WorkerLost => f.write_str("worker lost"),
+            FailureKind::Robots => f.write_str("robots"),
         }
     }
 }
 
-/// One failed attempt: its kind and a human detail (the underlying error text).
+/// One failed attempt: its kind, a human detail (the underlying error text) and, when the server
+/// said so, how long to wait before asking again.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Failure {
     /// The classified reason.
     pub kind: FailureKind,
     /// The underlying error message, for people.
     pub detail: String,
+    /// The server's `Retry-After`, converted to a wait from when the answer arrived.
+    pub retry_after: Option<Duration>,
 }
 
 impl Failure {
@@ -120,6 +128,7 @@ impl Failure {
         Failure {
             kind,
             detail: detail.into(),
+            retry_after: None,
         }
     }
 }

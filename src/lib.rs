@@ -9,7 +9,8 @@
 //!   does every blocking write; the **Logger** keeps counters and writes the records.
 //! - Pure cores the actors call: [`extract`] (HTML to images and links), [`urls`] (normalization),
 //!   [`paths`] (safe file names), [`sniff`] (real image type), [`http`] (fetch with limits and error
-//!   classification), [`frontier`] (queues, seen sets, politeness).
+//!   classification, `Retry-After`), [`frontier`] (queues, seen sets, per-host politeness),
+//!   [`robots`] (robots.txt rules per host), [`decode`] (page bytes to text in their charset).
 //! - [`settings`]: configuration layers (defaults < file < environment < flags), validated once.
 //! - [`records`]: the manifest, error and stats records and the final report.
 //! - [`sample_site`]: the bundled gallery served by `imgcrawl demo` and used by the tests.
@@ -30,12 +31,14 @@
 pub mod actors;
 pub mod cli;
 mod crawl;
+pub mod decode;
 pub mod error;
 pub mod extract;
 pub mod frontier;
 pub mod http;
 pub mod paths;
 pub mod records;
+pub mod robots;
 pub mod sample_site;
 pub mod settings;
 pub mod sniff;

@@ -85,6 +85,28 @@ pub fn file_stem(url: &Url) -> Option<String> {
     (!stem.is_empty()).then(|| stem.to_string())
 }
 
+/// Removes the query parameters whose (percent-decoded) name `strip` accepts, keeping the others
+/// in their order and spelling; an emptied query is dropped. Used against session ids and tracking
+/// parameters, which would otherwise make one page look like endless different ones.
+pub fn strip_query(mut url: Url, strip: impl Fn(&str) -> bool) -> Url {
+    let Some(query) = url.query() else {
+        return url;
+    };
+    let kept: Vec<&str> = query
+        .split('&')
+        .filter(|pair| {
+            let name = pair.split('=').next().unwrap_or("");
+            let name = percent_encoding::percent_decode_str(name).decode_utf8_lossy();
+            !pair.is_empty() && !strip(&name)
+        })
+        .collect();
+    let kept = kept.join("&");
+    if kept.len() != query.len() {
+        url.set_query((!kept.is_empty()).then_some(kept.as_str()));
+    }
+    url
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -137,6 +159,23 @@ mod tests {
         ] {
             assert_eq!(resolve(&base, v), None, "{v:?}");
         }
+    }
+
+    #[test]
+    fn stripping_query_parameters_keeps_the_others_in_order() {
+        let strip = |s: &str| {
+            let url = strip_query(Url::parse(s).unwrap(), |n| {
+                n.eq_ignore_ascii_case("sid") || n == "utm_source"
+            });
+            url.to_string()
+        };
+        assert_eq!(
+            strip("http://h/a?page=2&SID=abc&x=1&utm_source=feed"),
+            "http://h/a?page=2&x=1"
+        );
+        assert_eq!(strip("http://h/a?sid=1&sid=2"), "http://h/a");
+        assert_eq!(strip("http://h/a?s%69d=1&b"), "http://h/a?b");
+        assert_eq!(strip("http://h/a?page=2"), "http://h/a?page=2");
     }
 
     #[test]

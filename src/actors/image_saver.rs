@@ -34,13 +34,13 @@ pub struct SaveImage {
     pub tmp: u64,
 }
 
-/// An image stored (or recognised as a copy of bytes already stored).
+/// What downloading an image gave.
 #[derive(Debug, Clone)]
-pub struct ImageDone {
-    /// The URL that answered, after redirects.
-    pub final_url: Url,
-    /// Its manifest row.
-    pub row: ManifestRow,
+pub enum ImageDone {
+    /// Stored (or recognised as a copy of bytes already stored); its manifest row.
+    Saved(ManifestRow),
+    /// The URL redirects to this one; the Supervisor decides whether to follow.
+    Redirected(Url),
 }
 
 /// Bytes kept in memory before a download is spilled to its temporary file.
@@ -115,7 +115,10 @@ async fn download(
     body: &mut Body,
 ) -> Result<ImageDone, Failure> {
     let limit = settings.http.max_image_bytes;
-    let mut fetched = http::get(&client, &job.url, &settings.http, &settings.scope).await?;
+    let mut fetched = match http::get(&client, &job.url, &settings.http).await? {
+        http::Answer::Redirect(to) => return Ok(ImageDone::Redirected(to)),
+        http::Answer::Body(fetched) => fetched,
+    };
     let expected = http::expected_length(&fetched.response);
     if expected.is_some_and(|n| n > limit) {
         return Err(http::too_large(limit));
@@ -158,14 +161,16 @@ async fn download(
         ));
     }
     let sha256 = format!("{:x}", std::mem::take(&mut body.hasher).finalize());
-    let stem = urls::file_stem(&job.url).unwrap_or_else(|| "image".to_string());
+    // Records and names follow the URL as the page gave it, wherever redirects led.
+    let found = job.redirected_from.first().unwrap_or(&job.url);
+    let stem = urls::file_stem(found).unwrap_or_else(|| "image".to_string());
     let name = job.name.clone().unwrap_or_else(|| stem.clone());
     let request = WriteImage {
         tmp,
         data: body.pending.split().freeze(),
         sha256: sha256.clone(),
         name: ImageName {
-            host: job.url.host_str().unwrap_or("unknown-host").to_string(),
+            host: found.host_str().unwrap_or("unknown-host").to_string(),
             page_host: job.page.host_str().unwrap_or("unknown-host").to_string(),
             name: name.clone(),
             stem,
@@ -174,21 +179,18 @@ async fn download(
     };
     let stored = writer.send(request).await.map_err(lost_writer)??;
     let (width, height) = sniff::dimensions(&body.head).unzip();
-    Ok(ImageDone {
-        final_url: fetched.final_url,
-        row: ManifestRow {
-            url: job.url.to_string(),
-            page: job.page.to_string(),
-            name,
-            duplicate_of: stored.duplicate.then(|| stored.path.clone()),
-            path: stored.path,
-            bytes: body.total,
-            sha256,
-            content_type: kind.mime().to_string(),
-            width,
-            height,
-        },
-    })
+    Ok(ImageDone::Saved(ManifestRow {
+        url: found.to_string(),
+        page: job.page.to_string(),
+        name,
+        duplicate_of: stored.duplicate.then(|| stored.path.clone()),
+        path: stored.path,
+        bytes: body.total,
+        sha256,
+        content_type: kind.mime().to_string(),
+        width,
+        height,
+    }))
 }
 
 fn not_image() -> Failure {

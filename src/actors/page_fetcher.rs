@@ -2,8 +2,9 @@
 //! images and links it holds. A pool of them runs spread over arbiter threads, each with its own
 //! awc client (clients are not `Send`), so HTML parsing uses every core.
 //!
-//! Takes: [`FetchPage`] (answers `Result<PageDone, Failure>`), [`Crash`]. Several `FetchPage`s may
-//! be in flight at once on one fetcher (the Supervisor bounds how many). Holds a [`DeathGuard`] that
+//! Takes: [`FetchPage`] (answers `Result<PageDone, Failure>`), [`FetchRobots`] (answers the host's
+//! parsed rules), [`Crash`]. Several requests may be in flight at once on one fetcher (the
+//! Supervisor bounds how many). Redirects are reported, not followed, except for robots.txt. Holds a [`DeathGuard`] that
 //! tells the Supervisor when the actor dies; jobs in flight then fail with `MailboxError` and the
 //! Supervisor puts them back in the frontier.
 
@@ -14,10 +15,12 @@ use actix::prelude::*;
 use url::Url;
 
 use super::{Crash, DeathGuard};
+use crate::decode::decode_html;
 use crate::error::{Failure, FailureKind};
 use crate::extract::{extract, Extracted};
 use crate::frontier::PageJob;
 use crate::http;
+use crate::robots::{agent_token, Rules, MAX_ROBOTS_BYTES, MAX_ROBOTS_REDIRECTS};
 use crate::settings::Settings;
 
 /// Fetch and parse one page.
@@ -28,13 +31,22 @@ pub struct FetchPage {
     pub job: PageJob,
 }
 
-/// A page fetched and parsed.
+/// What fetching a page gave.
 #[derive(Debug)]
-pub struct PageDone {
-    /// The URL that answered, after redirects.
-    pub final_url: Url,
-    /// What the page holds.
-    pub extracted: Extracted,
+pub enum PageDone {
+    /// The page was fetched and parsed (a response that is not HTML gives nothing to extract).
+    Parsed(Extracted),
+    /// The page redirects to this URL; the Supervisor decides whether to follow.
+    Redirected(Url),
+}
+
+/// Fetch `url` (a host's robots.txt, redirects followed) and parse it for the configured user
+/// agent. Answers the rules, or the failure that prevented fetching it.
+#[derive(Debug, Message)]
+#[rtype(result = "Result<Rules, Failure>")]
+pub struct FetchRobots {
+    /// The robots.txt URL.
+    pub url: Url,
 }
 
 /// A page-fetching actor; see the module documentation.
@@ -81,37 +93,51 @@ impl Handler<FetchPage> for PageFetcher {
     fn handle(&mut self, m: FetchPage, _: &mut Context<Self>) -> Self::Result {
         let client = self.client.clone();
         let settings = self.settings.clone();
+        Box::pin(async move { fetch_page(&client, &settings, &m.job.url).await }.into_actor(self))
+    }
+}
+
+async fn fetch_page(
+    client: &awc::Client,
+    settings: &Settings,
+    url: &Url,
+) -> Result<PageDone, Failure> {
+    let mut fetched = match http::get(client, url, &settings.http).await? {
+        http::Answer::Redirect(to) => return Ok(PageDone::Redirected(to)),
+        http::Answer::Body(fetched) => fetched,
+    };
+    let content_type = fetched
+        .response
+        .headers()
+        .get(awc::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    if !is_html(content_type.as_deref()) {
+        // Not a page (an image or a download linked as a page): nothing to extract.
+        return Ok(PageDone::Parsed(Extracted::default()));
+    }
+    let body = http::read_body(&mut fetched, settings.http.max_page_bytes).await?;
+    let (html, _) = decode_html(&body, content_type.as_deref());
+    // The parse tree is built and dropped here, never held across an await.
+    let extracted = catch_unwind(AssertUnwindSafe(|| extract(&html, url, &settings.extract)))
+        .map_err(|_| Failure::new(FailureKind::Body, "the HTML parser panicked on this page"))?;
+    Ok(PageDone::Parsed(extracted))
+}
+
+impl Handler<FetchRobots> for PageFetcher {
+    type Result = ResponseActFuture<Self, Result<Rules, Failure>>;
+
+    fn handle(&mut self, m: FetchRobots, _: &mut Context<Self>) -> Self::Result {
+        let client = self.client.clone();
+        let settings = self.settings.clone();
         Box::pin(
             async move {
+                let http = &settings.http;
                 let mut fetched =
-                    http::get(&client, &m.job.url, &settings.http, &settings.scope).await?;
-                let content_type = fetched
-                    .response
-                    .headers()
-                    .get(awc::http::header::CONTENT_TYPE)
-                    .and_then(|v| v.to_str().ok())
-                    .map(str::to_string);
-                let final_url = fetched.final_url.clone();
-                if !is_html(content_type.as_deref()) {
-                    // Not a page (an image or a download linked as a page): nothing to extract.
-                    return Ok(PageDone {
-                        final_url,
-                        extracted: Extracted::default(),
-                    });
-                }
-                let body = http::read_body(&mut fetched, settings.http.max_page_bytes).await?;
-                let html = String::from_utf8_lossy(&body);
-                // The parse tree is built and dropped here, never held across an await.
-                let extracted = catch_unwind(AssertUnwindSafe(|| {
-                    extract(&html, &final_url, &settings.extract)
-                }))
-                .map_err(|_| {
-                    Failure::new(FailureKind::Body, "the HTML parser panicked on this page")
-                })?;
-                Ok(PageDone {
-                    final_url,
-                    extracted,
-                })
+                    http::get_following(&client, &m.url, http, MAX_ROBOTS_REDIRECTS).await?;
+                let body = http::read_prefix(&mut fetched, MAX_ROBOTS_BYTES).await?;
+                let host = m.url.host_str().unwrap_or("");
+                Ok(Rules::parse(&agent_token(&http.user_agent), &body, host))
             }
             .into_actor(self),
         )

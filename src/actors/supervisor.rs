@@ -8,24 +8,28 @@
 //! tracked until its answer), [`CrawlEvent`]s and [`Finish`] to the Logger. Runs on the arbiter that
 //! started the crawl; its handlers never block.
 
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Duration;
 
 use actix::prelude::*;
 use tokio::sync::oneshot;
 use tokio::time::Instant;
+use url::Url;
 
 use super::disk_writer::DiskWriter;
 use super::image_saver::{ImageDone, ImageSaver, SaveImage};
 use super::logger::{CrawlEvent, Finish, Logger};
-use super::page_fetcher::{FetchPage, PageDone, PageFetcher};
+use super::page_fetcher::{FetchPage, FetchRobots, PageDone, PageFetcher};
 use super::{DeathGuard, WorkerKind};
 use crate::error::{Error, Failure, FailureKind};
+use crate::extract::Extracted;
 use crate::frontier::{
     host_key, Blocked, Frontier, ImageJob, MemoryFrontier, PageJob, Politeness, SeenSet,
 };
 use crate::http::backoff;
 use crate::records::{CrawlReport, ErrorRow, ItemKind, ManifestRow, Outcome};
+use crate::robots::{robots_url, RobotsBook, Rules};
 use crate::settings::Settings;
 
 /// A worker's death guard fired: the worker in `slot` of generation `generation` is gone.
@@ -97,6 +101,20 @@ const SWEEP_EVERY: Duration = Duration::from_secs(1);
 enum Delayed {
     Page(PageJob),
     Image(ImageJob),
+    Robots(RobotsJob),
+}
+
+/// A host's robots.txt to fetch.
+#[derive(Debug)]
+struct RobotsJob {
+    /// The politeness key of the host.
+    host: String,
+    /// Its robots.txt URL.
+    url: Url,
+    /// Failed attempts so far.
+    attempts: u32,
+    /// Times a worker died while holding this job.
+    losses: u32,
 }
 
 /// One place in a worker pool.
@@ -119,6 +137,10 @@ pub struct Supervisor {
     frontier: Box<dyn Frontier>,
     /// Per-host in-flight counts and delays.
     politeness: Politeness,
+    /// robots.txt rules per host; `None` when `http.obey_robots` is off.
+    robots: Option<RobotsBook>,
+    /// robots.txt fetches waiting for a fetcher.
+    robots_waiting: VecDeque<RobotsJob>,
     /// The threads the workers run on; stopped at the end.
     arbiters: Vec<Arbiter>,
     /// The page-fetcher pool.
@@ -179,6 +201,8 @@ impl Supervisor {
                 .map(|_| Arbiter::new())
                 .collect(),
             frontier: Box::new(MemoryFrontier::default()),
+            robots: settings.http.obey_robots.then(RobotsBook::default),
+            robots_waiting: VecDeque::new(),
             settings,
             fetchers: Vec::new(),
             savers: Vec::new(),
@@ -271,23 +295,101 @@ impl Supervisor {
 
     fn seed(&mut self) {
         for url in self.settings.start_urls.clone() {
-            if self
-                .settings
-                .scope
-                .max_pages
-                .is_some_and(|max| self.pages_admitted >= max)
-            {
-                break;
-            }
-            if self.frontier.admit_page(&url) {
-                self.pages_admitted += 1;
-                self.frontier.push_page(PageJob {
-                    url,
-                    depth: 0,
-                    attempts: 0,
-                    losses: 0,
-                });
-            }
+            self.admit_page(url, 0, Vec::new());
+        }
+    }
+
+    /// Whether `scope.max_pages` pages were admitted already.
+    fn page_budget_spent(&self) -> bool {
+        self.settings
+            .scope
+            .max_pages
+            .is_some_and(|max| self.pages_admitted >= max)
+    }
+
+    /// Queues a page never seen before (in its canonical form); returns whether it was queued.
+    fn admit_page(&mut self, url: Url, depth: u32, redirected_from: Vec<Url>) -> bool {
+        let Some(url) = self.canonical(url) else {
+            return false;
+        };
+        if self.page_budget_spent() || !self.frontier.admit_page(&url) {
+            return false;
+        }
+        self.pages_admitted += 1;
+        self.note_host(&url);
+        self.frontier.push_page(PageJob {
+            url,
+            depth,
+            attempts: 0,
+            losses: 0,
+            redirected_from,
+        });
+        true
+    }
+
+    /// Queues an image never seen before; returns whether it was queued.
+    fn admit_image(&mut self, url: Url, page: Url, name: Option<String>, from: Vec<Url>) -> bool {
+        let Some(url) = self.canonical(url) else {
+            return false;
+        };
+        if !self.frontier.admit_image(&url) {
+            return false;
+        }
+        if self.previously_saved.contains(&url) {
+            self.logger.do_send(CrawlEvent::ImageAlreadySaved { url });
+            return false;
+        }
+        if !self.settings.scope.host_allowed(&url) {
+            self.logger.do_send(CrawlEvent::ImageOutOfScope { url });
+            return false;
+        }
+        self.note_host(&url);
+        self.frontier.push_image(ImageJob {
+            url,
+            page,
+            name,
+            attempts: 0,
+            losses: 0,
+            redirected_from: from,
+        });
+        true
+    }
+
+    /// The canonical form of a discovered URL, or `None` (logged) when it is too long to be real.
+    fn canonical(&self, url: Url) -> Option<Url> {
+        let len = url.as_str().len();
+        let canonical = self.settings.scope.canonical(url);
+        if canonical.is_none() {
+            log::debug!(
+                "skipping a URL of {len} bytes (scope.max_url_length is {})",
+                self.settings.scope.max_url_length
+            );
+        }
+        canonical
+    }
+
+    /// On the first URL of a host, holds the host and queues a fetch of its robots.txt.
+    fn note_host(&mut self, url: &Url) {
+        let Some(book) = &mut self.robots else {
+            return;
+        };
+        let host = host_key(url);
+        if book.begin(&host) {
+            self.politeness.hold(&host);
+            self.robots_waiting.push_back(RobotsJob {
+                url: robots_url(url),
+                host,
+                attempts: 0,
+                losses: 0,
+            });
+        }
+    }
+
+    /// Whether robots.txt lets `url` be requested (always, when robots are not obeyed).
+    fn robots_verdict(&self, url: &Url) -> Result<(), Failure> {
+        match self.robots.as_ref().and_then(|b| b.rules(&host_key(url))) {
+            Some(rules) => rules.check(url),
+            None => Ok(()),
         }
     }
 
@@ -299,10 +401,21 @@ impl Supervisor {
         let now = Instant::now();
         if !self.stopping {
             self.release_delayed(now);
-            // Images first: finishing known work keeps the frontier small.
+            // robots.txt first: every other request to a new host waits for it.
+            while !self.robots_waiting.is_empty() {
+                let Some(slot) = free_slot(&self.fetchers, PAGE_CREDIT) else {
+                    break;
+                };
+                let job = self.robots_waiting.pop_front().expect("checked not empty");
+                self.send_robots(slot, job, now, ctx);
+            }
+            // Images next: finishing known work keeps the frontier small.
             while let Some(slot) = free_slot(&self.savers, IMAGE_CREDIT) {
                 match self.frontier.pop_image(&self.politeness, now) {
-                    Ok(job) => self.send_image(slot, job, now, ctx),
+                    Ok(job) => match self.robots_verdict(&job.url) {
+                        Ok(()) => self.send_image(slot, job, now, ctx),
+                        Err(failure) => self.image_gave_up(job, failure),
+                    },
                     Err(blocked) => {
                         self.wake_if_waiting(blocked, ctx);
                         break;
@@ -311,7 +424,10 @@ impl Supervisor {
             }
             while let Some(slot) = free_slot(&self.fetchers, PAGE_CREDIT) {
                 match self.frontier.pop_page(&self.politeness, now) {
-                    Ok(job) => self.send_page(slot, job, now, ctx),
+                    Ok(job) => match self.robots_verdict(&job.url) {
+                        Ok(()) => self.send_page(slot, job, now, ctx),
+                        Err(failure) => self.page_gave_up(job, failure),
+                    },
                     Err(blocked) => {
                         self.wake_if_waiting(blocked, ctx);
                         break;
@@ -334,6 +450,7 @@ impl Supervisor {
             match job {
                 Delayed::Page(j) => self.frontier.push_page(j),
                 Delayed::Image(j) => self.frontier.push_image(j),
+                Delayed::Robots(j) => self.robots_waiting.push_back(j),
             }
         }
     }
@@ -360,6 +477,35 @@ impl Supervisor {
         self.next_id
     }
 
+    fn send_robots(&mut self, slot: usize, job: RobotsJob, now: Instant, ctx: &mut Context<Self>) {
+        self.politeness.started(&job.host, now);
+        self.pages_in_flight += 1;
+        let s = &mut self.fetchers[slot];
+        s.inflight += 1;
+        let generation = s.generation;
+        let request = s.addr.send(FetchRobots {
+            url: job.url.clone(),
+        });
+        ctx.spawn(request.into_actor(self).map(move |res, act, ctx| {
+            act.politeness.finished(&job.host);
+            act.pages_in_flight -= 1;
+            if act.fetchers[slot].generation == generation {
+                act.fetchers[slot].inflight -= 1;
+            }
+            match res {
+                Ok(Ok(rules)) => act.learn_robots(job.host, rules),
+                Ok(Err(failure)) => act.robots_failed(job, failure),
+                Err(_) => {
+                    if act.fetchers[slot].generation == generation {
+                        act.replace(WorkerKind::PageFetcher, slot, ctx);
+                    }
+                    act.robots_lost(job);
+                }
+            }
+            act.pump(ctx);
+        }));
+    }
+
     fn send_page(&mut self, slot: usize, job: PageJob, now: Instant, ctx: &mut Context<Self>) {
         let host = host_key(&job.url);
         self.politeness.started(&host, now);
@@ -375,7 +521,8 @@ impl Supervisor {
                 act.fetchers[slot].inflight -= 1;
             }
             match res {
-                Ok(Ok(done)) => act.page_done(job, done),
+                Ok(Ok(PageDone::Parsed(extracted))) => act.page_done(job, extracted),
+                Ok(Ok(PageDone::Redirected(to))) => act.page_redirected(job, to),
                 Ok(Err(failure)) => act.page_failed(job, failure),
                 Err(_) => {
                     if act.fetchers[slot].generation == generation {
@@ -407,7 +554,10 @@ impl Supervisor {
                 act.savers[slot].inflight -= 1;
             }
             match res {
-                Ok(Ok(done)) => act.image_done(done),
+                Ok(Ok(ImageDone::Saved(row))) => {
+                    act.logger.do_send(CrawlEvent::ImageSaved(row));
+                }
+                Ok(Ok(ImageDone::Redirected(to))) => act.image_redirected(job, to),
                 Ok(Err(failure)) => act.image_failed(job, failure),
                 Err(_) => {
                     if act.savers[slot].generation == generation {
@@ -420,57 +570,61 @@ impl Supervisor {
         }));
     }
 
-    fn page_done(&mut self, job: PageJob, done: PageDone) {
-        if done.final_url != job.url {
-            self.frontier.admit_page(&done.final_url);
+    fn learn_robots(&mut self, host: String, rules: Rules) {
+        if let Some(delay) = rules.crawl_delay() {
+            let max = self.settings.http.max_wait;
+            if delay > max {
+                log::warn!(
+                    "{host} asks for a Crawl-delay of {delay:?}; using http.max_wait_secs ({max:?})"
+                );
+            }
+            self.politeness.set_delay(&host, delay.min(max));
         }
-        let scope = &self.settings.scope;
+        if let Rules::DisallowAll(failure) = &rules {
+            log::warn!("{host}: {}", failure.detail);
+        }
+        self.politeness.release(&host);
+        if let Some(book) = &mut self.robots {
+            book.learn(&host, rules);
+        }
+    }
+
+    fn robots_failed(&mut self, mut job: RobotsJob, mut failure: Failure) {
+        job.attempts += 1;
+        if let Some(at) = self.retry_at(&job.url, job.attempts, &mut failure) {
+            self.retrying(job.url.clone(), job.attempts, &failure);
+            self.delayed.push((at, Delayed::Robots(job)));
+            return;
+        }
+        let rules = Rules::after_failure(&failure);
+        self.learn_robots(job.host, rules);
+    }
+
+    fn robots_lost(&mut self, mut job: RobotsJob) {
+        job.losses += 1;
+        if job.losses > MAX_LOSSES {
+            let failure = Failure::new(FailureKind::WorkerLost, "the fetcher kept dying");
+            return self.learn_robots(job.host, Rules::after_failure(&failure));
+        }
+        self.robots_waiting.push_front(job);
+    }
+
+    fn page_done(&mut self, job: PageJob, extracted: Extracted) {
         let depth = job.depth + 1;
         let mut links = 0;
-        if scope.max_depth.is_none_or(|max| depth <= max) {
-            for url in done.extracted.links {
-                if !scope.follow_allowed(&url) {
-                    continue;
-                }
-                if scope
-                    .max_pages
-                    .is_some_and(|max| self.pages_admitted >= max)
+        if self.settings.scope.max_depth.is_none_or(|max| depth <= max) {
+            for url in extracted.links {
+                if self.settings.scope.follow_allowed(&url)
+                    && self.admit_page(url, depth, Vec::new())
                 {
-                    break;
-                }
-                if self.frontier.admit_page(&url) {
-                    self.pages_admitted += 1;
                     links += 1;
-                    self.frontier.push_page(PageJob {
-                        url,
-                        depth,
-                        attempts: 0,
-                        losses: 0,
-                    });
                 }
             }
         }
         let mut images = 0;
-        for c in done.extracted.images {
-            if !self.frontier.admit_image(&c.url) {
-                continue;
-            }
-            if self.previously_saved.contains(&c.url) {
-                self.logger
-                    .do_send(CrawlEvent::ImageAlreadySaved { url: c.url });
-            } else if !scope.host_allowed(&c.url) {
-                self.logger
-                    .do_send(CrawlEvent::ImageOutOfScope { url: c.url });
-            } else {
+        for c in extracted.images {
+            if self.admit_image(c.url, job.url.clone(), c.name, Vec::new()) {
                 images += 1;
-                let page = done.final_url.clone();
-                self.frontier.push_image(ImageJob {
-                    url: c.url,
-                    page,
-                    name: c.name,
-                    attempts: 0,
-                    losses: 0,
-                });
             }
         }
         self.logger.do_send(CrawlEvent::PageFetched {
@@ -481,14 +635,115 @@ impl Supervisor {
         });
     }
 
-    fn page_failed(&mut self, mut job: PageJob, failure: Failure) {
-        job.attempts += 1;
-        if failure.kind.is_retryable() && job.attempts <= self.settings.http.retries {
-            self.retry_later(job.url.clone(), job.attempts, &failure, Delayed::Page(job));
-            return;
+    /// Checks one redirect hop from the chain `from` (ending with the URL that redirected) to `to`:
+    /// the target in canonical form, or the failure that ends the chain.
+    fn redirect_target(&self, from: &[Url], to: Url) -> Result<Url, Failure> {
+        let to = self.canonical(to).ok_or_else(|| {
+            Failure::new(
+                FailureKind::BadUrl,
+                "redirect to a URL over scope.max_url_length",
+            )
+        })?;
+        if from.contains(&to) {
+            return Err(Failure::new(
+                FailureKind::RedirectLoop,
+                format!("back to {to}"),
+            ));
         }
+        if from.len() > self.settings.http.max_redirects as usize {
+            return Err(Failure::new(
+                FailureKind::TooManyRedirects,
+                format!("more than {} redirects", self.settings.http.max_redirects),
+            ));
+        }
+        if !self.settings.scope.host_allowed(&to) {
+            return Err(Failure::new(
+                FailureKind::OutOfScope,
+                format!("redirect to {to}"),
+            ));
+        }
+        Ok(to)
+    }
+
+    fn page_redirected(&mut self, mut job: PageJob, to: Url) {
+        let mut chain = std::mem::take(&mut job.redirected_from);
+        chain.push(job.url.clone());
+        match self.redirect_target(&chain, to) {
+            Ok(to) => {
+                log::debug!("{} redirects to {to}", job.url);
+                self.admit_page(to, job.depth, chain);
+            }
+            Err(failure) => {
+                job.attempts += 1;
+                job.redirected_from = chain;
+                self.page_gave_up(job, failure);
+            }
+        }
+    }
+
+    fn image_redirected(&mut self, mut job: ImageJob, to: Url) {
+        let mut chain = std::mem::take(&mut job.redirected_from);
+        chain.push(job.url.clone());
+        match self.redirect_target(&chain, to) {
+            Ok(to) => {
+                log::debug!("{} redirects to {to}", job.url);
+                self.admit_image(to, job.page, job.name, chain);
+            }
+            Err(failure) => {
+                job.attempts += 1;
+                job.redirected_from = chain;
+                self.image_gave_up(job, failure);
+            }
+        }
+    }
+
+    /// When to try again after `failure` on attempt number `attempts`, or `None` to give up. A
+    /// `Retry-After` also pauses the whole host; one longer than `http.max_wait_secs` gives up.
+    fn retry_at(&mut self, url: &Url, attempts: u32, failure: &mut Failure) -> Option<Instant> {
+        let now = Instant::now();
+        let asked = failure.retry_after.unwrap_or_default();
+        if asked > self.settings.http.max_wait {
+            failure.detail = format!(
+                "{} (Retry-After of {} s is longer than http.max_wait_secs)",
+                failure.detail,
+                asked.as_secs()
+            );
+            return None;
+        }
+        if !asked.is_zero() {
+            self.politeness.pause(&host_key(url), now + asked);
+        }
+        if !failure.kind.is_retryable() || attempts > self.settings.http.retries {
+            return None;
+        }
+        let id = self.next_id();
+        Some(now + backoff(self.settings.http.retry_backoff, attempts, id).max(asked))
+    }
+
+    fn retrying(&self, url: Url, attempt: u32, failure: &Failure) {
+        self.logger.do_send(CrawlEvent::Retrying {
+            url,
+            attempt,
+            error: failure.to_string(),
+        });
+    }
+
+    fn page_failed(&mut self, mut job: PageJob, mut failure: Failure) {
+        job.attempts += 1;
+        match self.retry_at(&job.url, job.attempts, &mut failure) {
+            Some(at) => {
+                self.retrying(job.url.clone(), job.attempts, &failure);
+                self.delayed.push((at, Delayed::Page(job)));
+            }
+            None => self.page_gave_up(job, failure),
+        }
+    }
+
+    /// Records a page as failed for good.
+    fn page_gave_up(&mut self, job: PageJob, failure: Failure) {
+        let url = job.redirected_from.first().unwrap_or(&job.url);
         self.logger.do_send(CrawlEvent::PageFailed(ErrorRow {
-            url: job.url.to_string(),
+            url: url.to_string(),
             kind: ItemKind::Page,
             error: failure.kind.to_string(),
             detail: failure.detail,
@@ -504,26 +759,28 @@ impl Supervisor {
                 "a page fetcher died each of the {} times it held this page",
                 job.losses
             );
-            return self.page_failed(job, Failure::new(FailureKind::WorkerLost, detail));
+            job.attempts += 1;
+            return self.page_gave_up(job, Failure::new(FailureKind::WorkerLost, detail));
         }
         self.frontier.push_page(job);
     }
 
-    fn image_done(&mut self, done: ImageDone) {
-        if done.final_url.as_str() != done.row.url {
-            self.frontier.admit_image(&done.final_url);
+    fn image_failed(&mut self, mut job: ImageJob, mut failure: Failure) {
+        job.attempts += 1;
+        match self.retry_at(&job.url, job.attempts, &mut failure) {
+            Some(at) => {
+                self.retrying(job.url.clone(), job.attempts, &failure);
+                self.delayed.push((at, Delayed::Image(job)));
+            }
+            None => self.image_gave_up(job, failure),
         }
-        self.logger.do_send(CrawlEvent::ImageSaved(done.row));
     }
 
-    fn image_failed(&mut self, mut job: ImageJob, failure: Failure) {
-        job.attempts += 1;
-        if failure.kind.is_retryable() && job.attempts <= self.settings.http.retries {
-            self.retry_later(job.url.clone(), job.attempts, &failure, Delayed::Image(job));
-            return;
-        }
+    /// Records an image as failed for good.
+    fn image_gave_up(&mut self, job: ImageJob, failure: Failure) {
+        let url = job.redirected_from.first().unwrap_or(&job.url);
         self.logger.do_send(CrawlEvent::ImageFailed(ErrorRow {
-            url: job.url.to_string(),
+            url: url.to_string(),
             kind: ItemKind::Image,
             error: failure.kind.to_string(),
             detail: failure.detail,
@@ -539,30 +796,22 @@ impl Supervisor {
                 "an image saver died each of the {} times it held this image",
                 job.losses
             );
-            return self.image_failed(job, Failure::new(FailureKind::WorkerLost, detail));
+            job.attempts += 1;
+            return self.image_gave_up(job, Failure::new(FailureKind::WorkerLost, detail));
         }
         self.frontier.push_image(job);
-    }
-
-    fn retry_later(&mut self, url: url::Url, attempt: u32, failure: &Failure, job: Delayed) {
-        let id = self.next_id();
-        self.delayed
-            .push((Instant::now() + backoff(attempt, id), job));
-        self.logger.do_send(CrawlEvent::Retrying {
-            url,
-            attempt,
-            error: failure.to_string(),
-        });
     }
 
     fn queues(&self) -> QueueState {
         let delayed_pages = self
             .delayed
             .iter()
-            .filter(|(_, d)| matches!(d, Delayed::Page(_)))
+            .filter(|(_, d)| !matches!(d, Delayed::Image(_)))
             .count();
         QueueState {
-            pages_waiting: self.frontier.pages_waiting() + delayed_pages,
+            pages_waiting: self.frontier.pages_waiting()
+                + self.robots_waiting.len()
+                + delayed_pages,
             images_waiting: self.frontier.images_waiting() + self.delayed.len() - delayed_pages,
             pages_in_flight: self.pages_in_flight,
             images_in_flight: self.images_in_flight,

@@ -25,6 +25,8 @@ pub struct PageJob {
     pub attempts: u32,
     /// Times a worker died while holding this job.
     pub losses: u32,
+    /// The URLs whose redirects led here, first the one found (empty when `url` was found itself).
+    pub redirected_from: Vec<Url>,
 }
 
 /// An image waiting to be downloaded.
@@ -40,6 +42,8 @@ pub struct ImageJob {
     pub attempts: u32,
     /// Times a worker died while holding this job.
     pub losses: u32,
+    /// The URLs whose redirects led here, first the one found (empty when `url` was found itself).
+    pub redirected_from: Vec<Url>,
 }
 
 /// The politeness key of a URL: host and port (`example.com:443`).
@@ -87,13 +91,34 @@ impl SeenSet {
     }
 }
 
-#[derive(Debug)]
+#[derive(Debug, Default)]
 struct HostState {
+    /// Requests to the host in flight.
     inflight: usize,
-    next_start: Instant,
+    /// When the last request to the host started.
+    last_start: Option<Instant>,
+    /// The host's own pause between starts when larger than the configured one (Crawl-delay).
+    delay: Option<Duration>,
+    /// No request starts before this (the host asked us to wait with `Retry-After`).
+    paused_until: Option<Instant>,
+    /// The host's requests wait for its robots.txt.
+    held: bool,
 }
 
-/// Per-host limits shared by pages and images: requests in flight and the pause between starts.
+impl HostState {
+    /// Whether the entry says nothing the defaults would not say at `now`, so it can be dropped.
+    fn is_default(&self, delay: Duration, now: Instant) -> bool {
+        self.inflight == 0
+            && !self.held
+            && self.delay.is_none()
+            && self.paused_until.is_none_or(|t| t <= now)
+            && self.last_start.is_none_or(|t| t + delay <= now)
+    }
+}
+
+/// Per-host limits shared by pages and images: requests in flight, the pause between starts (the
+/// larger of the configured delay and the host's Crawl-delay), pauses a host asked for with
+/// `Retry-After`, and hosts held until their robots.txt is known.
 #[derive(Debug)]
 pub struct Politeness {
     hosts: HashMap<String, HostState>,
@@ -111,34 +136,62 @@ impl Politeness {
         }
     }
 
-    /// When a request to `host` may start: `None` if it is at its in-flight limit, else the instant
-    /// its delay allows (`now` when it may start at once).
+    /// When a request to `host` may start: `None` if it is at its in-flight limit or held, else the
+    /// instant its delay and pause allow (`now` or earlier when it may start at once).
     pub fn ready_at(&self, host: &str, now: Instant) -> Option<Instant> {
-        match self.hosts.get(host) {
-            None => Some(now),
-            Some(h) if h.inflight >= self.per_host => None,
-            Some(h) => Some(h.next_start),
+        let Some(h) = self.hosts.get(host) else {
+            return Some(now);
+        };
+        if h.held || h.inflight >= self.per_host {
+            return None;
         }
+        let after_delay = h
+            .last_start
+            .map_or(now, |t| t + h.delay.unwrap_or(self.delay));
+        Some(h.paused_until.map_or(after_delay, |p| p.max(after_delay)))
     }
 
     /// Records a request start to `host` at `now`.
     pub fn started(&mut self, host: &str, now: Instant) {
-        let h = self.hosts.entry(host.to_string()).or_insert(HostState {
-            inflight: 0,
-            next_start: now,
-        });
+        let h = self.hosts.entry(host.to_string()).or_default();
         h.inflight += 1;
-        h.next_start = now + self.delay;
+        h.last_start = Some(now);
     }
 
     /// Records the end of a request to `host`.
     pub fn finished(&mut self, host: &str) {
+        let now = Instant::now();
         if let Some(h) = self.hosts.get_mut(host) {
             h.inflight = h.inflight.saturating_sub(1);
-            if h.inflight == 0 && h.next_start <= Instant::now() {
+            if h.is_default(self.delay, now) {
                 self.hosts.remove(host);
             }
         }
+    }
+
+    /// Holds every request to `host` until [`release`](Self::release) (its robots.txt is unknown).
+    pub fn hold(&mut self, host: &str) {
+        self.hosts.entry(host.to_string()).or_default().held = true;
+    }
+
+    /// Lets requests to `host` start again.
+    pub fn release(&mut self, host: &str) {
+        if let Some(h) = self.hosts.get_mut(host) {
+            h.held = false;
+        }
+    }
+
+    /// Sets the host's own pause between starts; the larger of it and the configured delay is used.
+    pub fn set_delay(&mut self, host: &str, delay: Duration) {
+        if delay > self.delay {
+            self.hosts.entry(host.to_string()).or_default().delay = Some(delay);
+        }
+    }
+
+    /// No request to `host` starts before `until`.
+    pub fn pause(&mut self, host: &str, until: Instant) {
+        let h = self.hosts.entry(host.to_string()).or_default();
+        h.paused_until = Some(h.paused_until.map_or(until, |p| p.max(until)));
     }
 
     /// Requests in flight to `host`.

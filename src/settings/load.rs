@@ -24,6 +24,7 @@ const LIST_KEYS: &[&str] = &[
     "scope.allowed_hosts",
     "scope.include",
     "scope.exclude",
+    "scope.strip_query",
 ];
 
 /// Where a configuration value came from.

@@ -81,6 +81,10 @@ pub struct RawScope {
     pub include: Vec<String>,
     /// URL regexes a followed link must not match.
     pub exclude: Vec<String>,
+    /// Longest URL (in bytes, normalized) requested; longer ones are skipped.
+    pub max_url_length: usize,
+    /// Query parameters removed from every URL before it is deduplicated and requested.
+    pub strip_query: Vec<String>,
 }
 
 /// One `[[extract.images]]` rule: elements and the attributes, in order, that may hold the URL.
@@ -113,12 +117,18 @@ pub struct RawExtract {
 pub struct RawHttp {
     /// User-Agent header; `{version}` is replaced.
     pub user_agent: String,
-    /// Total time for one request.
-    pub timeout_secs: u64,
+    /// Total time for one request, body included (fractions allowed).
+    pub timeout_secs: f64,
     /// Time to connect.
-    pub connect_timeout_secs: u64,
+    pub connect_timeout_secs: f64,
+    /// Time from sending a request to its response head.
+    pub head_timeout_secs: f64,
     /// Extra attempts after a retryable failure.
     pub retries: u32,
+    /// First retry's backoff; it doubles with each further attempt.
+    pub retry_backoff_ms: u64,
+    /// Longest `Retry-After` or `Crawl-delay` honoured.
+    pub max_wait_secs: f64,
     /// Redirects followed per request.
     pub max_redirects: u32,
     /// Largest page body accepted.
@@ -193,6 +203,10 @@ pub struct Scope {
     pub include: Vec<Regex>,
     /// A followed link must match none of these.
     pub exclude: Vec<Regex>,
+    /// Longest URL requested, in bytes.
+    pub max_url_length: usize,
+    /// Lower-case names of query parameters removed from every URL.
+    pub strip_query: BTreeSet<String>,
 }
 
 impl Scope {
@@ -202,6 +216,15 @@ impl Scope {
             && url
                 .host_str()
                 .is_some_and(|h| self.allowed_hosts.contains(h))
+    }
+
+    /// The form of `url` that is deduplicated and requested: the parameters of `strip_query`
+    /// removed. `None` when it is longer than `max_url_length` (a trap or a hostile page).
+    pub fn canonical(&self, url: Url) -> Option<Url> {
+        let url = urls::strip_query(url, |name| {
+            self.strip_query.contains(&name.to_ascii_lowercase())
+        });
+        (url.as_str().len() <= self.max_url_length).then_some(url)
     }
 
     /// Whether a discovered link should be followed as a page (host, include and exclude rules).
@@ -250,12 +273,20 @@ impl Default for ExtractRules {
 pub struct HttpSettings {
     /// User-Agent header value.
     pub user_agent: String,
-    /// Total time for one request, body included.
+    /// Total time for one request, body included: a server dripping bytes cannot keep a download
+    /// alive beyond it.
     pub timeout: Duration,
     /// Time to connect.
     pub connect_timeout: Duration,
+    /// Time from sending a request to its response head (at most `timeout`).
+    pub head_timeout: Duration,
     /// Extra attempts after a retryable failure.
     pub retries: u32,
+    /// First retry's backoff; it doubles with each further attempt (with jitter).
+    pub retry_backoff: Duration,
+    /// Longest server-requested wait honoured: a longer `Retry-After` fails the URL at once, and a
+    /// longer `Crawl-delay` is cut to this.
+    pub max_wait: Duration,
     /// Redirects followed per request.
     pub max_redirects: u32,
     /// Largest page body accepted, in bytes.
@@ -299,6 +330,17 @@ type KeyError = (&'static str, String);
 
 fn bad(key: &'static str, message: impl fmt::Display) -> KeyError {
     (key, message.to_string())
+}
+
+/// A positive, finite number of seconds (fractions allowed, so tests can use short times).
+fn seconds(key: &'static str, secs: f64) -> Result<Duration, KeyError> {
+    if !(secs.is_finite() && secs > 0.0 && secs <= 1e9) {
+        return Err(bad(
+            key,
+            format!("must be a number of seconds above 0, not {secs}"),
+        ));
+    }
+    Ok(Duration::from_secs_f64(secs))
 }
 
 fn non_zero(key: &'static str, n: usize) -> Result<NonZeroUsize, KeyError> {
@@ -424,6 +466,16 @@ impl RawScope {
             max_pages: self.max_pages,
             include: compile_regexes("scope.include", &self.include)?,
             exclude: compile_regexes("scope.exclude", &self.exclude)?,
+            max_url_length: match self.max_url_length {
+                n if n < 16 => return Err(bad("scope.max_url_length", "must be at least 16")),
+                n => n,
+            },
+            strip_query: self
+                .strip_query
+                .iter()
+                .map(|p| p.trim().to_ascii_lowercase())
+                .filter(|p| !p.is_empty())
+                .collect(),
         })
     }
 }
@@ -471,12 +523,10 @@ impl RawHttp {
         if user_agent.trim().is_empty() || user_agent.chars().any(char::is_control) {
             return Err(bad("http.user_agent", "must be non-empty printable text"));
         }
-        if self.timeout_secs == 0 {
-            return Err(bad("http.timeout_secs", "must be at least 1"));
-        }
-        if self.connect_timeout_secs == 0 {
-            return Err(bad("http.connect_timeout_secs", "must be at least 1"));
-        }
+        let timeout = seconds("http.timeout_secs", self.timeout_secs)?;
+        let connect_timeout = seconds("http.connect_timeout_secs", self.connect_timeout_secs)?;
+        let head_timeout = seconds("http.head_timeout_secs", self.head_timeout_secs)?;
+        let max_wait = seconds("http.max_wait_secs", self.max_wait_secs)?;
         if self.max_page_bytes == 0 {
             return Err(bad("http.max_page_bytes", "must be at least 1"));
         }
@@ -485,9 +535,12 @@ impl RawHttp {
         }
         Ok(HttpSettings {
             user_agent,
-            timeout: Duration::from_secs(self.timeout_secs),
-            connect_timeout: Duration::from_secs(self.connect_timeout_secs),
+            timeout,
+            connect_timeout,
+            head_timeout: head_timeout.min(timeout),
             retries: self.retries,
+            retry_backoff: Duration::from_millis(self.retry_backoff_ms),
+            max_wait,
             max_redirects: self.max_redirects,
             max_page_bytes: self.max_page_bytes,
             max_image_bytes: self.max_image_bytes,

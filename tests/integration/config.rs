@@ -193,7 +193,7 @@ fn errors_name_the_key_and_where_it_came_from() {
 fn the_documented_defaults_are_the_built_in_defaults() {
     let raw = imgcrawl::settings::RawSettings::default();
     assert_eq!((raw.fetchers, raw.savers, raw.writers), (3, 30, 2));
-    assert_eq!(raw.http.timeout_secs, 30);
+    assert_eq!(raw.http.timeout_secs, 30.0);
     assert_eq!(raw.http.max_page_bytes, 10 * 1024 * 1024);
     assert_eq!(raw.http.max_image_bytes, 50 * 1024 * 1024);
     assert_eq!(raw.output.filename, "{host}/{name}.{ext}");
