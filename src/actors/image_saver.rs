@@ -119,16 +119,10 @@ async fn download(
         http::Answer::Redirect(to) => return Ok(ImageDone::Redirected(to)),
         http::Answer::Body(fetched) => fetched,
     };
-    let expected = http::expected_length(&fetched.response);
-    if expected.is_some_and(|n| n > limit) {
-        return Err(http::too_large(limit));
-    }
+    fetched.check_announced(limit)?;
     let mut kind = None;
-    while let Some(chunk) = http::next_chunk(&mut fetched.response, fetched.deadline).await? {
+    while let Some(chunk) = fetched.next_chunk(limit).await? {
         body.total += chunk.len() as u64;
-        if body.total > limit {
-            return Err(http::too_large(limit));
-        }
         body.hasher.update(&chunk);
         if body.head.len() < HEAD_BYTES {
             let take = (HEAD_BYTES - body.head.len()).min(chunk.len());
@@ -149,7 +143,6 @@ async fn download(
             body.spilled = true;
         }
     }
-    http::check_length(expected, body.total)?;
     let kind = match kind {
         Some(k) => k,
         None => sniff::sniff(&body.head).ok_or_else(not_image)?,
