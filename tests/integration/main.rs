@@ -6,4 +6,6 @@ mod config;
 mod crawl;
 mod embed;
 mod failures;
+mod hostile;
+mod polite;
 mod support;

@@ -8,7 +8,7 @@ use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use imgcrawl::records::{ErrorRow, ManifestRow};
 use imgcrawl::sample_site::SampleSite;
@@ -26,34 +26,88 @@ pub enum Reply {
     Redirect(String),
     /// Waits, then answers.
     Delayed(Duration, Box<Reply>),
+    /// These exact bytes (status line, headers and body), then the connection is closed.
+    Raw(Vec<u8>),
+    /// A 200 announcing `len` bytes of this type, then one byte every `every`, forever or until
+    /// `len` bytes were sent.
+    Drip(&'static str, usize, Duration),
+    /// Accepts the request and never answers.
+    Hang,
+    /// A chunked 200 of this type (no Content-Length) streaming `total` bytes: these first, then
+    /// zeros.
+    Stream(&'static str, Vec<u8>, usize),
+}
+
+impl Reply {
+    /// A response with this status, extra headers and body (Content-Length added), after which
+    /// the connection is closed.
+    pub fn with_headers(status: u16, headers: &[(&str, &str)], body: &[u8]) -> Reply {
+        let mut head = format!("HTTP/1.1 {status} X\r\ncontent-length: {}\r\n", body.len());
+        for (k, v) in headers {
+            head.push_str(&format!("{k}: {v}\r\n"));
+        }
+        head.push_str("connection: close\r\n\r\n");
+        Reply::Raw([head.as_bytes(), body].concat())
+    }
 }
 
 type Routes = Arc<dyn Fn(&str) -> Reply + Send + Sync>;
+
+/// What the server saw: requests by path, their start times, and how many were answered at once.
+#[derive(Default)]
+struct Seen {
+    hits: Mutex<HashMap<String, u32>>,
+    log: Mutex<Vec<(Instant, String)>>,
+    active: AtomicUsize,
+    max_active: AtomicUsize,
+    user_agents: Mutex<Vec<String>>,
+}
 
 /// A test HTTP server; lives until the test process ends.
 pub struct TestServer {
     /// Where it listens.
     pub addr: SocketAddr,
-    hits: Arc<Mutex<HashMap<String, u32>>>,
-    active: Arc<AtomicUsize>,
+    seen: Arc<Seen>,
 }
 
 impl TestServer {
-    /// Serves `routes` (path and query -> reply) on a free loopback port.
+    /// Serves `routes` (path and query -> reply) on a free port of 127.0.0.1.
     pub fn start(routes: impl Fn(&str) -> Reply + Send + Sync + 'static) -> TestServer {
-        let listener = TcpListener::bind("127.0.0.1:0").expect("bind a loopback port");
+        TestServer::start_on("127.0.0.1", routes)
+    }
+
+    /// Serves `routes` on a free port of the loopback address `ip` (127.0.0.2 is another host).
+    pub fn start_on(
+        ip: &str,
+        routes: impl Fn(&str) -> Reply + Send + Sync + 'static,
+    ) -> TestServer {
+        let listener = TcpListener::bind((ip, 0)).expect("bind a loopback port");
         let addr = listener.local_addr().unwrap();
-        let hits = Arc::new(Mutex::new(HashMap::new()));
-        let active = Arc::new(AtomicUsize::new(0));
+        let seen = Arc::new(Seen::default());
         let routes: Routes = Arc::new(routes);
-        let (h, a) = (hits.clone(), active.clone());
+        let s = seen.clone();
         std::thread::spawn(move || {
             for stream in listener.incoming().flatten() {
-                let (routes, h, a) = (routes.clone(), h.clone(), a.clone());
-                std::thread::spawn(move || serve_connection(stream, &routes, &h, &a));
+                let (routes, s) = (routes.clone(), s.clone());
+                std::thread::spawn(move || serve_connection(stream, &routes, &s));
             }
         });
-        TestServer { addr, hits, active }
+        TestServer { addr, seen }
+    }
+
+    /// When each request arrived, in order, with its path and query.
+    pub fn log(&self) -> Vec<(Instant, String)> {
+        self.seen.log.lock().unwrap().clone()
+    }
+
+    /// The most requests answered at the same time.
+    pub fn max_active(&self) -> usize {
+        self.seen.max_active.load(Ordering::SeqCst)
+    }
+
+    /// The User-Agent of every request.
+    pub fn user_agents(&self) -> Vec<String> {
+        self.seen.user_agents.lock().unwrap().clone()
     }
 
     /// Serves the sample gallery `site`, with `delay` before answering paths for which it is given.
@@ -82,21 +136,16 @@ impl TestServer {
 
     /// Requests received, by path and query.
     pub fn hits(&self) -> HashMap<String, u32> {
-        self.hits.lock().unwrap().clone()
+        self.seen.hits.lock().unwrap().clone()
     }
 
     /// Requests being answered right now.
     pub fn active(&self) -> usize {
-        self.active.load(Ordering::SeqCst)
+        self.seen.active.load(Ordering::SeqCst)
     }
 }
 
-fn serve_connection(
-    stream: TcpStream,
-    routes: &Routes,
-    hits: &Mutex<HashMap<String, u32>>,
-    active: &AtomicUsize,
-) {
+fn serve_connection(stream: TcpStream, routes: &Routes, seen: &Seen) {
     let mut reader = BufReader::new(stream.try_clone().expect("clone stream"));
     let mut stream = stream;
     loop {
@@ -112,16 +161,29 @@ fn serve_connection(
             if header == "\r\n" || header == "\n" {
                 break;
             }
+            if let Some((name, value)) = header.split_once(':') {
+                if name.eq_ignore_ascii_case("user-agent") {
+                    seen.user_agents
+                        .lock()
+                        .unwrap()
+                        .push(value.trim().to_string());
+                }
+            }
         }
         let path = request_line
             .split_whitespace()
             .nth(1)
             .unwrap_or("/")
             .to_string();
-        *hits.lock().unwrap().entry(path.clone()).or_default() += 1;
-        active.fetch_add(1, Ordering::SeqCst);
+        *seen.hits.lock().unwrap().entry(path.clone()).or_default() += 1;
+        seen.log
+            .lock()
+            .unwrap()
+            .push((Instant::now(), path.clone()));
+        let now_active = seen.active.fetch_add(1, Ordering::SeqCst) + 1;
+        seen.max_active.fetch_max(now_active, Ordering::SeqCst);
         let keep = respond(&mut stream, routes(&path));
-        active.fetch_sub(1, Ordering::SeqCst);
+        seen.active.fetch_sub(1, Ordering::SeqCst);
         if !keep {
             return;
         }
@@ -154,6 +216,44 @@ fn respond(stream: &mut TcpStream, reply: Reply) -> bool {
         Reply::Delayed(d, inner) => {
             std::thread::sleep(d);
             return respond(stream, *inner);
+        }
+        Reply::Raw(bytes) => {
+            let _ = stream.write_all(&bytes);
+            return false;
+        }
+        Reply::Drip(ctype, len, every) => {
+            let _ = stream.write_all(head(200, ctype, len).as_bytes());
+            for _ in 0..len {
+                std::thread::sleep(every);
+                if stream.write_all(b"x").is_err() {
+                    break;
+                }
+            }
+            return false;
+        }
+        Reply::Hang => {
+            std::thread::sleep(Duration::from_secs(120));
+            return false;
+        }
+        Reply::Stream(ctype, prefix, total) => {
+            let head = format!(
+                "HTTP/1.1 200 X\r\ncontent-type: {ctype}\r\ntransfer-encoding: chunked\r\n\r\n"
+            );
+            let mut chunk = vec![0; 64 * 1024];
+            chunk[..prefix.len()].copy_from_slice(&prefix);
+            let mut sent = 0;
+            let mut ok = stream.write_all(head.as_bytes()).is_ok();
+            while ok && sent < total {
+                let n = chunk.len().min(total - sent);
+                ok = stream
+                    .write_all(format!("{n:x}\r\n").as_bytes())
+                    .and_then(|_| stream.write_all(&chunk[..n]))
+                    .and_then(|_| stream.write_all(b"\r\n"))
+                    .is_ok();
+                sent += n;
+            }
+            let _ = stream.write_all(b"0\r\n\r\n");
+            return false;
         }
     };
     result.is_ok()
