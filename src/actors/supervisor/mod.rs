@@ -1,12 +1,18 @@
-//! Supervisor: owns the crawl. It holds the frontier and seen sets, decides what is in scope, hands
-//! jobs to the worker pools (bounded per worker and per host), retries retryable failures with
-//! backoff, replaces workers that die and requeues the jobs they held, and ends the crawl when
-//! nothing is waiting or in flight.
+//! Supervisor: owns the crawl. It holds the frontier and seen sets, decides what is in scope, keeps
+//! per-host politeness and robots.txt rules, hands jobs to the worker pools (bounded per worker and
+//! per host), retries retryable failures with backoff and `Retry-After`, replaces workers that die
+//! and requeues the jobs they held, and ends the crawl when nothing is waiting or in flight.
+//!
+//! This file holds the actor, its pools and the dispatching; `admit.rs` decides which URLs become
+//! jobs (including redirect hops) and `outcome.rs` what happens after a job fails.
 //!
 //! Takes: [`WorkerDown`] (from workers' death guards), [`StopCrawl`], [`AwaitReport`],
-//! [`GetWorkers`], [`GetQueues`]. Sends [`FetchPage`] and [`SaveImage`] with `send` (each job is
-//! tracked until its answer), [`CrawlEvent`]s and [`Finish`] to the Logger. Runs on the arbiter that
-//! started the crawl; its handlers never block.
+//! [`GetWorkers`], [`GetQueues`]. Sends [`FetchRobots`], [`FetchPage`] and [`SaveImage`] with `send`
+//! (each job is tracked until its answer), [`CrawlEvent`]s and [`Finish`] to the Logger. Runs on the
+//! arbiter that started the crawl; its handlers never block.
+
+mod admit;
+mod outcome;
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -22,14 +28,12 @@ use super::image_saver::{ImageDone, ImageSaver, SaveImage};
 use super::logger::{CrawlEvent, Finish, Logger};
 use super::page_fetcher::{FetchPage, FetchRobots, PageDone, PageFetcher};
 use super::{DeathGuard, WorkerKind};
-use crate::error::{Error, Failure, FailureKind};
-use crate::extract::Extracted;
+use crate::error::Error;
 use crate::frontier::{
     host_key, Blocked, Frontier, ImageJob, MemoryFrontier, PageJob, Politeness, SeenSet,
 };
-use crate::http::backoff;
-use crate::records::{CrawlReport, ErrorRow, ItemKind, ManifestRow, Outcome};
-use crate::robots::{robots_url, RobotsBook, Rules};
+use crate::records::{CrawlReport, ManifestRow, Outcome};
+use crate::robots::RobotsBook;
 use crate::settings::Settings;
 
 /// A worker's death guard fired: the worker in `slot` of generation `generation` is gone.
@@ -293,106 +297,6 @@ impl Supervisor {
             .do_send(CrawlEvent::WorkerRestarted { kind, slot });
     }
 
-    fn seed(&mut self) {
-        for url in self.settings.start_urls.clone() {
-            self.admit_page(url, 0, Vec::new());
-        }
-    }
-
-    /// Whether `scope.max_pages` pages were admitted already.
-    fn page_budget_spent(&self) -> bool {
-        self.settings
-            .scope
-            .max_pages
-            .is_some_and(|max| self.pages_admitted >= max)
-    }
-
-    /// Queues a page never seen before (in its canonical form); returns whether it was queued.
-    fn admit_page(&mut self, url: Url, depth: u32, redirected_from: Vec<Url>) -> bool {
-        let Some(url) = self.canonical(url) else {
-            return false;
-        };
-        if self.page_budget_spent() || !self.frontier.admit_page(&url) {
-            return false;
-        }
-        self.pages_admitted += 1;
-        self.note_host(&url);
-        self.frontier.push_page(PageJob {
-            url,
-            depth,
-            attempts: 0,
-            losses: 0,
-            redirected_from,
-        });
-        true
-    }
-
-    /// Queues an image never seen before; returns whether it was queued.
-    fn admit_image(&mut self, url: Url, page: Url, name: Option<String>, from: Vec<Url>) -> bool {
-        let Some(url) = self.canonical(url) else {
-            return false;
-        };
-        if !self.frontier.admit_image(&url) {
-            return false;
-        }
-        if self.previously_saved.contains(&url) {
-            self.logger.do_send(CrawlEvent::ImageAlreadySaved { url });
-            return false;
-        }
-        if !self.settings.scope.host_allowed(&url) {
-            self.logger.do_send(CrawlEvent::ImageOutOfScope { url });
-            return false;
-        }
-        self.note_host(&url);
-        self.frontier.push_image(ImageJob {
-            url,
-            page,
-            name,
-            attempts: 0,
-            losses: 0,
-            redirected_from: from,
-        });
-        true
-    }
-
-    /// The canonical form of a discovered URL, or `None` (logged) when it is too long to be real.
-    fn canonical(&self, url: Url) -> Option<Url> {
-        let len = url.as_str().len();
-        let canonical = self.settings.scope.canonical(url);
-        if canonical.is_none() {
-            log::debug!(
-                "skipping a URL of {len} bytes (scope.max_url_length is {})",
-                self.settings.scope.max_url_length
-            );
-        }
-        canonical
-    }
-
-    /// On the first URL of a host, holds the host and queues a fetch of its robots.txt.
-    fn note_host(&mut self, url: &Url) {
-        let Some(book) = &mut self.robots else {
-            return;
-        };
-        let host = host_key(url);
-        if book.begin(&host) {
-            self.politeness.hold(&host);
-            self.robots_waiting.push_back(RobotsJob {
-                url: robots_url(url),
-                host,
-                attempts: 0,
-                losses: 0,
-            });
-        }
-    }
-
-    /// Whether robots.txt lets `url` be requested (always, when robots are not obeyed).
-    fn robots_verdict(&self, url: &Url) -> Result<(), Failure> {
-        match self.robots.as_ref().and_then(|b| b.rules(&host_key(url))) {
-            Some(rules) => rules.check(url),
-            None => Ok(()),
-        }
-    }
-
     /// Hands out as much work as workers, hosts and retry times allow, then checks for the end.
     fn pump(&mut self, ctx: &mut Context<Self>) {
         if self.ending {
@@ -568,238 +472,6 @@ impl Supervisor {
             }
             act.pump(ctx);
         }));
-    }
-
-    fn learn_robots(&mut self, host: String, rules: Rules) {
-        if let Some(delay) = rules.crawl_delay() {
-            let max = self.settings.http.max_wait;
-            if delay > max {
-                log::warn!(
-                    "{host} asks for a Crawl-delay of {delay:?}; using http.max_wait_secs ({max:?})"
-                );
-            }
-            self.politeness.set_delay(&host, delay.min(max));
-        }
-        if let Rules::DisallowAll(failure) = &rules {
-            log::warn!("{host}: {}", failure.detail);
-        }
-        self.politeness.release(&host);
-        if let Some(book) = &mut self.robots {
-            book.learn(&host, rules);
-        }
-    }
-
-    fn robots_failed(&mut self, mut job: RobotsJob, mut failure: Failure) {
-        job.attempts += 1;
-        if let Some(at) = self.retry_at(&job.url, job.attempts, &mut failure) {
-            self.retrying(job.url.clone(), job.attempts, &failure);
-            self.delayed.push((at, Delayed::Robots(job)));
-            return;
-        }
-        let rules = Rules::after_failure(&failure);
-        self.learn_robots(job.host, rules);
-    }
-
-    fn robots_lost(&mut self, mut job: RobotsJob) {
-        job.losses += 1;
-        if job.losses > MAX_LOSSES {
-            let failure = Failure::new(FailureKind::WorkerLost, "the fetcher kept dying");
-            return self.learn_robots(job.host, Rules::after_failure(&failure));
-        }
-        self.robots_waiting.push_front(job);
-    }
-
-    fn page_done(&mut self, job: PageJob, extracted: Extracted) {
-        let depth = job.depth + 1;
-        let mut links = 0;
-        if self.settings.scope.max_depth.is_none_or(|max| depth <= max) {
-            for url in extracted.links {
-                if self.settings.scope.follow_allowed(&url)
-                    && self.admit_page(url, depth, Vec::new())
-                {
-                    links += 1;
-                }
-            }
-        }
-        let mut images = 0;
-        for c in extracted.images {
-            if self.admit_image(c.url, job.url.clone(), c.name, Vec::new()) {
-                images += 1;
-            }
-        }
-        self.logger.do_send(CrawlEvent::PageFetched {
-            url: job.url,
-            depth: job.depth,
-            images,
-            links,
-        });
-    }
-
-    /// Checks one redirect hop from the chain `from` (ending with the URL that redirected) to `to`:
-    /// the target in canonical form, or the failure that ends the chain.
-    fn redirect_target(&self, from: &[Url], to: Url) -> Result<Url, Failure> {
-        let to = self.canonical(to).ok_or_else(|| {
-            Failure::new(
-                FailureKind::BadUrl,
-                "redirect to a URL over scope.max_url_length",
-            )
-        })?;
-        if from.contains(&to) {
-            return Err(Failure::new(
-                FailureKind::RedirectLoop,
-                format!("back to {to}"),
-            ));
-        }
-        if from.len() > self.settings.http.max_redirects as usize {
-            return Err(Failure::new(
-                FailureKind::TooManyRedirects,
-                format!("more than {} redirects", self.settings.http.max_redirects),
-            ));
-        }
-        if !self.settings.scope.host_allowed(&to) {
-            return Err(Failure::new(
-                FailureKind::OutOfScope,
-                format!("redirect to {to}"),
-            ));
-        }
-        Ok(to)
-    }
-
-    fn page_redirected(&mut self, mut job: PageJob, to: Url) {
-        let mut chain = std::mem::take(&mut job.redirected_from);
-        chain.push(job.url.clone());
-        match self.redirect_target(&chain, to) {
-            Ok(to) => {
-                log::debug!("{} redirects to {to}", job.url);
-                self.admit_page(to, job.depth, chain);
-            }
-            Err(failure) => {
-                job.attempts += 1;
-                job.redirected_from = chain;
-                self.page_gave_up(job, failure);
-            }
-        }
-    }
-
-    fn image_redirected(&mut self, mut job: ImageJob, to: Url) {
-        let mut chain = std::mem::take(&mut job.redirected_from);
-        chain.push(job.url.clone());
-        match self.redirect_target(&chain, to) {
-            Ok(to) => {
-                log::debug!("{} redirects to {to}", job.url);
-                self.admit_image(to, job.page, job.name, chain);
-            }
-            Err(failure) => {
-                job.attempts += 1;
-                job.redirected_from = chain;
-                self.image_gave_up(job, failure);
-            }
-        }
-    }
-
-    /// When to try again after `failure` on attempt number `attempts`, or `None` to give up. A
-    /// `Retry-After` also pauses the whole host; one longer than `http.max_wait_secs` gives up.
-    fn retry_at(&mut self, url: &Url, attempts: u32, failure: &mut Failure) -> Option<Instant> {
-        let now = Instant::now();
-        let asked = failure.retry_after.unwrap_or_default();
-        if asked > self.settings.http.max_wait {
-            failure.detail = format!(
-                "{} (Retry-After of {} s is longer than http.max_wait_secs)",
-                failure.detail,
-                asked.as_secs()
-            );
-            return None;
-        }
-        if !asked.is_zero() {
-            self.politeness.pause(&host_key(url), now + asked);
-        }
-        if !failure.kind.is_retryable() || attempts > self.settings.http.retries {
-            return None;
-        }
-        let id = self.next_id();
-        Some(now + backoff(self.settings.http.retry_backoff, attempts, id).max(asked))
-    }
-
-    fn retrying(&self, url: Url, attempt: u32, failure: &Failure) {
-        self.logger.do_send(CrawlEvent::Retrying {
-            url,
-            attempt,
-            error: failure.to_string(),
-        });
-    }
-
-    fn page_failed(&mut self, mut job: PageJob, mut failure: Failure) {
-        job.attempts += 1;
-        match self.retry_at(&job.url, job.attempts, &mut failure) {
-            Some(at) => {
-                self.retrying(job.url.clone(), job.attempts, &failure);
-                self.delayed.push((at, Delayed::Page(job)));
-            }
-            None => self.page_gave_up(job, failure),
-        }
-    }
-
-    /// Records a page as failed for good.
-    fn page_gave_up(&mut self, job: PageJob, failure: Failure) {
-        let url = job.redirected_from.first().unwrap_or(&job.url);
-        self.logger.do_send(CrawlEvent::PageFailed(ErrorRow {
-            url: url.to_string(),
-            kind: ItemKind::Page,
-            error: failure.kind.to_string(),
-            detail: failure.detail,
-            attempts: job.attempts,
-            page: None,
-        }));
-    }
-
-    fn page_lost(&mut self, mut job: PageJob) {
-        job.losses += 1;
-        if job.losses > MAX_LOSSES {
-            let detail = format!(
-                "a page fetcher died each of the {} times it held this page",
-                job.losses
-            );
-            job.attempts += 1;
-            return self.page_gave_up(job, Failure::new(FailureKind::WorkerLost, detail));
-        }
-        self.frontier.push_page(job);
-    }
-
-    fn image_failed(&mut self, mut job: ImageJob, mut failure: Failure) {
-        job.attempts += 1;
-        match self.retry_at(&job.url, job.attempts, &mut failure) {
-            Some(at) => {
-                self.retrying(job.url.clone(), job.attempts, &failure);
-                self.delayed.push((at, Delayed::Image(job)));
-            }
-            None => self.image_gave_up(job, failure),
-        }
-    }
-
-    /// Records an image as failed for good.
-    fn image_gave_up(&mut self, job: ImageJob, failure: Failure) {
-        let url = job.redirected_from.first().unwrap_or(&job.url);
-        self.logger.do_send(CrawlEvent::ImageFailed(ErrorRow {
-            url: url.to_string(),
-            kind: ItemKind::Image,
-            error: failure.kind.to_string(),
-            detail: failure.detail,
-            attempts: job.attempts,
-            page: Some(job.page.to_string()),
-        }));
-    }
-
-    fn image_lost(&mut self, mut job: ImageJob) {
-        job.losses += 1;
-        if job.losses > MAX_LOSSES {
-            let detail = format!(
-                "an image saver died each of the {} times it held this image",
-                job.losses
-            );
-            job.attempts += 1;
-            return self.image_gave_up(job, Failure::new(FailureKind::WorkerLost, detail));
-        }
-        self.frontier.push_image(job);
     }
 
     fn queues(&self) -> QueueState {

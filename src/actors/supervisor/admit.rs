@@ -1,0 +1,208 @@
+//! The Supervisor's admission rules: which discovered URLs become jobs (canonical form, seen sets,
+//! scope, depth and page budget), the robots.txt fetch a new host needs first, and redirect hops,
+//! which are admitted like links.
+
+use url::Url;
+
+use super::{RobotsJob, Supervisor};
+use crate::actors::logger::CrawlEvent;
+use crate::error::{Failure, FailureKind};
+use crate::extract::Extracted;
+use crate::frontier::{host_key, ImageJob, PageJob};
+use crate::robots::robots_url;
+
+impl Supervisor {
+    pub(super) fn seed(&mut self) {
+        for url in self.settings.start_urls.clone() {
+            self.admit_page(url, 0, Vec::new());
+        }
+    }
+
+    /// Whether `scope.max_pages` pages were admitted already.
+    pub(super) fn page_budget_spent(&self) -> bool {
+        self.settings
+            .scope
+            .max_pages
+            .is_some_and(|max| self.pages_admitted >= max)
+    }
+
+    /// Queues a page never seen before (in its canonical form); returns whether it was queued.
+    pub(super) fn admit_page(&mut self, url: Url, depth: u32, redirected_from: Vec<Url>) -> bool {
+        let Some(url) = self.canonical(url) else {
+            return false;
+        };
+        if self.page_budget_spent() || !self.frontier.admit_page(&url) {
+            return false;
+        }
+        self.pages_admitted += 1;
+        self.note_host(&url);
+        self.frontier.push_page(PageJob {
+            url,
+            depth,
+            attempts: 0,
+            losses: 0,
+            redirected_from,
+        });
+        true
+    }
+
+    /// Queues an image never seen before; returns whether it was queued.
+    pub(super) fn admit_image(
+        &mut self,
+        url: Url,
+        page: Url,
+        name: Option<String>,
+        from: Vec<Url>,
+    ) -> bool {
+        let Some(url) = self.canonical(url) else {
+            return false;
+        };
+        if !self.frontier.admit_image(&url) {
+            return false;
+        }
+        if self.previously_saved.contains(&url) {
+            self.logger.do_send(CrawlEvent::ImageAlreadySaved { url });
+            return false;
+        }
+        if !self.settings.scope.host_allowed(&url) {
+            self.logger.do_send(CrawlEvent::ImageOutOfScope { url });
+            return false;
+        }
+        self.note_host(&url);
+        self.frontier.push_image(ImageJob {
+            url,
+            page,
+            name,
+            attempts: 0,
+            losses: 0,
+            redirected_from: from,
+        });
+        true
+    }
+
+    /// The canonical form of a discovered URL, or `None` (logged) when it is too long to be real.
+    pub(super) fn canonical(&self, url: Url) -> Option<Url> {
+        let len = url.as_str().len();
+        let canonical = self.settings.scope.canonical(url);
+        if canonical.is_none() {
+            log::debug!(
+                "skipping a URL of {len} bytes (scope.max_url_length is {})",
+                self.settings.scope.max_url_length
+            );
+        }
+        canonical
+    }
+
+    /// On the first URL of a host, holds the host and queues a fetch of its robots.txt.
+    pub(super) fn note_host(&mut self, url: &Url) {
+        let Some(book) = &mut self.robots else {
+            return;
+        };
+        let host = host_key(url);
+        if book.begin(&host) {
+            self.politeness.hold(&host);
+            self.robots_waiting.push_back(RobotsJob {
+                url: robots_url(url),
+                host,
+                attempts: 0,
+                losses: 0,
+            });
+        }
+    }
+
+    /// Whether robots.txt lets `url` be requested (always, when robots are not obeyed).
+    pub(super) fn robots_verdict(&self, url: &Url) -> Result<(), Failure> {
+        match self.robots.as_ref().and_then(|b| b.rules(&host_key(url))) {
+            Some(rules) => rules.check(url),
+            None => Ok(()),
+        }
+    }
+
+    pub(super) fn page_done(&mut self, job: PageJob, extracted: Extracted) {
+        let depth = job.depth + 1;
+        let mut links = 0;
+        if self.settings.scope.max_depth.is_none_or(|max| depth <= max) {
+            for url in extracted.links {
+                if self.settings.scope.follow_allowed(&url)
+                    && self.admit_page(url, depth, Vec::new())
+                {
+                    links += 1;
+                }
+            }
+        }
+        let mut images = 0;
+        for c in extracted.images {
+            if self.admit_image(c.url, job.url.clone(), c.name, Vec::new()) {
+                images += 1;
+            }
+        }
+        self.logger.do_send(CrawlEvent::PageFetched {
+            url: job.url,
+            depth: job.depth,
+            images,
+            links,
+        });
+    }
+
+    /// Checks one redirect hop from the chain `from` (ending with the URL that redirected) to `to`:
+    /// the target in canonical form, or the failure that ends the chain.
+    pub(super) fn redirect_target(&self, from: &[Url], to: Url) -> Result<Url, Failure> {
+        let to = self.canonical(to).ok_or_else(|| {
+            Failure::new(
+                FailureKind::BadUrl,
+                "redirect to a URL over scope.max_url_length",
+            )
+        })?;
+        if from.contains(&to) {
+            return Err(Failure::new(
+                FailureKind::RedirectLoop,
+                format!("back to {to}"),
+            ));
+        }
+        if from.len() > self.settings.http.max_redirects as usize {
+            return Err(Failure::new(
+                FailureKind::TooManyRedirects,
+                format!("more than {} redirects", self.settings.http.max_redirects),
+            ));
+        }
+        if !self.settings.scope.host_allowed(&to) {
+            return Err(Failure::new(
+                FailureKind::OutOfScope,
+                format!("redirect to {to}"),
+            ));
+        }
+        Ok(to)
+    }
+
+    pub(super) fn page_redirected(&mut self, mut job: PageJob, to: Url) {
+        let mut chain = std::mem::take(&mut job.redirected_from);
+        chain.push(job.url.clone());
+        match self.redirect_target(&chain, to) {
+            Ok(to) => {
+                log::debug!("{} redirects to {to}", job.url);
+                self.admit_page(to, job.depth, chain);
+            }
+            Err(failure) => {
+                job.attempts += 1;
+                job.redirected_from = chain;
+                self.page_gave_up(job, failure);
+            }
+        }
+    }
+
+    pub(super) fn image_redirected(&mut self, mut job: ImageJob, to: Url) {
+        let mut chain = std::mem::take(&mut job.redirected_from);
+        chain.push(job.url.clone());
+        match self.redirect_target(&chain, to) {
+            Ok(to) => {
+                log::debug!("{} redirects to {to}", job.url);
+                self.admit_image(to, job.page, job.name, chain);
+            }
+            Err(failure) => {
+                job.attempts += 1;
+                job.redirected_from = chain;
+                self.image_gave_up(job, failure);
+            }
+        }
+    }
+}
