@@ -150,7 +150,7 @@ struct Index {
     next_suffix: HashMap<PathBuf, u32>,
 }
 
-/// One DiskWriter thread's actor; all threads share the same [`Shared`] state.
+/// One DiskWriter thread's actor; all threads share the same state (names taken, hashes stored).
 #[derive(Debug, Clone)]
 pub struct DiskWriter {
     shared: Arc<Shared>,

@@ -9,7 +9,7 @@
 //!
 //! The Supervisor owns every job until its outcome arrives. Workers hold a [`DeathGuard`]; when a
 //! worker dies (a panic in a handler stops an actix actor for good, it is not restarted), the guard
-//! sends [`WorkerDown`](supervisor::WorkerDown), the jobs it held fail with `MailboxError`, and the
+//! sends [`supervisor::WorkerDown`], the jobs it held fail with `MailboxError`, and the
 //! Supervisor requeues them and starts a replacement on the same arbiter thread.
 
 pub mod disk_writer;

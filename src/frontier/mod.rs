@@ -322,6 +322,37 @@ mod tests {
     }
 
     #[test]
+    fn holds_pauses_and_own_delays_apply_to_one_host_only() {
+        let mut pol = Politeness::new(4, Duration::from_millis(100));
+        let now = Instant::now();
+        pol.hold("a:80");
+        assert_eq!(pol.ready_at("a:80", now), None, "held for robots.txt");
+        assert_eq!(pol.ready_at("b:80", now), Some(now));
+        pol.release("a:80");
+        pol.set_delay("a:80", Duration::from_secs(2));
+        pol.set_delay("b:80", Duration::from_millis(10)); // below the configured delay: ignored
+        pol.started("a:80", now);
+        pol.started("b:80", now);
+        pol.finished("a:80");
+        pol.finished("b:80");
+        assert_eq!(
+            pol.ready_at("a:80", now),
+            Some(now + Duration::from_secs(2))
+        );
+        assert_eq!(
+            pol.ready_at("b:80", now),
+            Some(now + Duration::from_millis(100))
+        );
+        pol.pause("b:80", now + Duration::from_secs(5));
+        pol.pause("b:80", now + Duration::from_secs(1)); // a shorter pause does not shorten it
+        assert_eq!(
+            pol.ready_at("b:80", now),
+            Some(now + Duration::from_secs(5))
+        );
+        assert_eq!(pol.ready_at("c:80", now), Some(now));
+    }
+
+    #[test]
     fn host_queues_respect_in_flight_limits_and_delays() {
         let mut pol = Politeness::new(1, Duration::from_secs(10));
         let mut q = HostQueues::default();
