@@ -26,6 +26,8 @@ pub enum Command {
     Demo(DemoArgs),
     /// Serve only the sample gallery, to try configurations against.
     ServeSample(ServeArgs),
+    /// Rewrite OUT/manifest.jsonl from the crawl state in OUT/.imgcrawl/state.db.
+    Manifest(ManifestArgs),
 }
 
 /// Flags shared by every command that crawls.
@@ -63,6 +65,10 @@ pub struct CrawlArgs {
     /// Pages to start from; replaces start_urls of the configuration.
     #[arg(value_name = "START_URL")]
     pub start_urls: Vec<String>,
+    /// Start over instead of resuming the crawl in the output directory (its state and records
+    /// are removed; image files are kept and reused when the same bytes come again).
+    #[arg(long)]
+    pub fresh: bool,
     /// Configuration flags.
     #[command(flatten)]
     pub common: CommonArgs,
@@ -74,6 +80,14 @@ pub struct DemoArgs {
     /// Configuration flags (the output directory defaults to imgcrawl-demo).
     #[command(flatten)]
     pub common: CommonArgs,
+}
+
+/// `imgcrawl manifest`.
+#[derive(Debug, Args)]
+pub struct ManifestArgs {
+    /// The output directory of a crawl.
+    #[arg(value_name = "OUT")]
+    pub out_dir: PathBuf,
 }
 
 /// `imgcrawl serve-sample`.

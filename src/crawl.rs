@@ -14,11 +14,13 @@ use crate::actors::supervisor::{
 use crate::error::Error;
 use crate::records::{CrawlReport, Stats};
 use crate::settings::Settings;
+use crate::state::fingerprint;
 
 /// Configures a crawl before starting it.
 pub struct CrawlBuilder {
     settings: Settings,
     subscribers: Vec<Recipient<CrawlEvent>>,
+    fresh: bool,
 }
 
 impl CrawlBuilder {
@@ -28,18 +30,29 @@ impl CrawlBuilder {
         self
     }
 
-    /// Starts the crawl. Must run inside an actix System (for example in an actix-web handler or
+    /// Starts over instead of resuming: the state and records of an earlier crawl in the output
+    /// directory are removed first (its image files are kept, and reused when the same bytes come
+    /// again under the same name).
+    pub fn fresh(mut self, fresh: bool) -> Self {
+        self.fresh = fresh;
+        self
+    }
+
+    /// Starts the crawl, resuming the one the output directory holds, if any. Must run inside an actix System (for example in an actix-web handler or
     /// `#[actix::main]`). Fails if the output directory cannot be prepared.
     pub async fn start(self) -> Result<Crawl, Error> {
         let settings = Arc::new(self.settings);
         let prototype = DiskWriter::new(settings.out_dir.clone(), settings.filename.clone());
         let writer = SyncArbiter::start(settings.workers.writers.get(), move || prototype.clone());
-        let previous = writer
-            .send(OpenOutput)
+        let resume = writer
+            .send(OpenOutput {
+                fresh: self.fresh,
+                fingerprint: fingerprint(&settings.start_urls),
+            })
             .await
             .map_err(|e| Error::Aborted(format!("disk writer unavailable: {e}")))??;
         let logger = Logger::new(settings.clone(), writer.clone(), self.subscribers).start();
-        let supervisor = Supervisor::new(settings, writer, logger.clone(), &previous).start();
+        let supervisor = Supervisor::new(settings, writer, logger.clone(), resume).start();
         Ok(Crawl { supervisor, logger })
     }
 }
@@ -61,6 +74,7 @@ impl Crawl {
         CrawlBuilder {
             settings,
             subscribers: Vec::new(),
+            fresh: false,
         }
     }
 

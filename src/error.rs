@@ -24,6 +24,15 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
+    /// The output directory holds a crawl that cannot be resumed (another crawl, another version).
+    #[error("{0}")]
+    Resume(String),
+    /// The state database could not be read or written.
+    #[error("crawl state: {0}")]
+    State(String),
+    /// Writing to the output directory failed during the crawl (for example the disk is full).
+    #[error("cannot write to the output directory: {0}; the state and the files saved so far are intact, run the same command again once this is fixed")]
+    Disk(String),
     /// The crawl's actors stopped answering (for example the System was shut down under it).
     #[error("crawl aborted: {0}")]
     Aborted(String),

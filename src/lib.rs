@@ -42,6 +42,7 @@ pub mod robots;
 pub mod sample_site;
 pub mod settings;
 pub mod sniff;
+pub mod state;
 pub mod urls;
 
 pub use actors::logger::CrawlEvent;

@@ -20,8 +20,9 @@ fn main() -> ExitCode {
             if !args.start_urls.is_empty() {
                 sources.flag("start_urls", "START_URL", args.start_urls.clone());
             }
+            let fresh = args.fresh;
             match Settings::load(&sources) {
-                Ok(settings) => run_crawl(async move { crawl(settings).await }),
+                Ok(settings) => run_crawl(async move { crawl(settings, fresh).await }),
                 Err(e) => {
                     eprintln!("imgcrawl: {e}");
                     2
@@ -30,6 +31,19 @@ fn main() -> ExitCode {
         }
         Command::Demo(args) => run_crawl(demo(args.common)),
         Command::ServeSample(args) => serve_sample(args),
+        Command::Manifest(args) => match imgcrawl::state::export_manifest(&args.out_dir) {
+            Ok(rows) => {
+                println!(
+                    "wrote {} with {rows} images",
+                    args.out_dir.join("manifest.jsonl").display()
+                );
+                0
+            }
+            Err(e) => {
+                eprintln!("imgcrawl: {e}");
+                1
+            }
+        },
     };
     ExitCode::from(code)
 }
@@ -58,7 +72,7 @@ fn run_crawl(fut: impl std::future::Future<Output = Result<CrawlReport, Error>> 
             println!("{report}");
             report.exit_code() as u8
         }
-        Err(Error::Settings(e)) => {
+        Err(e @ (Error::Settings(_) | Error::Resume(_))) => {
             eprintln!("imgcrawl: {e}");
             2
         }
@@ -69,12 +83,14 @@ fn run_crawl(fut: impl std::future::Future<Output = Result<CrawlReport, Error>> 
     }
 }
 
-/// Crawls with `settings`; the first Ctrl-C stops handing out work, a second one exits at once.
-async fn crawl(settings: Settings) -> Result<CrawlReport, Error> {
-    let crawl = Crawl::start(settings).await?;
+/// Crawls with `settings` (resuming unless `fresh`). The first Ctrl-C or SIGTERM stops handing
+/// out work and gives requests in flight a few seconds; a second Ctrl-C exits at once (the state
+/// on disk is consistent at every moment, so nothing is corrupted).
+async fn crawl(settings: Settings, fresh: bool) -> Result<CrawlReport, Error> {
+    let crawl = Crawl::builder(settings).fresh(fresh).start().await?;
     let handle = crawl.clone();
     actix_rt::spawn(async move {
-        if actix_rt::signal::ctrl_c().await.is_ok() {
+        if stop_signal().await {
             log::warn!("interrupted: finishing requests in flight (Ctrl-C again to quit at once)");
             handle.stop();
             if actix_rt::signal::ctrl_c().await.is_ok() {
@@ -83,6 +99,31 @@ async fn crawl(settings: Settings) -> Result<CrawlReport, Error> {
         }
     });
     crawl.wait().await
+}
+
+/// Waits for Ctrl-C or (on Unix) SIGTERM; `false` if neither can be listened for.
+async fn stop_signal() -> bool {
+    #[cfg(unix)]
+    {
+        use actix_rt::signal::unix::{signal, SignalKind};
+        if let Ok(mut term) = signal(SignalKind::terminate()) {
+            return either(actix_rt::signal::ctrl_c(), term.recv()).await;
+        }
+    }
+    actix_rt::signal::ctrl_c().await.is_ok()
+}
+
+/// Resolves when either future does.
+#[cfg(unix)]
+async fn either<A, B, T, U>(a: A, b: B) -> bool
+where
+    A: std::future::Future<Output = T>,
+    B: std::future::Future<Output = U>,
+{
+    use futures_util::future::{select, Either};
+    match select(std::pin::pin!(a), std::pin::pin!(b)).await {
+        Either::Left(_) | Either::Right(_) => true,
+    }
 }
 
 /// Serves the sample gallery in this System and crawls it.
@@ -102,7 +143,8 @@ async fn demo(mut common: CommonArgs) -> Result<CrawlReport, Error> {
     );
     sources.flag("pages", "demo", vec![1u64, site.pages]);
     let settings = Settings::load(&sources)?;
-    let result = crawl(settings).await;
+    // The sample site gets a new port each time, so a demo always starts over.
+    let result = crawl(settings, true).await;
     server.stop().await;
     result
 }

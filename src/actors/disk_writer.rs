@@ -2,10 +2,16 @@
 //! writes never stall an event loop. It owns the output directory: temporary files, the final image
 //! files (named from the template, made unique, deduplicated by SHA-256) and the record files.
 //!
-//! Takes: [`OpenOutput`], [`AppendTemp`], [`WriteImage`], [`DiscardTemp`], [`AppendRecords`],
-//! [`WriteFileAtomic`]. Answers each caller directly; reports to nobody else. Its handlers run in
-//! parallel on `writers` threads; they share the index of saved files behind one mutex, held only
-//! to pick a name and rename.
+//! Takes: [`OpenOutput`], [`AppendTemp`], [`WriteImage`], [`DiscardTemp`], [`CommitState`],
+//! [`ExportManifest`], [`AppendRecords`], [`WriteFileAtomic`]. Answers each caller directly;
+//! reports to nobody else. Its handlers run in parallel on `writers` threads; they share the index
+//! of saved files behind one mutex, held only to pick a name, and the state database behind
+//! another (one commit at a time).
+//!
+//! The order of truth for an image: its bytes are written whole to a temporary file, the batch
+//! that records it is synced and committed, and only then is the file renamed to its final name.
+//! A crash before the commit leaves a temporary file (removed at the next start, the image is
+//! fetched again); a crash between commit and rename is finished at the next start.
 //!
 //! A `SyncArbiter` mailbox is unbounded: callers bound what they send by awaiting each `send`.
 
@@ -18,10 +24,14 @@ use std::sync::{Arc, Mutex};
 
 use actix::prelude::*;
 use bytes::Bytes;
+use sha2::{Digest, Sha256};
+use url::Url;
 
 use crate::error::{Error, Failure, FailureKind};
+use crate::frontier::ImageJob;
 use crate::paths::{with_suffix, FilenameTemplate, NameFields};
 use crate::records::ManifestRow;
+use crate::state::{Resume, StateDb, StateOp, STATE_DB};
 
 /// Name of the manifest file in `out_dir`.
 pub const MANIFEST_FILE: &str = "manifest.jsonl";
@@ -32,11 +42,33 @@ pub const STATS_FILE: &str = "stats.json";
 /// imgcrawl's own directory inside `out_dir` (state and temporary files).
 pub const STATE_DIR: &str = ".imgcrawl";
 
-/// Prepares `out_dir`: creates it, removes leftover temporary files, starts a new `errors.jsonl`, and
-/// reads the manifest of earlier runs. Answers with the rows whose files are still intact.
+/// Prepares `out_dir` and its state database: creates them (or, with `fresh`, first removes the
+/// state and records of an earlier crawl), finishes the renames a crash interrupted, removes
+/// leftover temporary files, re-queues saved images whose file is gone, imports the manifest of an
+/// output directory that has none, and rewrites `manifest.jsonl` from the state. Answers with what
+/// the earlier runs left.
 #[derive(Debug, Message)]
-#[rtype(result = "Result<Vec<ManifestRow>, Error>")]
-pub struct OpenOutput;
+#[rtype(result = "Result<Resume, Error>")]
+pub struct OpenOutput {
+    /// Start over: forget the earlier crawl's state and records (image files are kept).
+    pub fresh: bool,
+    /// The crawl's identity (see [`crate::state::fingerprint`]); a state of another crawl is refused.
+    pub fingerprint: String,
+}
+
+/// Makes a batch of state changes durable: syncs the new files, commits the batch in one
+/// transaction, then moves the saved images' files into place.
+#[derive(Debug, Message)]
+#[rtype(result = "Result<(), Error>")]
+pub struct CommitState {
+    /// The changes, in order.
+    pub ops: Vec<StateOp>,
+}
+
+/// Rewrites `manifest.jsonl` from the state database; answers with the number of rows.
+#[derive(Debug, Message)]
+#[rtype(result = "Result<usize, Error>")]
+pub struct ExportManifest;
 
 /// Appends bytes to the temporary file `tmp` (created on first use). Used for large downloads.
 #[derive(Debug, Message)]
@@ -86,13 +118,16 @@ pub struct WriteImage {
     pub name: ImageName,
 }
 
-/// Where a stored image ended up.
+/// Where a stored image ends up.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Stored {
     /// The file holding the bytes, relative to `out_dir`.
     pub path: PathBuf,
     /// Whether those bytes were already there (saved earlier under another URL).
     pub duplicate: bool,
+    /// The complete temporary file (relative to `out_dir`) that [`CommitState`] moves to `path`
+    /// once the image's state is committed; `None` when no file has to move.
+    pub temp: Option<PathBuf>,
 }
 
 /// Which record file to append to.
@@ -137,6 +172,8 @@ struct Shared {
     template: FilenameTemplate,
     /// Saved files by content hash, and every path taken.
     index: Mutex<Index>,
+    /// The state database, opened by [`OpenOutput`].
+    state: Mutex<Option<StateDb>>,
 }
 
 #[derive(Debug, Default)]
@@ -145,8 +182,8 @@ struct Index {
     by_sha: HashMap<String, PathBuf>,
     /// Every path in use.
     taken: HashSet<PathBuf>,
-    /// For a wanted path, the suffix to try next, so that thousands of images with one caption
-    /// do not each search from `-2` again.
+    /// For a wanted path, the first suffix not known to be taken (all below it are), so that
+    /// thousands of images with one caption do not each search from `-2` again.
     next_suffix: HashMap<PathBuf, u32>,
 }
 
@@ -173,6 +210,7 @@ impl DiskWriter {
                 token,
                 template,
                 index: Mutex::new(Index::default()),
+                state: Mutex::new(None),
             }),
         }
     }
@@ -189,32 +227,157 @@ impl DiskWriter {
         self.shared.index.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn open_output(&self) -> Result<Vec<ManifestRow>, Error> {
+    fn state(&self) -> std::sync::MutexGuard<'_, Option<StateDb>> {
+        self.shared.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn open_output(&self, m: &OpenOutput) -> Result<Resume, Error> {
         let out = &self.shared.out_dir;
+        let state_dir = out.join(STATE_DIR);
         fs::create_dir_all(&self.shared.tmp_dir)
             .map_err(|e| Error::io("cannot create output directory", out, e))?;
-        for entry in fs::read_dir(&self.shared.tmp_dir)
-            .map_err(|e| Error::io("cannot read", &self.shared.tmp_dir, e))?
-        {
+        let db_path = state_dir.join(STATE_DB);
+        if m.fresh {
+            for name in [STATE_DB, "state.db-wal", "state.db-shm"] {
+                remove_if_there(&state_dir.join(name))?;
+            }
+            for name in [MANIFEST_FILE, ERRORS_FILE, STATS_FILE] {
+                remove_if_there(&out.join(name))?;
+            }
+        }
+        let mut db = StateDb::open(&db_path, &m.fingerprint).map_err(|why| {
+            Error::Resume(format!(
+                "{} cannot be resumed: {why}. Run with --fresh to start over there, or choose another output directory",
+                out.display()
+            ))
+        })?;
+        let db_err = |e: rusqlite::Error| Error::State(format!("{}: {e}", db_path.display()));
+        for (temp, dest) in db.pending_renames().map_err(db_err)? {
+            let (temp, dest) = (out.join(temp), out.join(dest));
+            if !dest.exists() && temp.exists() {
+                if let Some(parent) = dest.parent() {
+                    fs::create_dir_all(parent)
+                        .map_err(|e| Error::io("cannot create directory", parent, e))?;
+                }
+                fs::rename(&temp, &dest)
+                    .map_err(|e| Error::io("cannot move file into place", &dest, e))?;
+            }
+        }
+        db.clear_temps().map_err(db_err)?;
+        self.remove_temp_files()?;
+        let mut resume = db.resume().map_err(db_err)?;
+        if resume.is_empty() {
+            File::create(out.join(ERRORS_FILE))
+                .map_err(|e| Error::io("cannot write", out.join(ERRORS_FILE), e))?;
+            let imported = import_ops(self.read_manifest()?);
+            if !imported.is_empty() {
+                db.apply(&imported).map_err(db_err)?;
+                resume = db.resume().map_err(db_err)?;
+            }
+        }
+        let lost = self.requeue_missing(&mut db, &mut resume).map_err(db_err)?;
+        if lost > 0 {
+            log::warn!("{lost} saved images have lost their file; they will be downloaded again");
+        }
+        let mut index = self.index();
+        for row in &resume.saved {
+            if row.duplicate_of.is_none() {
+                index.by_sha.insert(row.sha256.clone(), row.path.clone());
+                index.taken.insert(row.path.clone());
+            }
+        }
+        drop(index);
+        *self.state() = Some(db);
+        self.export_manifest()?;
+        Ok(resume)
+    }
+
+    /// Removes this and earlier crawls' temporary files.
+    fn remove_temp_files(&self) -> Result<(), Error> {
+        let tmp_dir = &self.shared.tmp_dir;
+        for entry in fs::read_dir(tmp_dir).map_err(|e| Error::io("cannot read", tmp_dir, e))? {
             let path = entry
-                .map_err(|e| Error::io("cannot read", &self.shared.tmp_dir, e))?
+                .map_err(|e| Error::io("cannot read", tmp_dir, e))?
                 .path();
             if path.extension().is_some_and(|e| e == "part") {
                 fs::remove_file(&path)
                     .map_err(|e| Error::io("cannot remove leftover temporary file", &path, e))?;
             }
         }
-        let errors = out.join(ERRORS_FILE);
-        File::create(&errors).map_err(|e| Error::io("cannot write", &errors, e))?;
-        let rows = self.read_manifest()?;
-        let mut index = self.index();
-        for row in &rows {
-            if row.duplicate_of.is_none() {
-                index.by_sha.insert(row.sha256.clone(), row.path.clone());
-                index.taken.insert(row.path.clone());
+        Ok(())
+    }
+
+    /// Saved images whose file is missing or has another size (deleted by hand, or a rename lost
+    /// with a power cut) go back to waiting, so that they are downloaded again.
+    fn requeue_missing(&self, db: &mut StateDb, resume: &mut Resume) -> rusqlite::Result<usize> {
+        let out = &self.shared.out_dir;
+        let (kept, lost): (Vec<ManifestRow>, Vec<ManifestRow>) = std::mem::take(&mut resume.saved)
+            .into_iter()
+            .partition(|row| {
+                safe_relative(&row.path)
+                    && fs::metadata(out.join(&row.path)).is_ok_and(|m| m.len() == row.bytes)
+            });
+        resume.saved = kept;
+        let mut urls = Vec::new();
+        for row in &lost {
+            if let (Ok(url), Ok(page)) = (Url::parse(&row.url), Url::parse(&row.page)) {
+                urls.push(url.clone());
+                resume.images.push(ImageJob {
+                    url,
+                    page,
+                    name: Some(row.name.clone()),
+                    attempts: 0,
+                    losses: 0,
+                    redirected_from: Vec::new(),
+                });
             }
         }
-        Ok(rows)
+        db.requeue_images(&urls)?;
+        Ok(lost.len())
+    }
+
+    fn export_manifest(&self) -> Result<usize, Error> {
+        let rows = match self.state().as_ref() {
+            Some(db) => db
+                .saved_rows()
+                .map_err(|e| Error::State(format!("reading saved images: {e}")))?,
+            None => return Err(Error::State("the state database is not open".into())),
+        };
+        crate::state::write_manifest(&self.shared.out_dir, &rows)?;
+        Ok(rows.len())
+    }
+
+    fn commit_state(&self, m: &CommitState) -> Result<(), Error> {
+        let out = &self.shared.out_dir;
+        let moves: Vec<(PathBuf, PathBuf)> = m
+            .ops
+            .iter()
+            .filter_map(|op| match op {
+                StateOp::ImageSaved {
+                    row, temp: Some(t), ..
+                } => Some((out.join(t), out.join(&row.path))),
+                _ => None,
+            })
+            .collect();
+        if !moves.is_empty() {
+            sync_files(out, moves.iter().map(|(t, _)| t.as_path()))?;
+        }
+        let mut state = self.state();
+        let db = state
+            .as_mut()
+            .ok_or_else(|| Error::State("the state database is not open".into()))?;
+        db.apply(&m.ops)
+            .map_err(|e| Error::State(format!("cannot commit the crawl state: {e}")))?;
+        drop(state);
+        for (temp, dest) in moves {
+            if let Some(parent) = dest.parent() {
+                fs::create_dir_all(parent)
+                    .map_err(|e| Error::io("cannot create directory", parent, e))?;
+            }
+            fs::rename(&temp, &dest)
+                .map_err(|e| Error::io("cannot move file into place", &dest, e))?;
+        }
+        Ok(())
     }
 
     /// Rows of an earlier manifest whose file is still there with its recorded size.
@@ -276,6 +439,7 @@ impl DiskWriter {
             return Ok(Stored {
                 path,
                 duplicate: true,
+                temp: None,
             });
         }
         let mut rel = wanted.clone();
@@ -283,21 +447,48 @@ impl DiskWriter {
         if n > 1 {
             rel = with_suffix(&wanted, n);
         }
-        while index.taken.contains(&rel) || self.shared.out_dir.join(&rel).exists() {
+        let mut temp = Some(tmp.clone());
+        loop {
+            if !index.taken.contains(&rel) {
+                let dest = self.shared.out_dir.join(&rel);
+                if !dest.exists() {
+                    break;
+                }
+                if same_bytes(&dest, &m.sha256) {
+                    // Our own earlier file (a crawl started over with --fresh): keep it.
+                    let _ = fs::remove_file(&tmp);
+                    temp = None;
+                    break;
+                }
+            }
             n += 1;
             rel = with_suffix(&wanted, n);
         }
-        index.next_suffix.insert(wanted, n + 1);
-        let dest = self.shared.out_dir.join(&rel);
-        if let Some(parent) = dest.parent() {
-            fs::create_dir_all(parent).map_err(|e| disk("cannot create directory", e))?;
-        }
-        fs::rename(&tmp, &dest).map_err(|e| disk("cannot move file into place", e))?;
         index.taken.insert(rel.clone());
         index.by_sha.insert(m.sha256.clone(), rel.clone());
+        // The hint only skips names that are all taken: a gap (a file we did not claim yet, which
+        // may turn out to be our own) is looked at again next time.
+        let name = |k: u32| {
+            if k == 1 {
+                wanted.clone()
+            } else {
+                with_suffix(&wanted, k)
+            }
+        };
+        let mut hint = index.next_suffix.get(&wanted).copied().unwrap_or(1);
+        while index.taken.contains(&name(hint)) {
+            hint += 1;
+        }
+        index.next_suffix.insert(wanted, hint);
+        let temp = temp.map(|t| {
+            t.strip_prefix(&self.shared.out_dir)
+                .map(Path::to_path_buf)
+                .unwrap_or(t)
+        });
         Ok(Stored {
             path: rel,
             duplicate: false,
+            temp,
         })
     }
 
@@ -331,6 +522,76 @@ impl DiskWriter {
     }
 }
 
+/// Removes a file if it exists.
+fn remove_if_there(path: &Path) -> Result<(), Error> {
+    match fs::remove_file(path) {
+        Err(e) if e.kind() != io::ErrorKind::NotFound => Err(Error::io("cannot remove", path, e)),
+        _ => Ok(()),
+    }
+}
+
+/// Whether the file at `path` holds bytes with this hex SHA-256.
+fn same_bytes(path: &Path, sha256: &str) -> bool {
+    let Ok(mut f) = File::open(path) else {
+        return false;
+    };
+    let mut hasher = Sha256::new();
+    io::copy(&mut f, &mut hasher).is_ok() && format!("{:x}", hasher.finalize()) == sha256
+}
+
+/// Makes the data of `files` durable before their state is committed: one `syncfs` of the file
+/// system holding `out_dir` on Linux (one flush for the whole batch), else one `fsync` per file.
+fn sync_files<'a>(out_dir: &Path, files: impl Iterator<Item = &'a Path>) -> Result<(), Error> {
+    #[cfg(target_os = "linux")]
+    {
+        use std::os::fd::AsRawFd;
+        let _ = files;
+        let dir = File::open(out_dir).map_err(|e| Error::io("cannot open", out_dir, e))?;
+        // SAFETY: syncfs only reads the descriptor, which `dir` keeps open for the call.
+        if unsafe { libc::syncfs(dir.as_raw_fd()) } != 0 {
+            return Err(Error::io(
+                "cannot sync",
+                out_dir,
+                io::Error::last_os_error(),
+            ));
+        }
+        Ok(())
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        let _ = out_dir;
+        for path in files {
+            File::open(path)
+                .and_then(|f| f.sync_all())
+                .map_err(|e| Error::io("cannot sync", path, e))?;
+        }
+        Ok(())
+    }
+}
+
+/// State changes that record the rows of an old `manifest.jsonl` as saved images (an output
+/// directory written before the state database existed).
+fn import_ops(rows: Vec<ManifestRow>) -> Vec<StateOp> {
+    let mut ops = Vec::new();
+    for row in rows {
+        let (Ok(url), Ok(page)) = (Url::parse(&row.url), Url::parse(&row.page)) else {
+            continue;
+        };
+        ops.push(StateOp::ImageQueued {
+            url: url.clone(),
+            page,
+            name: Some(row.name.clone()),
+            redirected_from: Vec::new(),
+        });
+        ops.push(StateOp::ImageSaved {
+            url,
+            row,
+            temp: None,
+        });
+    }
+    ops
+}
+
 /// Whether a path read from a manifest stays inside `out_dir` (manifests can be edited by hand).
 fn safe_relative(p: &Path) -> bool {
     p.components()
@@ -350,9 +611,24 @@ impl Actor for DiskWriter {
 }
 
 impl Handler<OpenOutput> for DiskWriter {
-    type Result = Result<Vec<ManifestRow>, Error>;
-    fn handle(&mut self, _: OpenOutput, _: &mut SyncContext<Self>) -> Self::Result {
-        self.open_output()
+    type Result = Result<Resume, Error>;
+    fn handle(&mut self, m: OpenOutput, _: &mut SyncContext<Self>) -> Self::Result {
+        self.open_output(&m)
+    }
+}
+
+impl Handler<CommitState> for DiskWriter {
+    type Result = Result<(), Error>;
+    fn handle(&mut self, m: CommitState, _: &mut SyncContext<Self>) -> Self::Result {
+        catch_unwind(AssertUnwindSafe(|| self.commit_state(&m)))
+            .unwrap_or_else(|_| Err(Error::State("committing the crawl state panicked".into())))
+    }
+}
+
+impl Handler<ExportManifest> for DiskWriter {
+    type Result = Result<usize, Error>;
+    fn handle(&mut self, _: ExportManifest, _: &mut SyncContext<Self>) -> Self::Result {
+        self.export_manifest()
     }
 }
 

@@ -37,8 +37,13 @@ pub struct SaveImage {
 /// What downloading an image gave.
 #[derive(Debug, Clone)]
 pub enum ImageDone {
-    /// Stored (or recognised as a copy of bytes already stored); its manifest row.
-    Saved(ManifestRow),
+    /// Stored (or recognised as a copy of bytes already stored).
+    Saved {
+        /// Its manifest row.
+        row: ManifestRow,
+        /// The complete temporary file to move to `row.path` once the state is committed.
+        temp: Option<std::path::PathBuf>,
+    },
     /// The URL redirects to this one; the Supervisor decides whether to follow.
     Redirected(Url),
 }
@@ -172,18 +177,21 @@ async fn download(
     };
     let stored = writer.send(request).await.map_err(lost_writer)??;
     let (width, height) = sniff::dimensions(&body.head).unzip();
-    Ok(ImageDone::Saved(ManifestRow {
-        url: found.to_string(),
-        page: job.page.to_string(),
-        name,
-        duplicate_of: stored.duplicate.then(|| stored.path.clone()),
-        path: stored.path,
-        bytes: body.total,
-        sha256,
-        content_type: kind.mime().to_string(),
-        width,
-        height,
-    }))
+    Ok(ImageDone::Saved {
+        temp: stored.temp,
+        row: ManifestRow {
+            url: found.to_string(),
+            page: job.page.to_string(),
+            name,
+            duplicate_of: stored.duplicate.then(|| stored.path.clone()),
+            path: stored.path,
+            bytes: body.total,
+            sha256,
+            content_type: kind.mime().to_string(),
+            width,
+            height,
+        },
+    })
 }
 
 fn not_image() -> Failure {

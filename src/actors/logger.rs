@@ -35,6 +35,8 @@ pub enum CrawlEvent {
         threads: usize,
         /// Images an earlier run saved, which will not be downloaded again.
         previously_saved: usize,
+        /// When an earlier run of this crawl is resumed: the pages it left waiting.
+        resumed_pages: Option<usize>,
     },
     /// A page was fetched and parsed.
     PageFetched {
@@ -169,12 +171,15 @@ impl Logger {
                 writers,
                 threads,
                 previously_saved,
+                resumed_pages,
             } => {
                 log::info!(
                     "started {fetchers} page fetchers, {savers} image savers and {writers} disk writers on {threads} threads; writing to {}",
                     self.settings.out_dir.display()
                 );
-                if *previously_saved > 0 {
+                if let Some(pages) = resumed_pages {
+                    log::info!("resuming: {pages} pages waiting, {previously_saved} images saved");
+                } else if *previously_saved > 0 {
                     log::info!("{previously_saved} images saved by earlier runs will not be downloaded again");
                 }
             }

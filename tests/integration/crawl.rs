@@ -121,31 +121,57 @@ async fn running_the_same_crawl_again_downloads_nothing_already_saved() {
     let server = TestServer::sample(site, |_| None);
     let out = tempfile::tempdir().unwrap();
     let toml = "[http]\nretries = 0\n";
-    Crawl::start(settings(&list_urls(&server, site), out.path(), toml))
-        .await
-        .unwrap()
-        .wait()
-        .await
-        .unwrap();
+    let run = |fresh: bool| {
+        let settings = settings(&list_urls(&server, site), out.path(), toml);
+        async move {
+            Crawl::builder(settings)
+                .fresh(fresh)
+                .start()
+                .await
+                .unwrap()
+                .wait()
+                .await
+                .unwrap()
+        }
+    };
+    run(false).await;
     let first = manifest(out.path());
-    let report = Crawl::start(settings(&list_urls(&server, site), out.path(), toml))
-        .await
-        .unwrap()
-        .wait()
-        .await
-        .unwrap();
+    let files = image_files(out.path());
+    let requests: u32 = server.hits().values().sum();
 
-    assert_eq!(report.stats.images_saved, 0);
-    assert_eq!(report.stats.duplicates, 0);
-    assert_eq!(report.stats.images_already_saved, 20);
+    // The same command resumes a finished crawl: nothing is left to do, nothing is requested.
+    let report = run(false).await;
+    assert_eq!(report.stats.images_saved + report.stats.pages_fetched, 0);
+    assert_eq!(server.hits().values().sum::<u32>(), requests);
     assert_eq!(manifest(out.path()), first, "the manifest is unchanged");
+
+    // An output directory from before the state database (only a manifest): its images count as
+    // saved, the pages are crawled again, no image is downloaded again.
+    std::fs::remove_file(out.path().join(".imgcrawl/state.db")).unwrap();
+    let report = run(false).await;
+    assert_eq!(report.stats.images_already_saved, 20);
+    assert_eq!(report.stats.images_saved, 0);
     for id in 1..=20 {
-        assert_eq!(
-            server.hits()[&format!("/img/{id}.png")],
-            1,
-            "image {id} downloaded again"
-        );
+        let hits = server.hits()[&format!("/img/{id}.png")];
+        assert_eq!(hits, 1, "image {id} downloaded again");
     }
+    assert_eq!(manifest(out.path()), first);
+
+    // --fresh starts over: everything is fetched again, and the files already there with the
+    // same bytes are kept under their names (no "-2" copies).
+    let report = run(true).await;
+    assert_eq!(
+        report.stats.images_saved, 19,
+        "19 distinct images, one byte-identical copy"
+    );
+    assert_eq!(server.hits()["/img/1.png"], 2);
+    assert_eq!(image_files(out.path()), files);
+    let paths = |rows: Vec<imgcrawl::records::ManifestRow>| {
+        let mut p: Vec<_> = rows.into_iter().map(|r| (r.url, r.path)).collect();
+        p.sort();
+        p
+    };
+    assert_eq!(paths(manifest(out.path())), paths(first));
     assert_all_images_saved(site, &server, out.path());
 }
 

@@ -10,8 +10,33 @@ use crate::error::{Failure, FailureKind};
 use crate::extract::Extracted;
 use crate::frontier::{host_key, ImageJob, PageJob};
 use crate::robots::robots_url;
+use crate::state::{Resume, StateOp};
 
 impl Supervisor {
+    /// Puts back what earlier runs left: every URL they admitted counts as seen, and what was
+    /// waiting (or in flight when they stopped) is queued again.
+    pub(super) fn restore(&mut self, resume: Resume) {
+        for url in &resume.seen_pages {
+            self.frontier.admit_page(url);
+        }
+        self.pages_admitted = resume.seen_pages.len() as u64;
+        for url in &resume.seen_images {
+            // Saved images stay out of the seen set, so that meeting one again is counted as
+            // "already saved" (see `admit_image`).
+            if !self.previously_saved.contains(url) {
+                self.frontier.admit_image(url);
+            }
+        }
+        for job in resume.pages {
+            self.note_host(&job.url);
+            self.frontier.push_page(job);
+        }
+        for job in resume.images {
+            self.note_host(&job.url);
+            self.frontier.push_image(job);
+        }
+    }
+
     pub(super) fn seed(&mut self) {
         for url in self.settings.start_urls.clone() {
             self.admit_page(url, 0, Vec::new());
@@ -36,6 +61,11 @@ impl Supervisor {
         }
         self.pages_admitted += 1;
         self.note_host(&url);
+        self.pending.push(StateOp::PageQueued {
+            url: url.clone(),
+            depth,
+            redirected_from: redirected_from.clone(),
+        });
         self.frontier.push_page(PageJob {
             url,
             depth,
@@ -69,6 +99,12 @@ impl Supervisor {
             return false;
         }
         self.note_host(&url);
+        self.pending.push(StateOp::ImageQueued {
+            url: url.clone(),
+            page: page.clone(),
+            name: name.clone(),
+            redirected_from: from.clone(),
+        });
         self.frontier.push_image(ImageJob {
             url,
             page,
@@ -136,6 +172,8 @@ impl Supervisor {
                 images += 1;
             }
         }
+        // In the same batch as the links and images it queued: done means they are known.
+        self.pending.push(StateOp::PageDone(job.url.clone()));
         self.logger.do_send(CrawlEvent::PageFetched {
             url: job.url,
             depth: job.depth,
@@ -181,6 +219,7 @@ impl Supervisor {
             Ok(to) => {
                 log::debug!("{} redirects to {to}", job.url);
                 self.admit_page(to, job.depth, chain);
+                self.pending.push(StateOp::PageDone(job.url));
             }
             Err(failure) => {
                 job.attempts += 1;
@@ -197,6 +236,7 @@ impl Supervisor {
             Ok(to) => {
                 log::debug!("{} redirects to {to}", job.url);
                 self.admit_image(to, job.page, job.name, chain);
+                self.pending.push(StateOp::ImageRedirected(job.url));
             }
             Err(failure) => {
                 job.attempts += 1;

@@ -23,18 +23,19 @@ use tokio::sync::oneshot;
 use tokio::time::Instant;
 use url::Url;
 
-use super::disk_writer::DiskWriter;
+use super::disk_writer::{CommitState, DiskWriter, ExportManifest};
 use super::image_saver::{ImageDone, ImageSaver, SaveImage};
 use super::logger::{CrawlEvent, Finish, Logger};
 use super::page_fetcher::{FetchPage, FetchRobots, PageDone, PageFetcher};
 use super::{DeathGuard, WorkerKind};
-use crate::error::Error;
+use crate::error::{Error, FailureKind};
 use crate::frontier::{
     host_key, Blocked, Frontier, ImageJob, MemoryFrontier, PageJob, Politeness, SeenSet,
 };
-use crate::records::{CrawlReport, ManifestRow, Outcome};
+use crate::records::{CrawlReport, Outcome};
 use crate::robots::RobotsBook;
 use crate::settings::Settings;
+use crate::state::{Resume, StateOp};
 
 /// A worker's death guard fired: the worker in `slot` of generation `generation` is gone.
 #[derive(Debug, Message)]
@@ -100,6 +101,22 @@ const MAX_LOSSES: u32 = 3;
 /// How often dead workers are looked for and queue sizes reported.
 const SWEEP_EVERY: Duration = Duration::from_secs(1);
 
+/// Why a crawl ended without a report (a cloneable stand-in for [`Error`], which is not `Clone`).
+#[derive(Debug, Clone)]
+enum Ended {
+    /// The actors stopped answering.
+    Aborted(String),
+    /// Disk trouble.
+    Disk(String),
+}
+
+/// State changes that trigger a commit at once rather than at the next tick.
+const COMMIT_BATCH: usize = 2048;
+/// How often pending state changes are committed (the group commit's latency).
+const COMMIT_EVERY: Duration = Duration::from_millis(200);
+/// How long requests in flight may finish after a stop before they are abandoned.
+const STOP_GRACE: Duration = Duration::from_secs(3);
+
 /// A job waiting for its retry time.
 #[derive(Debug)]
 enum Delayed {
@@ -157,6 +174,18 @@ pub struct Supervisor {
     logger: Addr<Logger>,
     /// Image URLs an earlier run saved.
     previously_saved: SeenSet,
+    /// What earlier runs left, until `started` puts it back in the frontier.
+    restored: Option<Resume>,
+    /// State changes not yet sent to the DiskWriter (the next group commit).
+    pending: Vec<StateOp>,
+    /// Events that may only be told once the pending changes are committed (saved images).
+    after_commit: Vec<CrawlEvent>,
+    /// A commit is in flight (one at a time, so batches land in order).
+    commit_in_flight: bool,
+    /// A fatal error (disk trouble) that ends the crawl.
+    fatal: Option<String>,
+    /// Stop waiting for requests in flight (the grace period after a stop has passed).
+    abandon: bool,
     /// Job ids, also naming temporary files.
     next_id: u64,
     /// Pages being fetched.
@@ -175,23 +204,23 @@ pub struct Supervisor {
     ending: bool,
     /// The sweep timer, cancelled at the end.
     sweep: Option<SpawnHandle>,
-    /// The final report, once known (errors as text: `Error` is not `Clone`).
-    report: Option<Result<CrawlReport, String>>,
+    /// The final report, once known.
+    report: Option<Result<CrawlReport, Ended>>,
     /// Callers of [`AwaitReport`] before the end.
-    waiters: Vec<oneshot::Sender<Result<CrawlReport, String>>>,
+    waiters: Vec<oneshot::Sender<Result<CrawlReport, Ended>>>,
 }
 
 impl Supervisor {
-    /// A Supervisor for `settings`, running workers on `threads` new arbiters. `previously_saved`
-    /// are manifest rows of earlier runs whose files are intact.
+    /// A Supervisor for `settings`, running workers on `threads` new arbiters, carrying on from
+    /// what earlier runs left (`resume`, empty for a new crawl).
     pub fn new(
         settings: Arc<Settings>,
         writer: Addr<DiskWriter>,
         logger: Addr<Logger>,
-        previously_saved: &[ManifestRow],
+        resume: Resume,
     ) -> Self {
         let mut saved = SeenSet::default();
-        for row in previously_saved {
+        for row in &resume.saved {
             if let Ok(url) = url::Url::parse(&row.url) {
                 saved.insert(&url);
             }
@@ -213,6 +242,12 @@ impl Supervisor {
             writer,
             logger,
             previously_saved: saved,
+            restored: Some(resume),
+            pending: Vec::new(),
+            after_commit: Vec::new(),
+            commit_in_flight: false,
+            fatal: None,
+            abandon: false,
             next_id: 0,
             pages_in_flight: 0,
             images_in_flight: 0,
@@ -342,6 +377,9 @@ impl Supervisor {
                 self.wake(at, ctx);
             }
         }
+        if self.pending.len() >= COMMIT_BATCH {
+            self.commit(ctx);
+        }
         self.check_done(ctx);
     }
 
@@ -458,8 +496,18 @@ impl Supervisor {
                 act.savers[slot].inflight -= 1;
             }
             match res {
-                Ok(Ok(ImageDone::Saved(row))) => {
-                    act.logger.do_send(CrawlEvent::ImageSaved(row));
+                Ok(Ok(ImageDone::Saved { row, temp })) => {
+                    // Told (and written to the manifest) only once the state says it is saved.
+                    act.after_commit.push(CrawlEvent::ImageSaved(row.clone()));
+                    act.pending.push(StateOp::ImageSaved {
+                        url: job.url,
+                        row,
+                        temp,
+                    });
+                }
+                Ok(Err(failure)) if failure.kind == FailureKind::Disk => {
+                    // The image stays waiting in the state; the crawl cannot go on.
+                    act.fail(format!("{}: {}", job.url, failure.detail), ctx);
                 }
                 Ok(Ok(ImageDone::Redirected(to))) => act.image_redirected(job, to),
                 Ok(Err(failure)) => act.image_failed(job, failure),
@@ -490,11 +538,63 @@ impl Supervisor {
         }
     }
 
+    /// Sends the pending state changes as one group commit, unless one is in flight. Once it is
+    /// durable, the events that waited for it (saved images) are told, and the crawl may end.
+    fn commit(&mut self, ctx: &mut Context<Self>) {
+        if self.commit_in_flight || self.pending.is_empty() || self.fatal.is_some() {
+            return;
+        }
+        self.commit_in_flight = true;
+        let ops = std::mem::take(&mut self.pending);
+        let events = std::mem::take(&mut self.after_commit);
+        let request = self.writer.send(CommitState { ops });
+        ctx.spawn(request.into_actor(self).map(move |res, act, ctx| {
+            act.commit_in_flight = false;
+            match res {
+                Ok(Ok(())) => {
+                    for event in events {
+                        act.logger.do_send(event);
+                    }
+                }
+                Ok(Err(e)) => act.fail(e.to_string(), ctx),
+                Err(e) => act.fail(format!("the disk writer stopped: {e}"), ctx),
+            }
+            if act.pending.len() >= COMMIT_BATCH || act.ending_soon() {
+                act.commit(ctx);
+            }
+            act.check_done(ctx);
+        }));
+    }
+
+    /// Whether the crawl is about to end (so the last changes should be committed now).
+    fn ending_soon(&self) -> bool {
+        let q = self.queues();
+        self.stopping
+            || (q.pages_waiting + q.images_waiting + q.pages_in_flight + q.images_in_flight) == 0
+    }
+
+    /// Ends the crawl after an error the crawl cannot go on with (the disk is full or unwritable).
+    /// What is committed stays; what was in flight is done again by the next run.
+    fn fail(&mut self, why: String, ctx: &mut Context<Self>) {
+        if self.fatal.is_none() {
+            log::error!("{why}");
+            self.fatal = Some(why);
+        }
+        self.stopping = true;
+        self.abandon = true;
+        self.check_done(ctx);
+    }
+
     fn check_done(&mut self, ctx: &mut Context<Self>) {
         let q = self.queues();
-        let idle = q.pages_in_flight == 0 && q.images_in_flight == 0;
+        let idle = self.abandon || (q.pages_in_flight == 0 && q.images_in_flight == 0);
         let empty = q.pages_waiting == 0 && q.images_waiting == 0;
         if self.ending || !idle || !(empty || self.stopping) {
+            return;
+        }
+        if self.fatal.is_none() && (self.commit_in_flight || !self.pending.is_empty()) {
+            // The last changes first: the crawl is over only once they are durable.
+            self.commit(ctx);
             return;
         }
         self.ending = true;
@@ -506,25 +606,34 @@ impl Supervisor {
         } else {
             Outcome::Finished
         };
-        ctx.spawn(
-            self.logger
-                .send(Finish { outcome })
-                .into_actor(self)
-                .map(|res, act, _| {
-                    let report = match res {
-                        Ok(Ok(report)) => Ok(report),
-                        Ok(Err(e)) => Err(e.to_string()),
-                        Err(e) => Err(format!("the Logger stopped: {e}")),
-                    };
-                    for arbiter in act.arbiters.drain(..) {
-                        arbiter.stop();
-                    }
-                    for w in act.waiters.drain(..) {
-                        let _ = w.send(report.clone());
-                    }
-                    act.report = Some(report);
-                }),
-        );
+        let (logger, writer) = (self.logger.clone(), self.writer.clone());
+        let fatal = self.fatal.clone();
+        let finish = async move {
+            let report = logger.send(Finish { outcome }).await;
+            let report = match report {
+                Ok(Ok(report)) => Ok(report),
+                Ok(Err(e)) => Err(Ended::Aborted(e.to_string())),
+                Err(e) => Err(Ended::Aborted(format!("the Logger stopped: {e}"))),
+            };
+            if let Some(why) = fatal {
+                return Err(Ended::Disk(why));
+            }
+            // The manifest is rewritten from the committed state, so the two always agree.
+            match writer.send(ExportManifest).await {
+                Ok(Ok(_)) => report,
+                Ok(Err(e)) => Err(Ended::Disk(e.to_string())),
+                Err(e) => Err(Ended::Aborted(format!("the disk writer stopped: {e}"))),
+            }
+        };
+        ctx.spawn(finish.into_actor(self).map(|report, act, _| {
+            for arbiter in act.arbiters.drain(..) {
+                arbiter.stop();
+            }
+            for w in act.waiters.drain(..) {
+                let _ = w.send(report.clone());
+            }
+            act.report = Some(report);
+        }));
     }
 
     fn sweep(&mut self, ctx: &mut Context<Self>) {
@@ -587,8 +696,17 @@ impl Actor for Supervisor {
             writers: self.settings.workers.writers.get(),
             threads,
             previously_saved: self.previously_saved.len(),
+            resumed_pages: self
+                .restored
+                .as_ref()
+                .filter(|r| !r.is_empty())
+                .map(|r| r.pages.len()),
         });
         self.sweep = Some(ctx.run_interval(SWEEP_EVERY, |act, ctx| act.sweep(ctx)));
+        ctx.run_interval(COMMIT_EVERY, |act, ctx| act.commit(ctx));
+        if let Some(resume) = self.restored.take() {
+            self.restore(resume);
+        }
         self.seed();
         self.pump(ctx);
     }
@@ -622,6 +740,15 @@ impl Handler<StopCrawl> for Supervisor {
                 self.pages_in_flight + self.images_in_flight
             );
         }
+        if !self.stopping {
+            ctx.run_later(STOP_GRACE, |act, ctx| {
+                if !act.ending {
+                    log::info!("abandoning the requests still in flight; the next run does them");
+                    act.abandon = true;
+                    act.check_done(ctx);
+                }
+            });
+        }
         self.stopping = true;
         self.check_done(ctx);
     }
@@ -631,7 +758,12 @@ impl Handler<AwaitReport> for Supervisor {
     type Result = ResponseFuture<Result<CrawlReport, Error>>;
 
     fn handle(&mut self, _: AwaitReport, _: &mut Context<Self>) -> Self::Result {
-        let to_error = |r: Result<CrawlReport, String>| r.map_err(Error::Aborted);
+        let to_error = |r: Result<CrawlReport, Ended>| {
+            r.map_err(|e| match e {
+                Ended::Aborted(why) => Error::Aborted(why),
+                Ended::Disk(why) => Error::Disk(why),
+            })
+        };
         if let Some(report) = &self.report {
             let report = to_error(report.clone());
             return Box::pin(async move { report });

@@ -12,6 +12,7 @@ use crate::frontier::{host_key, ImageJob, PageJob};
 use crate::http::backoff;
 use crate::records::{ErrorRow, ItemKind};
 use crate::robots::Rules;
+use crate::state::StateOp;
 
 impl Supervisor {
     pub(super) fn learn_robots(&mut self, host: String, rules: Rules) {
@@ -102,6 +103,7 @@ impl Supervisor {
 
     /// Records a page as failed for good.
     pub(super) fn page_gave_up(&mut self, job: PageJob, failure: Failure) {
+        self.pending.push(StateOp::PageFailed(job.url.clone()));
         let url = job.redirected_from.first().unwrap_or(&job.url);
         self.logger.do_send(CrawlEvent::PageFailed(ErrorRow {
             url: url.to_string(),
@@ -139,6 +141,7 @@ impl Supervisor {
 
     /// Records an image as failed for good.
     pub(super) fn image_gave_up(&mut self, job: ImageJob, failure: Failure) {
+        self.pending.push(StateOp::ImageFailed(job.url.clone()));
         let url = job.redirected_from.first().unwrap_or(&job.url);
         self.logger.do_send(CrawlEvent::ImageFailed(ErrorRow {
             url: url.to_string(),
