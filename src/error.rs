@@ -28,7 +28,7 @@ pub enum Error {
     #[error("{0}")]
     Resume(String),
     /// The state database could not be read or written.
-    #[error("crawl state: {0}")]
+    #[error("{0}")]
     State(String),
     /// Writing to the output directory failed during the crawl (for example the disk is full).
     #[error("cannot write to the output directory: {0}; the state and the files saved so far are intact, run the same command again once this is fixed")]

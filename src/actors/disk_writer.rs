@@ -3,7 +3,7 @@
 //! files (named from the template, made unique, deduplicated by SHA-256) and the record files.
 //!
 //! Takes: [`OpenOutput`], [`AppendTemp`], [`WriteImage`], [`DiscardTemp`], [`CommitState`],
-//! [`ExportManifest`], [`AppendRecords`], [`WriteFileAtomic`]. Answers each caller directly;
+//! [`ExportManifest`], [`CloseOutput`], [`AppendRecords`], [`WriteFileAtomic`]. Answers each caller directly;
 //! reports to nobody else. Its handlers run in parallel on `writers` threads; they share the index
 //! of saved files behind one mutex, held only to pick a name, and the state database behind
 //! another (one commit at a time).
@@ -20,7 +20,7 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{self, BufRead, BufReader, Write};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
 
 use actix::prelude::*;
 use bytes::Bytes;
@@ -64,6 +64,12 @@ pub struct CommitState {
     /// The changes, in order.
     pub ops: Vec<StateOp>,
 }
+
+/// The crawl has ended: stop writing temporary files and remove this crawl's (downloads abandoned
+/// at a stop or after a disk error, whose state was never committed).
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub struct CloseOutput;
 
 /// Rewrites `manifest.jsonl` from the state database; answers with the number of rows.
 #[derive(Debug, Message)]
@@ -174,6 +180,8 @@ struct Shared {
     index: Mutex<Index>,
     /// The state database, opened by [`OpenOutput`].
     state: Mutex<Option<StateDb>>,
+    /// Set by [`CloseOutput`]: no temporary file is written any more.
+    temp_gate: RwLock<bool>,
 }
 
 #[derive(Debug, Default)]
@@ -211,6 +219,7 @@ impl DiskWriter {
                 template,
                 index: Mutex::new(Index::default()),
                 state: Mutex::new(None),
+                temp_gate: RwLock::new(false),
             }),
         }
     }
@@ -251,7 +260,8 @@ impl DiskWriter {
                 out.display()
             ))
         })?;
-        let db_err = |e: rusqlite::Error| Error::State(format!("{}: {e}", db_path.display()));
+        let db_err =
+            |e: rusqlite::Error| Error::State(format!("crawl state {}: {e}", db_path.display()));
         for (temp, dest) in db.pending_renames().map_err(db_err)? {
             let (temp, dest) = (out.join(temp), out.join(dest));
             if !dest.exists() && temp.exists() {
@@ -340,7 +350,7 @@ impl DiskWriter {
         let rows = match self.state().as_ref() {
             Some(db) => db
                 .saved_rows()
-                .map_err(|e| Error::State(format!("reading saved images: {e}")))?,
+                .map_err(|e| Error::State(format!("cannot read the crawl state: {e}")))?,
             None => return Err(Error::State("the state database is not open".into())),
         };
         crate::state::write_manifest(&self.shared.out_dir, &rows)?;
@@ -366,8 +376,12 @@ impl DiskWriter {
         let db = state
             .as_mut()
             .ok_or_else(|| Error::State("the state database is not open".into()))?;
-        db.apply(&m.ops)
-            .map_err(|e| Error::State(format!("cannot commit the crawl state: {e}")))?;
+        db.apply(&m.ops).map_err(|e| {
+            Error::State(format!(
+                "cannot commit the crawl state in {}: {e}",
+                out.join(STATE_DIR).join(STATE_DB).display()
+            ))
+        })?;
         drop(state);
         for (temp, dest) in moves {
             if let Some(parent) = dest.parent() {
@@ -410,6 +424,15 @@ impl DiskWriter {
     }
 
     fn append_temp(&self, tmp: u64, data: &[u8]) -> io::Result<()> {
+        // Held while writing, so that CloseOutput never misses a file being written.
+        let closed = self
+            .shared
+            .temp_gate
+            .read()
+            .unwrap_or_else(|p| p.into_inner());
+        if *closed {
+            return Err(io::Error::other("the crawl has ended"));
+        }
         let mut f = OpenOptions::new()
             .create(true)
             .append(true)
@@ -622,6 +645,26 @@ impl Handler<CommitState> for DiskWriter {
     fn handle(&mut self, m: CommitState, _: &mut SyncContext<Self>) -> Self::Result {
         catch_unwind(AssertUnwindSafe(|| self.commit_state(&m)))
             .unwrap_or_else(|_| Err(Error::State("committing the crawl state panicked".into())))
+    }
+}
+
+impl Handler<CloseOutput> for DiskWriter {
+    type Result = ();
+    fn handle(&mut self, _: CloseOutput, _: &mut SyncContext<Self>) {
+        let mut closed = self
+            .shared
+            .temp_gate
+            .write()
+            .unwrap_or_else(|p| p.into_inner());
+        *closed = true;
+        let prefix = format!("{}-", self.shared.token);
+        if let Ok(entries) = fs::read_dir(&self.shared.tmp_dir) {
+            for entry in entries.flatten() {
+                if entry.file_name().to_string_lossy().starts_with(&prefix) {
+                    let _ = fs::remove_file(entry.path());
+                }
+            }
+        }
     }
 }
 

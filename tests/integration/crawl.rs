@@ -10,7 +10,7 @@ use imgcrawl::{Crawl, Outcome};
 
 use crate::support::{errors, image_files, manifest, settings, temp_files, Reply, TestServer};
 
-fn list_urls(server: &TestServer, site: SampleSite) -> Vec<String> {
+pub(crate) fn list_urls(server: &TestServer, site: SampleSite) -> Vec<String> {
     (1..=site.pages)
         .map(|n| server.url(&format!("/list/{n}.html")))
         .collect()
@@ -18,7 +18,11 @@ fn list_urls(server: &TestServer, site: SampleSite) -> Vec<String> {
 
 /// Checks that every good image of `site` is in the manifest once, with a file holding exactly the
 /// bytes served, named after its caption; duplicates point at the file with the same bytes.
-fn assert_all_images_saved(site: SampleSite, server: &TestServer, out: &std::path::Path) {
+pub(crate) fn assert_all_images_saved(
+    site: SampleSite,
+    server: &TestServer,
+    out: &std::path::Path,
+) {
     let rows = manifest(out);
     let by_url: HashMap<&str, _> = rows.iter().map(|r| (r.url.as_str(), r)).collect();
     assert_eq!(

@@ -8,4 +8,5 @@ mod embed;
 mod failures;
 mod hostile;
 mod polite;
+mod resume;
 mod support;

@@ -23,7 +23,7 @@ use tokio::sync::oneshot;
 use tokio::time::Instant;
 use url::Url;
 
-use super::disk_writer::{CommitState, DiskWriter, ExportManifest};
+use super::disk_writer::{CloseOutput, CommitState, DiskWriter, ExportManifest};
 use super::image_saver::{ImageDone, ImageSaver, SaveImage};
 use super::logger::{CrawlEvent, Finish, Logger};
 use super::page_fetcher::{FetchPage, FetchRobots, PageDone, PageFetcher};
@@ -615,15 +615,17 @@ impl Supervisor {
                 Ok(Err(e)) => Err(Ended::Aborted(e.to_string())),
                 Err(e) => Err(Ended::Aborted(format!("the Logger stopped: {e}"))),
             };
-            if let Some(why) = fatal {
-                return Err(Ended::Disk(why));
-            }
-            // The manifest is rewritten from the committed state, so the two always agree.
-            match writer.send(ExportManifest).await {
-                Ok(Ok(_)) => report,
-                Ok(Err(e)) => Err(Ended::Disk(e.to_string())),
-                Err(e) => Err(Ended::Aborted(format!("the disk writer stopped: {e}"))),
-            }
+            let ended = match fatal {
+                Some(why) => Err(Ended::Disk(why)),
+                // The manifest is rewritten from the committed state, so the two always agree.
+                None => match writer.send(ExportManifest).await {
+                    Ok(Ok(_)) => report,
+                    Ok(Err(e)) => Err(Ended::Disk(e.to_string())),
+                    Err(e) => Err(Ended::Aborted(format!("the disk writer stopped: {e}"))),
+                },
+            };
+            let _ = writer.send(CloseOutput).await;
+            ended
         };
         ctx.spawn(finish.into_actor(self).map(|report, act, _| {
             for arbiter in act.arbiters.drain(..) {
