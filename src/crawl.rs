@@ -31,8 +31,8 @@ impl CrawlBuilder {
     }
 
     /// Starts over instead of resuming: the state and records of an earlier crawl in the output
-    /// directory are removed first (its image files are kept, and reused when the same bytes come
-    /// again under the same name).
+    /// directory are removed first (its image files are kept, and taken over by the first image
+    /// with the same bytes instead of writing a copy).
     pub fn fresh(mut self, fresh: bool) -> Self {
         self.fresh = fresh;
         self

@@ -354,13 +354,18 @@ pub fn export_manifest(out_dir: &Path) -> Result<usize, crate::Error> {
             out_dir.display()
         )));
     }
-    let conn = Connection::open_with_flags(&db_path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
-        .map_err(|e| crate::Error::State(format!("{}: {e}", db_path.display())))?;
-    let rows = StateDb { conn }
-        .saved_rows()
-        .map_err(|e| crate::Error::State(format!("{}: {e}", db_path.display())))?;
+    let rows = read_saved(&db_path)?;
     write_manifest(out_dir, &rows)?;
     Ok(rows.len())
+}
+
+/// The saved images recorded in the state database at `db_path`, read without changing it and
+/// whatever crawl it belongs to.
+pub fn read_saved(db_path: &Path) -> Result<Vec<ManifestRow>, crate::Error> {
+    let failed = |e: rusqlite::Error| crate::Error::State(format!("{}: {e}", db_path.display()));
+    let conn = Connection::open_with_flags(db_path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+        .map_err(failed)?;
+    StateDb { conn }.saved_rows().map_err(failed)
 }
 
 /// Replaces `out_dir/manifest.jsonl` with `rows`, atomically (a synced temporary file renamed over

@@ -24,14 +24,13 @@ use std::sync::{Arc, Mutex, RwLock};
 
 use actix::prelude::*;
 use bytes::Bytes;
-use sha2::{Digest, Sha256};
 use url::Url;
 
 use crate::error::{Error, Failure, FailureKind};
 use crate::frontier::ImageJob;
 use crate::paths::{with_suffix, FilenameTemplate, NameFields};
 use crate::records::ManifestRow;
-use crate::state::{Resume, StateDb, StateOp, STATE_DB};
+use crate::state::{self, Resume, StateDb, StateOp, STATE_DB};
 
 /// Name of the manifest file in `out_dir`.
 pub const MANIFEST_FILE: &str = "manifest.jsonl";
@@ -52,7 +51,7 @@ pub const STATE_DIR: &str = ".imgcrawl";
 pub struct OpenOutput {
     /// Start over: forget the earlier crawl's state and records (image files are kept).
     pub fresh: bool,
-    /// The crawl's identity (see [`crate::state::fingerprint`]); a state of another crawl is refused.
+    /// The crawl's identity (see [`state::fingerprint`]); a state of another crawl is refused.
     pub fingerprint: String,
 }
 
@@ -190,6 +189,9 @@ struct Index {
     by_sha: HashMap<String, PathBuf>,
     /// Every path in use.
     taken: HashSet<PathBuf>,
+    /// Files an earlier crawl in this directory saved, by hex SHA-256, when this one started over
+    /// (`--fresh`): the first image with the same bytes takes the file over instead of a copy.
+    reusable: HashMap<String, PathBuf>,
     /// For a wanted path, the first suffix not known to be taken (all below it are), so that
     /// thousands of images with one caption do not each search from `-2` again.
     next_suffix: HashMap<PathBuf, u32>,
@@ -246,7 +248,17 @@ impl DiskWriter {
         fs::create_dir_all(&self.shared.tmp_dir)
             .map_err(|e| Error::io("cannot create output directory", out, e))?;
         let db_path = state_dir.join(STATE_DB);
+        let mut reusable = HashMap::new();
         if m.fresh {
+            if db_path.exists() {
+                for row in state::read_saved(&db_path)? {
+                    let intact = safe_relative(&row.path)
+                        && fs::metadata(out.join(&row.path)).is_ok_and(|f| f.len() == row.bytes);
+                    if row.duplicate_of.is_none() && intact {
+                        reusable.insert(row.sha256, row.path);
+                    }
+                }
+            }
             for name in [STATE_DB, "state.db-wal", "state.db-shm"] {
                 remove_if_there(&state_dir.join(name))?;
             }
@@ -290,6 +302,7 @@ impl DiskWriter {
             log::warn!("{lost} saved images have lost their file; they will be downloaded again");
         }
         let mut index = self.index();
+        index.reusable = reusable;
         for row in &resume.saved {
             if row.duplicate_of.is_none() {
                 index.by_sha.insert(row.sha256.clone(), row.path.clone());
@@ -465,32 +478,30 @@ impl DiskWriter {
                 temp: None,
             });
         }
+        if let Some(path) = index.reusable.remove(&m.sha256) {
+            // The file an earlier crawl (started over with --fresh) saved with these bytes.
+            index.by_sha.insert(m.sha256.clone(), path.clone());
+            drop(index);
+            let _ = fs::remove_file(&tmp);
+            return Ok(Stored {
+                path,
+                duplicate: false,
+                temp: None,
+            });
+        }
         let mut rel = wanted.clone();
         let mut n = index.next_suffix.get(&wanted).copied().unwrap_or(1);
         if n > 1 {
             rel = with_suffix(&wanted, n);
         }
-        let mut temp = Some(tmp.clone());
-        loop {
-            if !index.taken.contains(&rel) {
-                let dest = self.shared.out_dir.join(&rel);
-                if !dest.exists() {
-                    break;
-                }
-                if same_bytes(&dest, &m.sha256) {
-                    // Our own earlier file (a crawl started over with --fresh): keep it.
-                    let _ = fs::remove_file(&tmp);
-                    temp = None;
-                    break;
-                }
-            }
+        while index.taken.contains(&rel) || self.shared.out_dir.join(&rel).exists() {
             n += 1;
             rel = with_suffix(&wanted, n);
         }
         index.taken.insert(rel.clone());
         index.by_sha.insert(m.sha256.clone(), rel.clone());
-        // The hint only skips names that are all taken: a gap (a file we did not claim yet, which
-        // may turn out to be our own) is looked at again next time.
+        // The hint only skips names that are all taken: a gap (a file that is not ours, or one an
+        // earlier crawl saved and this one may still claim) is looked at again next time.
         let name = |k: u32| {
             if k == 1 {
                 wanted.clone()
@@ -503,11 +514,11 @@ impl DiskWriter {
             hint += 1;
         }
         index.next_suffix.insert(wanted, hint);
-        let temp = temp.map(|t| {
-            t.strip_prefix(&self.shared.out_dir)
+        let temp = Some(
+            tmp.strip_prefix(&self.shared.out_dir)
                 .map(Path::to_path_buf)
-                .unwrap_or(t)
-        });
+                .unwrap_or(tmp),
+        );
         Ok(Stored {
             path: rel,
             duplicate: false,
@@ -551,15 +562,6 @@ fn remove_if_there(path: &Path) -> Result<(), Error> {
         Err(e) if e.kind() != io::ErrorKind::NotFound => Err(Error::io("cannot remove", path, e)),
         _ => Ok(()),
     }
-}
-
-/// Whether the file at `path` holds bytes with this hex SHA-256.
-fn same_bytes(path: &Path, sha256: &str) -> bool {
-    let Ok(mut f) = File::open(path) else {
-        return false;
-    };
-    let mut hasher = Sha256::new();
-    io::copy(&mut f, &mut hasher).is_ok() && format!("{:x}", hasher.finalize()) == sha256
 }
 
 /// Makes the data of `files` durable before their state is committed: one `syncfs` of the file

@@ -419,82 +419,109 @@ impl Supervisor {
         self.next_id
     }
 
+    /// Books a request to `host` on worker `slot` of `kind`: politeness, in-flight counts. Returns
+    /// the worker's generation, to hand back to [`end`](Self::end).
+    fn begin(&mut self, kind: WorkerKind, slot: usize, host: &str, now: Instant) -> u64 {
+        self.politeness.started(host, now);
+        let s = match kind {
+            WorkerKind::PageFetcher => {
+                self.pages_in_flight += 1;
+                &mut self.fetchers[slot].inflight
+            }
+            WorkerKind::ImageSaver => {
+                self.images_in_flight += 1;
+                &mut self.savers[slot].inflight
+            }
+        };
+        *s += 1;
+        self.generation(kind, slot)
+    }
+
+    /// Undoes [`begin`](Self::begin) when the answer comes; `lost` when the worker died holding
+    /// the job, which then gets a replacement (unless it already has one).
+    fn end(
+        &mut self,
+        kind: WorkerKind,
+        slot: usize,
+        generation: u64,
+        host: &str,
+        lost: bool,
+        ctx: &mut Context<Self>,
+    ) {
+        self.politeness.finished(host);
+        let current = self.generation(kind, slot) == generation;
+        let inflight = match kind {
+            WorkerKind::PageFetcher => {
+                self.pages_in_flight -= 1;
+                &mut self.fetchers[slot].inflight
+            }
+            WorkerKind::ImageSaver => {
+                self.images_in_flight -= 1;
+                &mut self.savers[slot].inflight
+            }
+        };
+        if current {
+            *inflight -= 1;
+            if lost {
+                self.replace(kind, slot, ctx);
+            }
+        }
+    }
+
+    fn generation(&self, kind: WorkerKind, slot: usize) -> u64 {
+        match kind {
+            WorkerKind::PageFetcher => self.fetchers[slot].generation,
+            WorkerKind::ImageSaver => self.savers[slot].generation,
+        }
+    }
+
     fn send_robots(&mut self, slot: usize, job: RobotsJob, now: Instant, ctx: &mut Context<Self>) {
-        self.politeness.started(&job.host, now);
-        self.pages_in_flight += 1;
-        let s = &mut self.fetchers[slot];
-        s.inflight += 1;
-        let generation = s.generation;
-        let request = s.addr.send(FetchRobots {
+        const KIND: WorkerKind = WorkerKind::PageFetcher;
+        let generation = self.begin(KIND, slot, &job.host, now);
+        let request = self.fetchers[slot].addr.send(FetchRobots {
             url: job.url.clone(),
         });
         ctx.spawn(request.into_actor(self).map(move |res, act, ctx| {
-            act.politeness.finished(&job.host);
-            act.pages_in_flight -= 1;
-            if act.fetchers[slot].generation == generation {
-                act.fetchers[slot].inflight -= 1;
-            }
+            act.end(KIND, slot, generation, &job.host, res.is_err(), ctx);
             match res {
                 Ok(Ok(rules)) => act.learn_robots(job.host, rules),
                 Ok(Err(failure)) => act.robots_failed(job, failure),
-                Err(_) => {
-                    if act.fetchers[slot].generation == generation {
-                        act.replace(WorkerKind::PageFetcher, slot, ctx);
-                    }
-                    act.robots_lost(job);
-                }
+                Err(_) => act.robots_lost(job),
             }
             act.pump(ctx);
         }));
     }
 
     fn send_page(&mut self, slot: usize, job: PageJob, now: Instant, ctx: &mut Context<Self>) {
+        const KIND: WorkerKind = WorkerKind::PageFetcher;
         let host = host_key(&job.url);
-        self.politeness.started(&host, now);
-        self.pages_in_flight += 1;
-        let s = &mut self.fetchers[slot];
-        s.inflight += 1;
-        let generation = s.generation;
-        let request = s.addr.send(FetchPage { job: job.clone() });
+        let generation = self.begin(KIND, slot, &host, now);
+        let request = self.fetchers[slot]
+            .addr
+            .send(FetchPage { job: job.clone() });
         ctx.spawn(request.into_actor(self).map(move |res, act, ctx| {
-            act.politeness.finished(&host);
-            act.pages_in_flight -= 1;
-            if act.fetchers[slot].generation == generation {
-                act.fetchers[slot].inflight -= 1;
-            }
+            act.end(KIND, slot, generation, &host, res.is_err(), ctx);
             match res {
                 Ok(Ok(PageDone::Parsed(extracted))) => act.page_done(job, extracted),
                 Ok(Ok(PageDone::Redirected(to))) => act.page_redirected(job, to),
                 Ok(Err(failure)) => act.page_failed(job, failure),
-                Err(_) => {
-                    if act.fetchers[slot].generation == generation {
-                        act.replace(WorkerKind::PageFetcher, slot, ctx);
-                    }
-                    act.page_lost(job);
-                }
+                Err(_) => act.page_lost(job),
             }
             act.pump(ctx);
         }));
     }
 
     fn send_image(&mut self, slot: usize, job: ImageJob, now: Instant, ctx: &mut Context<Self>) {
+        const KIND: WorkerKind = WorkerKind::ImageSaver;
         let host = host_key(&job.url);
-        self.politeness.started(&host, now);
-        self.images_in_flight += 1;
+        let generation = self.begin(KIND, slot, &host, now);
         let tmp = self.next_id();
-        let s = &mut self.savers[slot];
-        s.inflight += 1;
-        let generation = s.generation;
-        let request = s.addr.send(SaveImage {
+        let request = self.savers[slot].addr.send(SaveImage {
             job: job.clone(),
             tmp,
         });
         ctx.spawn(request.into_actor(self).map(move |res, act, ctx| {
-            act.politeness.finished(&host);
-            act.images_in_flight -= 1;
-            if act.savers[slot].generation == generation {
-                act.savers[slot].inflight -= 1;
-            }
+            act.end(KIND, slot, generation, &host, res.is_err(), ctx);
             match res {
                 Ok(Ok(ImageDone::Saved { row, temp })) => {
                     // Told (and written to the manifest) only once the state says it is saved.
@@ -505,18 +532,13 @@ impl Supervisor {
                         temp,
                     });
                 }
+                Ok(Ok(ImageDone::Redirected(to))) => act.image_redirected(job, to),
                 Ok(Err(failure)) if failure.kind == FailureKind::Disk => {
                     // The image stays waiting in the state; the crawl cannot go on.
                     act.fail(format!("{}: {}", job.url, failure.detail), ctx);
                 }
-                Ok(Ok(ImageDone::Redirected(to))) => act.image_redirected(job, to),
                 Ok(Err(failure)) => act.image_failed(job, failure),
-                Err(_) => {
-                    if act.savers[slot].generation == generation {
-                        act.replace(WorkerKind::ImageSaver, slot, ctx);
-                    }
-                    act.image_lost(job);
-                }
+                Err(_) => act.image_lost(job),
             }
             act.pump(ctx);
         }));
