@@ -64,8 +64,8 @@ pub struct CommitState {
     pub ops: Vec<StateOp>,
 }
 
-/// The crawl has ended: stop writing temporary files and remove this crawl's (downloads abandoned
-/// at a stop or after a disk error, whose state was never committed).
+/// The crawl has ended: close the state database, stop writing temporary files and remove this
+/// crawl's (downloads abandoned at a stop or after a disk error, whose state was never committed).
 #[derive(Debug, Message)]
 #[rtype(result = "()")]
 pub struct CloseOutput;
@@ -659,6 +659,8 @@ impl Handler<CloseOutput> for DiskWriter {
             .write()
             .unwrap_or_else(|p| p.into_inner());
         *closed = true;
+        // Closing the database checkpoints its write-ahead log into state.db and removes it.
+        self.state().take();
         let prefix = format!("{}-", self.shared.token);
         if let Ok(entries) = fs::read_dir(&self.shared.tmp_dir) {
             for entry in entries.flatten() {

@@ -133,6 +133,14 @@ fn killed_at_any_moment_the_crawl_resumes_and_ends_as_if_never_killed() {
     assert!(got == want, "the files do not hold the same bytes");
     assert_all_images_saved(site, &server, out.path());
     assert_eq!(temp_files(out.path()), 0, "a temporary file was left");
+    let state_dir: Vec<String> = std::fs::read_dir(out.path().join(".imgcrawl"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(
+        !state_dir.iter().any(|n| n.ends_with("-wal")),
+        "the state database was not closed: {state_dir:?}"
+    );
 
     // Nothing saved before a kill was downloaded again after it.
     let log = server.log();
