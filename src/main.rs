@@ -87,13 +87,15 @@ fn run_crawl(fut: impl std::future::Future<Output = Result<CrawlReport, Error>> 
 /// out work and gives requests in flight a few seconds; a second Ctrl-C exits at once (the state
 /// on disk is consistent at every moment, so nothing is corrupted).
 async fn crawl(settings: Settings, fresh: bool) -> Result<CrawlReport, Error> {
+    // Listen before starting, so that a signal during start-up is not lost (nor fatal).
+    let mut stop = StopSignals::listen();
     let crawl = Crawl::builder(settings).fresh(fresh).start().await?;
     let handle = crawl.clone();
     actix_rt::spawn(async move {
-        if stop_signal().await {
+        if stop.next().await {
             log::warn!("interrupted: finishing requests in flight (Ctrl-C again to quit at once)");
             handle.stop();
-            if actix_rt::signal::ctrl_c().await.is_ok() {
+            if stop.next().await {
                 std::process::exit(130);
             }
         }
@@ -101,28 +103,53 @@ async fn crawl(settings: Settings, fresh: bool) -> Result<CrawlReport, Error> {
     crawl.wait().await
 }
 
-/// Waits for Ctrl-C or (on Unix) SIGTERM; `false` if neither can be listened for.
-async fn stop_signal() -> bool {
+/// Ctrl-C and (on Unix) SIGTERM, registered when created.
+struct StopSignals {
     #[cfg(unix)]
-    {
-        use actix_rt::signal::unix::{signal, SignalKind};
-        if let Ok(mut term) = signal(SignalKind::terminate()) {
-            return either(actix_rt::signal::ctrl_c(), term.recv()).await;
-        }
-    }
-    actix_rt::signal::ctrl_c().await.is_ok()
+    interrupt: Option<actix_rt::signal::unix::Signal>,
+    #[cfg(unix)]
+    terminate: Option<actix_rt::signal::unix::Signal>,
 }
 
-/// Resolves when either future does.
-#[cfg(unix)]
-async fn either<A, B, T, U>(a: A, b: B) -> bool
-where
-    A: std::future::Future<Output = T>,
-    B: std::future::Future<Output = U>,
-{
-    use futures_util::future::{select, Either};
-    match select(std::pin::pin!(a), std::pin::pin!(b)).await {
-        Either::Left(_) | Either::Right(_) => true,
+impl StopSignals {
+    fn listen() -> StopSignals {
+        #[cfg(unix)]
+        {
+            use actix_rt::signal::unix::{signal, SignalKind};
+            StopSignals {
+                interrupt: signal(SignalKind::interrupt()).ok(),
+                terminate: signal(SignalKind::terminate()).ok(),
+            }
+        }
+        #[cfg(not(unix))]
+        StopSignals {}
+    }
+
+    /// Waits for the next stop signal; `false` if none can be listened for.
+    async fn next(&mut self) -> bool {
+        #[cfg(unix)]
+        {
+            use futures_util::future::{select, Either};
+            let interrupt = async {
+                match &mut self.interrupt {
+                    Some(s) => s.recv().await,
+                    None => std::future::pending().await,
+                }
+            };
+            let terminate = async {
+                match &mut self.terminate {
+                    Some(s) => s.recv().await,
+                    None => std::future::pending().await,
+                }
+            };
+            match select(std::pin::pin!(interrupt), std::pin::pin!(terminate)).await {
+                Either::Left((got, _)) | Either::Right((got, _)) => got.is_some(),
+            }
+        }
+        #[cfg(not(unix))]
+        {
+            actix_rt::signal::ctrl_c().await.is_ok()
+        }
     }
 }
 

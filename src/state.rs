@@ -16,7 +16,7 @@ use crate::records::ManifestRow;
 pub const STATE_DB: &str = "state.db";
 
 /// Schema version stored in the database; a different one is refused rather than misread.
-const SCHEMA_VERSION: &str = "1";
+const SCHEMA_VERSION: &str = "2";
 
 /// A URL waiting.
 const WAITING: i64 = 0;
@@ -43,6 +43,21 @@ pub enum StateOp {
     PageDone(Url),
     /// A page failed for good.
     PageFailed(Url),
+    /// A page failed and waits for a retry; `attempts` so far (kept across runs, so that a URL
+    /// that keeps failing is not retried forever by resuming).
+    PageRetry {
+        /// Its URL.
+        url: Url,
+        /// Failed attempts so far.
+        attempts: u32,
+    },
+    /// An image failed and waits for a retry.
+    ImageRetry {
+        /// Its URL.
+        url: Url,
+        /// Failed attempts so far.
+        attempts: u32,
+    },
     /// An image was admitted.
     ImageQueued {
         /// Its URL.
@@ -126,10 +141,12 @@ impl StateDb {
              PRAGMA busy_timeout = 5000;
              CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
              CREATE TABLE IF NOT EXISTS pages (
-                 url TEXT PRIMARY KEY, depth INTEGER NOT NULL, state INTEGER NOT NULL, via TEXT);
+                 url TEXT PRIMARY KEY, depth INTEGER NOT NULL, state INTEGER NOT NULL, via TEXT,
+                 attempts INTEGER NOT NULL DEFAULT 0);
              CREATE TABLE IF NOT EXISTS images (
                  url TEXT PRIMARY KEY, page TEXT NOT NULL, name TEXT, state INTEGER NOT NULL,
-                 via TEXT, saved_seq INTEGER, row TEXT, temp TEXT);
+                 via TEXT, saved_seq INTEGER, row TEXT, temp TEXT,
+                 attempts INTEGER NOT NULL DEFAULT 0);
              CREATE INDEX IF NOT EXISTS images_saved ON images (saved_seq);",
         )
         .map_err(|e| e.to_string())?;
@@ -193,6 +210,10 @@ impl StateDb {
             )?;
             let mut image_state =
                 tx.prepare_cached("UPDATE images SET state = ?2 WHERE url = ?1")?;
+            let mut page_retry =
+                tx.prepare_cached("UPDATE pages SET attempts = ?2 WHERE url = ?1")?;
+            let mut image_retry =
+                tx.prepare_cached("UPDATE images SET attempts = ?2 WHERE url = ?1")?;
             for op in ops {
                 match op {
                     StateOp::PageQueued {
@@ -230,6 +251,12 @@ impl StateDb {
                     }
                     StateOp::ImageFailed(url) => {
                         image_state.execute(params![url.as_str(), FAILED])?;
+                    }
+                    StateOp::PageRetry { url, attempts } => {
+                        page_retry.execute(params![url.as_str(), attempts])?;
+                    }
+                    StateOp::ImageRetry { url, attempts } => {
+                        image_retry.execute(params![url.as_str(), attempts])?;
                     }
                     StateOp::ImageRedirected(url) => {
                         image_state.execute(params![url.as_str(), REDIRECTED])?;
@@ -283,7 +310,7 @@ impl StateDb {
         let mut r = Resume::default();
         let mut stmt = self
             .conn
-            .prepare("SELECT url, depth, state, via FROM pages")?;
+            .prepare("SELECT url, depth, state, via, attempts FROM pages")?;
         let mut rows = stmt.query([])?;
         while let Some(row) = rows.next()? {
             let Ok(url) = Url::parse(&row.get::<_, String>(0)?) else {
@@ -293,7 +320,7 @@ impl StateDb {
                 r.pages.push(PageJob {
                     url: url.clone(),
                     depth: row.get(1)?,
-                    attempts: 0,
+                    attempts: row.get(4)?,
                     losses: 0,
                     redirected_from: unchain(row.get(3)?),
                 });
@@ -302,7 +329,7 @@ impl StateDb {
         }
         let mut stmt = self
             .conn
-            .prepare("SELECT url, page, name, state, via FROM images ORDER BY rowid")?;
+            .prepare("SELECT url, page, name, state, via, attempts FROM images ORDER BY rowid")?;
         let mut rows = stmt.query([])?;
         while let Some(row) = rows.next()? {
             let (Ok(url), Ok(page)) = (
@@ -316,7 +343,7 @@ impl StateDb {
                     url: url.clone(),
                     page,
                     name: row.get(2)?,
-                    attempts: 0,
+                    attempts: row.get(5)?,
                     losses: 0,
                     redirected_from: unchain(row.get(4)?),
                 });
@@ -456,6 +483,11 @@ mod tests {
             StateOp::PageDone(url("http://h/")),
         ])
         .unwrap();
+        db.apply(&[StateOp::PageRetry {
+            url: url("http://h/2"),
+            attempts: 2,
+        }])
+        .unwrap();
         db.apply(&[StateOp::ImageSaved {
             url: url("http://h/a.png"),
             row: row("http://h/a.png", "h/A.png"),
@@ -470,6 +502,7 @@ mod tests {
         assert_eq!(r.pages.len(), 1);
         assert_eq!(r.pages[0].url.as_str(), "http://h/2");
         assert_eq!(r.pages[0].redirected_from, vec![url("http://h/r")]);
+        assert_eq!(r.pages[0].attempts, 2, "retries are not forgotten");
         assert_eq!(r.images.len(), 1, "a.png is saved, b.png waits");
         assert_eq!(r.images[0].url.as_str(), "http://h/b.png");
         assert_eq!(r.saved.len(), 1);

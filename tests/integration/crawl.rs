@@ -32,7 +32,8 @@ pub(crate) fn assert_all_images_saved(
     );
     assert_eq!(rows.len() as u64, site.image_count(), "manifest rows");
     let mut files = HashSet::new();
-    for img in site.images().into_iter().filter(|i| i.bytes.is_some()) {
+    let images = site.images();
+    for img in images.iter().filter(|i| i.bytes.is_some()) {
         let url = server.url(&img.path);
         let row = by_url
             .get(url.as_str())
@@ -48,11 +49,7 @@ pub(crate) fn assert_all_images_saved(
                 let wanted = sanitize_component(&i.caption);
                 i.bytes == img.bytes && (stem == wanted || stem.starts_with(&format!("{wanted}-")))
             };
-            assert!(
-                site.images().iter().any(named_after),
-                "{stem} for {}",
-                img.caption
-            );
+            assert!(images.iter().any(named_after), "{stem} for {}", img.caption);
             assert!(
                 files.insert(row.path.clone()),
                 "two URLs claim {:?}",

@@ -73,9 +73,9 @@ fn saved_urls(out: &Path) -> HashSet<String> {
     manifest(out).into_iter().map(|r| r.url).collect()
 }
 
-fn sigint(child: &Child) {
+fn send(child: &Child, signal: libc::c_int) {
     // SAFETY: kill only sends a signal to the child we started.
-    let rc = unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGINT) };
+    let rc = unsafe { libc::kill(child.id() as libc::pid_t, signal) };
     assert_eq!(rc, 0, "cannot signal the crawl");
 }
 
@@ -157,36 +157,67 @@ fn killed_at_any_moment_the_crawl_resumes_and_ends_as_if_never_killed() {
 }
 
 #[test]
-fn ctrl_c_stops_cleanly_and_the_next_run_finishes() {
+fn ctrl_c_or_sigterm_stops_cleanly_and_the_next_run_finishes() {
     let site = SampleSite {
-        pages: 10,
+        pages: 12,
         per_page: 10,
     };
     let server = TestServer::sample(site, |p| {
-        p.starts_with("/img/").then_some(Duration::from_millis(40))
+        p.starts_with("/img/").then_some(Duration::from_millis(60))
     });
     let out = tempfile::tempdir().unwrap();
-    let child = crawl_cmd(&server, site, out.path(), &[]).spawn().unwrap();
-    std::thread::sleep(Duration::from_millis(1200));
-    let t = Instant::now();
-    sigint(&child);
-    let o = output(child);
-    assert!(t.elapsed() < Duration::from_secs(5), "{:?}", t.elapsed());
-    assert_eq!(o.status.code(), Some(130), "{}", text(&o));
-    assert!(text(&o).contains("stopped before the end"), "{}", text(&o));
-    let saved_at_stop = manifest(out.path()).len();
-    assert!(saved_at_stop > 0 && saved_at_stop < 100, "{saved_at_stop}");
-    assert_eq!(temp_files(out.path()), 0);
-
+    let mut saved_before = 0;
+    for (signal, name) in [(libc::SIGINT, "Ctrl-C"), (libc::SIGTERM, "SIGTERM")] {
+        let child = crawl_cmd(&server, site, out.path(), &[]).spawn().unwrap();
+        // Stop it once it has saved some more images.
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while manifest(out.path()).len() < saved_before + 10 && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let t = Instant::now();
+        send(&child, signal);
+        let o = output(child);
+        let said = text(&o);
+        assert!(
+            t.elapsed() < Duration::from_secs(5),
+            "{name}: {:?}",
+            t.elapsed()
+        );
+        assert_eq!(o.status.code(), Some(130), "{name}: {said}");
+        assert!(said.contains("stopped before the end"), "{name}: {said}");
+        if saved_before > 0 {
+            let resumed = format!("pages waiting, {saved_before} images saved");
+            assert!(said.contains(&resumed), "{name}: {said}");
+        }
+        let saved = manifest(out.path()).len();
+        assert!(saved > saved_before && saved < 120, "{name}: {saved}");
+        assert_eq!(temp_files(out.path()), 0, "{name}");
+        saved_before = saved;
+    }
     let o = output(crawl_cmd(&server, site, out.path(), &[]).spawn().unwrap());
-    assert_eq!(o.status.code(), Some(3), "{}", text(&o));
     let said = text(&o);
-    let resumed = format!("pages waiting, {saved_at_stop} images saved");
+    assert_eq!(o.status.code(), Some(3), "{said}");
+    let resumed = format!("pages waiting, {saved_before} images saved");
     assert!(
         said.contains("resuming: ") && said.contains(&resumed),
         "{said}"
     );
     assert_all_images_saved(site, &server, out.path());
+}
+
+#[test]
+fn an_output_directory_that_cannot_be_created_is_a_clear_error() {
+    let parent = tempfile::tempdir().unwrap();
+    let file = parent.path().join("a-file");
+    std::fs::write(&file, b"not a directory").unwrap();
+    let out = file.join("out");
+    let o = imgcrawl(&["crawl", "http://127.0.0.1:9/", "-o", out.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let said = text(&o);
+    assert_eq!(o.status.code(), Some(1), "{said}");
+    assert!(said.contains("cannot create output directory"), "{said}");
+    assert!(said.contains("a-file/out"), "{said}");
 }
 
 #[test]

@@ -95,6 +95,10 @@ impl Supervisor {
         match self.retry_at(&job.url, job.attempts, &mut failure) {
             Some(at) => {
                 self.retrying(job.url.clone(), job.attempts, &failure);
+                self.pending.push(StateOp::PageRetry {
+                    url: job.url.clone(),
+                    attempts: job.attempts,
+                });
                 self.delayed.push((at, Delayed::Page(job)));
             }
             None => self.page_gave_up(job, failure),
@@ -133,6 +137,10 @@ impl Supervisor {
         match self.retry_at(&job.url, job.attempts, &mut failure) {
             Some(at) => {
                 self.retrying(job.url.clone(), job.attempts, &failure);
+                self.pending.push(StateOp::ImageRetry {
+                    url: job.url.clone(),
+                    attempts: job.attempts,
+                });
                 self.delayed.push((at, Delayed::Image(job)));
             }
             None => self.image_gave_up(job, failure),
