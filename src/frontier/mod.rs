@@ -112,7 +112,9 @@ impl HostState {
             && !self.held
             && self.delay.is_none()
             && self.paused_until.is_none_or(|t| t <= now)
-            && self.last_start.is_none_or(|t| t + delay <= now)
+            && self
+                .last_start
+                .is_none_or(|t| t + with_margin(delay) <= now)
     }
 }
 
@@ -147,7 +149,7 @@ impl Politeness {
         }
         let after_delay = h
             .last_start
-            .map_or(now, |t| t + h.delay.unwrap_or(self.delay));
+            .map_or(now, |t| t + with_margin(h.delay.unwrap_or(self.delay)));
         Some(h.paused_until.map_or(after_delay, |p| p.max(after_delay)))
     }
 
@@ -198,6 +200,16 @@ impl Politeness {
     pub fn inflight(&self, host: &str) -> usize {
         self.hosts.get(host).map_or(0, |h| h.inflight)
     }
+}
+
+/// A pause between request starts, lengthened a little (2 %, at least 5 ms) so that the gap the
+/// server sees between two requests is not shorter than asked when the first one happened to
+/// reach it later than the second (scheduling and connection set-up jitter).
+fn with_margin(delay: Duration) -> Duration {
+    if delay.is_zero() {
+        return delay;
+    }
+    delay + (delay / 50).max(Duration::from_millis(5))
 }
 
 /// What a pop found when no job could be handed out.
@@ -337,11 +349,13 @@ mod tests {
         pol.finished("b:80");
         assert_eq!(
             pol.ready_at("a:80", now),
-            Some(now + Duration::from_secs(2))
+            Some(now + Duration::from_millis(2040)),
+            "2 s and its 2 % margin"
         );
         assert_eq!(
             pol.ready_at("b:80", now),
-            Some(now + Duration::from_millis(100))
+            Some(now + Duration::from_millis(105)),
+            "100 ms and the 5 ms least margin"
         );
         pol.pause("b:80", now + Duration::from_secs(5));
         pol.pause("b:80", now + Duration::from_secs(1)); // a shorter pause does not shorten it
@@ -372,14 +386,9 @@ mod tests {
         pol.started(&h2, now);
         assert_eq!(q.pop(&pol, now), Err(Blocked::Busy));
         pol.finished("a:80");
-        assert_eq!(
-            q.pop(&pol, now),
-            Err(Blocked::Until(now + Duration::from_secs(10)))
-        );
-        assert_eq!(
-            q.pop(&pol, now + Duration::from_secs(10)).map(|(_, j)| j),
-            Ok(2)
-        );
+        let after = now + Duration::from_millis(10_200);
+        assert_eq!(q.pop(&pol, now), Err(Blocked::Until(after)));
+        assert_eq!(q.pop(&pol, after).map(|(_, j)| j), Ok(2));
         assert_eq!(
             q.pop(&pol, now + Duration::from_secs(20)),
             Err(Blocked::Empty)
