@@ -28,6 +28,8 @@ pub enum Command {
     ServeSample(ServeArgs),
     /// Rewrite OUT/manifest.jsonl from the crawl state in OUT/.imgcrawl/state.db.
     Manifest(ManifestArgs),
+    /// Write the sample gallery as static files, to serve with any web server (the benchmark).
+    SampleSite(SampleSiteArgs),
 }
 
 /// Flags shared by every command that crawls.
@@ -88,6 +90,20 @@ pub struct ManifestArgs {
     /// The output directory of a crawl.
     #[arg(value_name = "OUT")]
     pub out_dir: PathBuf,
+}
+
+/// `imgcrawl sample-site`.
+#[derive(Debug, Args)]
+pub struct SampleSiteArgs {
+    /// Directory to write the site into (created if missing).
+    #[arg(long, value_name = "DIR")]
+    pub write: PathBuf,
+    /// List pages of the generated gallery.
+    #[arg(long, default_value_t = 200)]
+    pub pages: u64,
+    /// Images per list page.
+    #[arg(long, default_value_t = 20)]
+    pub per_page: u64,
 }
 
 /// `imgcrawl serve-sample`.

@@ -31,6 +31,31 @@ fn main() -> ExitCode {
         }
         Command::Demo(args) => run_crawl(demo(args.common)),
         Command::ServeSample(args) => serve_sample(args),
+        Command::SampleSite(args) => {
+            let site = SampleSite {
+                pages: args.pages,
+                per_page: args.per_page,
+            };
+            match site.write_to(&args.write) {
+                Ok((files, bytes)) => {
+                    println!(
+                        "wrote {files} files ({:.1} MB) to {}: {} list pages, {} images",
+                        bytes as f64 / 1e6,
+                        args.write.display(),
+                        site.pages,
+                        site.image_count()
+                    );
+                    0
+                }
+                Err(e) => {
+                    eprintln!(
+                        "imgcrawl: cannot write the sample site to {}: {e}",
+                        args.write.display()
+                    );
+                    1
+                }
+            }
+        }
         Command::Manifest(args) => match imgcrawl::state::export_manifest(&args.out_dir) {
             Ok(rows) => {
                 println!(

@@ -165,10 +165,45 @@ impl SampleSite {
         page(
             &caption,
             &format!(
-                "<figure><img data-src=\"/img/{id}.png\" src=\"/static/loading.gif\" alt=\"photo {id}\"><figcaption>{caption}</figcaption></figure>\n<a href=\"/list/{}.html#item-{id}\">返回 Back</a>",
+                "<figure><img src=\"/img/{id}.png\" alt=\"photo {id}\"><figcaption>{caption}</figcaption></figure>\n<a href=\"/list/{}.html#item-{id}\">返回 Back</a>",
                 self.page_of(id)
             ),
         )
+    }
+
+    /// Every path the site serves with status 200, for writing it out as static files.
+    pub fn paths(&self) -> Vec<String> {
+        let mut paths: Vec<String> = ["/index.html", "/robots.txt", "/static/loading.gif"]
+            .iter()
+            .map(|p| p.to_string())
+            .collect();
+        paths.extend((1..=self.pages).map(|n| format!("/list/{n}.html")));
+        for id in 1..=self.image_count() {
+            paths.push(format!("/detail/{id}.html"));
+            paths.push(format!("/img/{id}.png"));
+        }
+        // missing.jpg stays missing (a 404); cut.png can only be cut by a live server, so a
+        // static copy is whole.
+        paths.push(BROKEN_IMAGES[1].to_string());
+        paths.push(BROKEN_IMAGES[2].to_string());
+        paths
+    }
+
+    /// Writes the site under `dir` as static files (`dir/list/1.html`, `dir/img/1.png`, ...), for
+    /// serving with any web server; returns the number of files and of bytes written.
+    pub fn write_to(&self, dir: &std::path::Path) -> std::io::Result<(u64, u64)> {
+        let (mut files, mut bytes) = (0, 0);
+        for path in self.paths() {
+            let r = self.respond(&path);
+            let file = dir.join(path.trim_start_matches('/'));
+            if let Some(parent) = file.parent() {
+                std::fs::create_dir_all(parent)?;
+            }
+            std::fs::write(&file, &r.body)?;
+            files += 1;
+            bytes += r.body.len() as u64;
+        }
+        Ok((files, bytes))
     }
 
     /// What the site serves at `path` (without query).
