@@ -1,0 +1,148 @@
+#!/usr/bin/env bash
+# imgcrawl's benchmark: the same generated gallery, written to disk and served by nginx on
+# 127.0.0.1, crawled by imgcrawl and by wget2 -r (16 threads) as the reference, alternately, several
+# times. Prints a table of medians: wall seconds, pages/s, images/s, MB/s, CPU seconds and peak RSS
+# (from /usr/bin/time -v), and the ratio imgcrawl / wget2.
+#
+#   scripts/bench.sh            200 list pages x 20 images (about 4,200 pages and 4,000 images)
+#   scripts/bench.sh --large    2,000 list pages x 20 images (about 42,000 pages and 40,000 images)
+#   RUNS=5 scripts/bench.sh     more alternating runs (default 3)
+#
+# Needs nginx, wget2 and GNU time; installs them from Debian packages when missing (as root).
+# Everything it starts listens on 127.0.0.1 and is stopped at the end; nginx runs with its own
+# configuration in a temporary directory, never the system's.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+pages=200
+per_page=20
+runs=${RUNS:-3}
+for arg in "$@"; do
+    case $arg in
+        --large) pages=2000 ;;
+        *) echo "usage: scripts/bench.sh [--large]" >&2; exit 2 ;;
+    esac
+done
+
+need() { command -v "$1" >/dev/null 2>&1; }
+if ! need nginx || ! need wget2 || [ ! -x /usr/bin/time ]; then
+    echo "installing nginx, wget2 and time from Debian packages..." >&2
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx-light wget2 time >/dev/null \
+        || DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx wget2 time >/dev/null
+fi
+nginx_bin=$(command -v nginx || echo /usr/sbin/nginx)
+
+cargo build --release --quiet
+imgcrawl=$PWD/target/release/imgcrawl
+
+work=$(mktemp -d /var/tmp/imgcrawl-bench.XXXXXX)
+nginx_pid=""
+cleanup() {
+    if [ -n "$nginx_pid" ]; then kill "$nginx_pid" 2>/dev/null || true; fi
+    rm -rf "$work"
+}
+trap cleanup EXIT
+
+"$imgcrawl" sample-site --write "$work/site" --pages "$pages" --per-page "$per_page" >&2
+chmod -R a+rX "$work"   # nginx's workers run as an unprivileged user
+
+port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+mkdir -p "$work/nginx/logs"
+cat > "$work/nginx/nginx.conf" <<EOF
+worker_processes 2;
+daemon off;
+pid $work/nginx/nginx.pid;
+error_log $work/nginx/logs/error.log warn;
+events { worker_connections 1024; }
+http {
+    access_log off;
+    sendfile on;
+    tcp_nopush on;
+    keepalive_requests 100000;
+    types { text/html html; image/png png; image/jpeg jpg; image/gif gif; text/plain txt; }
+    client_body_temp_path $work/nginx/tmp;
+    proxy_temp_path $work/nginx/tmp;
+    fastcgi_temp_path $work/nginx/tmp;
+    uwsgi_temp_path $work/nginx/tmp;
+    scgi_temp_path $work/nginx/tmp;
+    server {
+        listen 127.0.0.1:$port;
+        root $work/site;
+        index index.html;
+    }
+}
+EOF
+"$nginx_bin" -p "$work/nginx" -c "$work/nginx/nginx.conf" &
+nginx_pid=$!
+for _ in $(seq 50); do
+    curl -sf "http://127.0.0.1:$port/list/1.html" >/dev/null 2>&1 && break
+    sleep 0.1
+done
+
+cat > "$work/bench.toml" <<EOF
+page_template = "http://127.0.0.1:$port/list/{page}.html"
+pages = [1, $pages]
+[scope]
+max_depth = 1
+exclude = ["/index\\\\.html\$"]
+EOF
+
+# One measured run: "$@" is the command; prints "wall cpu maxrss_kb".
+measure() {
+    local log=$work/time.log
+    /usr/bin/time -v -o "$log" "$@" >"$work/last-run.log" 2>&1 || true
+    local wall cpu_u cpu_s rss
+    wall=$(awk -F': ' '/Elapsed \(wall clock\)/ {n=split($2,a,":"); s=0; for(i=1;i<=n;i++) s=s*60+a[i]; print s}' "$log")
+    cpu_u=$(awk -F': ' '/User time/ {print $2}' "$log")
+    cpu_s=$(awk -F': ' '/System time/ {print $2}' "$log")
+    rss=$(awk -F': ' '/Maximum resident set size/ {print $2}' "$log")
+    echo "$wall $(echo "$cpu_u + $cpu_s" | bc -l) $rss"
+}
+
+# Pages and images each crawler fetched, counted from what it wrote.
+count_imgcrawl() { python3 -c '
+import json, sys
+s = json.load(open(sys.argv[1]))
+print(s["pages_fetched"], s["images_saved"] + s["duplicates"] + s["images_failed"], s["bytes_saved"])' "$1/stats.json"; }
+count_wget2() {
+    local pages images bytes
+    pages=$(find "$1" -name '*.html' | wc -l)
+    images=$(find "$1" -name '*.png' -o -name '*.jpg' -o -name '*.gif' | wc -l)
+    bytes=$(du -sb "$1" | cut -f1)
+    echo "$pages $images $bytes"
+}
+
+results=$work/results
+: > "$results"
+for run in $(seq "$runs"); do
+    rm -rf "$work/out-imgcrawl" "$work/out-wget2"
+    read -r wall cpu rss < <(measure "$imgcrawl" crawl -c "$work/bench.toml" -o "$work/out-imgcrawl" --fresh)
+    read -r p i b < <(count_imgcrawl "$work/out-imgcrawl")
+    echo "imgcrawl $run $wall $cpu $rss $p $i $b" >> "$results"
+    echo "run $run imgcrawl: ${wall}s, $p pages, $i images" >&2
+    read -r wall cpu rss < <(measure wget2 -r -l inf -q --max-threads=16 -P "$work/out-wget2" "http://127.0.0.1:$port/list/1.html")
+    read -r p i b < <(count_wget2 "$work/out-wget2")
+    echo "wget2 $run $wall $cpu $rss $p $i $b" >> "$results"
+    echo "run $run wget2: ${wall}s, $p pages, $i images" >&2
+done
+
+python3 - "$results" "$pages" "$per_page" <<'EOF'
+import statistics, sys
+rows = [l.split() for l in open(sys.argv[1]) if l.strip()]
+by = {}
+for name, _run, wall, cpu, rss, p, i, b in rows:
+    wall, cpu, rss, p, i, b = float(wall), float(cpu), int(rss), int(p), int(i), int(b)
+    by.setdefault(name, []).append(dict(wall=wall, cpu=cpu, rss=rss, pps=(p + i) / wall,
+                                         ips=i / wall, mbs=b / wall / 1e6, p=p, i=i))
+med = {n: {k: statistics.median(r[k] for r in runs) for k in runs[0]} for n, runs in by.items()}
+print(f"site: {sys.argv[2]} list pages x {sys.argv[3]} images, {len(by['imgcrawl'])} alternating runs, medians")
+print(f"{'crawler':<10}{'wall s':>8}{'pages':>8}{'images':>8}{'pages+images/s':>16}{'images/s':>10}{'MB/s':>8}{'CPU s':>8}{'peak RSS':>10}")
+for n in ("imgcrawl", "wget2"):
+    m = med[n]
+    print(f"{n:<10}{m['wall']:>8.2f}{m['p']:>8.0f}{m['i']:>8.0f}{m['pps']:>16.0f}{m['ips']:>10.0f}"
+          f"{m['mbs']:>8.1f}{m['cpu']:>8.2f}{m['rss'] / 1024:>8.1f}MB")
+a, w = med["imgcrawl"], med["wget2"]
+print(f"imgcrawl / wget2: pages+images/s x{a['pps'] / w['pps']:.2f}, images/s x{a['ips'] / w['ips']:.2f}, "
+      f"peak RSS x{a['rss'] / w['rss']:.2f}")
+EOF
