@@ -88,9 +88,12 @@ max_depth = 1
 exclude = ["/index\\\\.html\$"]
 EOF
 
-# One measured run: "$@" is the command; prints "wall cpu maxrss_kb".
+# One measured run: "$@" is the command; prints "wall cpu maxrss_kb". Dirty pages left by the
+# previous run are written out first, so that no crawler pays for another's writes (imgcrawl
+# syncs its files before recording them; wget2 does not sync at all).
 measure() {
     local log=$work/time.log
+    sync
     /usr/bin/time -v -o "$log" "$@" >"$work/last-run.log" 2>&1 || true
     local wall cpu_u cpu_s rss
     wall=$(awk -F': ' '/Elapsed \(wall clock\)/ {n=split($2,a,":"); s=0; for(i=1;i<=n;i++) s=s*60+a[i]; print s}' "$log")
@@ -116,11 +119,17 @@ count_wget2() {
 results=$work/results
 : > "$results"
 for run in $(seq "$runs"); do
-    rm -rf "$work/out-imgcrawl" "$work/out-wget2"
+    rm -rf "$work/out-imgcrawl" "$work/out-imgcrawl16" "$work/out-wget2"
     read -r wall cpu rss < <(measure "$imgcrawl" crawl -c "$work/bench.toml" -o "$work/out-imgcrawl" --fresh)
     read -r p i b < <(count_imgcrawl "$work/out-imgcrawl")
     echo "imgcrawl $run $wall $cpu $rss $p $i $b" >> "$results"
     echo "run $run imgcrawl: ${wall}s, $p pages, $i images" >&2
+    # The same with as many requests at once to the host as wget2's 16 threads.
+    read -r wall cpu rss < <(IMGCRAWL_HTTP__PER_HOST_CONCURRENCY=16 measure "$imgcrawl" crawl \
+        -c "$work/bench.toml" -o "$work/out-imgcrawl16" --fresh)
+    read -r p i b < <(count_imgcrawl "$work/out-imgcrawl16")
+    echo "imgcrawl-16 $run $wall $cpu $rss $p $i $b" >> "$results"
+    echo "run $run imgcrawl-16: ${wall}s, $p pages, $i images" >&2
     read -r wall cpu rss < <(measure wget2 -r -l inf -q --max-threads=16 -P "$work/out-wget2" "http://127.0.0.1:$port/list/1.html")
     read -r p i b < <(count_wget2 "$work/out-wget2")
     echo "wget2 $run $wall $cpu $rss $p $i $b" >> "$results"
@@ -137,12 +146,15 @@ for name, _run, wall, cpu, rss, p, i, b in rows:
                                          ips=i / wall, mbs=b / wall / 1e6, p=p, i=i))
 med = {n: {k: statistics.median(r[k] for r in runs) for k in runs[0]} for n, runs in by.items()}
 print(f"site: {sys.argv[2]} list pages x {sys.argv[3]} images, {len(by['imgcrawl'])} alternating runs, medians")
-print(f"{'crawler':<10}{'wall s':>8}{'pages':>8}{'images':>8}{'pages+images/s':>16}{'images/s':>10}{'MB/s':>8}{'CPU s':>8}{'peak RSS':>10}")
-for n in ("imgcrawl", "wget2"):
+print(f"{'crawler':<12}{'wall s':>8}{'pages':>8}{'images':>8}{'pages+images/s':>16}{'images/s':>10}{'MB/s':>8}{'CPU s':>8}{'peak RSS':>10}")
+print("imgcrawl: default settings (8 requests at once per host); imgcrawl-16: 16 at once, as wget2's threads")
+for n in ("imgcrawl", "imgcrawl-16", "wget2"):
     m = med[n]
-    print(f"{n:<10}{m['wall']:>8.2f}{m['p']:>8.0f}{m['i']:>8.0f}{m['pps']:>16.0f}{m['ips']:>10.0f}"
+    print(f"{n:<12}{m['wall']:>8.2f}{m['p']:>8.0f}{m['i']:>8.0f}{m['pps']:>16.0f}{m['ips']:>10.0f}"
           f"{m['mbs']:>8.1f}{m['cpu']:>8.2f}{m['rss'] / 1024:>8.1f}MB")
-a, w = med["imgcrawl"], med["wget2"]
-print(f"imgcrawl / wget2: pages+images/s x{a['pps'] / w['pps']:.2f}, images/s x{a['ips'] / w['ips']:.2f}, "
-      f"peak RSS x{a['rss'] / w['rss']:.2f}")
+w = med["wget2"]
+for n in ("imgcrawl", "imgcrawl-16"):
+    a = med[n]
+    print(f"{n} / wget2: pages+images/s x{a['pps'] / w['pps']:.2f}, images/s x{a['ips'] / w['ips']:.2f}, "
+          f"peak RSS x{a['rss'] / w['rss']:.2f}")
 EOF
