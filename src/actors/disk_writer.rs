@@ -32,6 +32,9 @@ use crate::paths::{with_suffix, FilenameTemplate, NameFields};
 use crate::records::ManifestRow;
 use crate::state::{self, Resume, StateDb, StateOp, STATE_DB};
 
+/// Subdirectories of the temporary directory the temporary files are spread over.
+const TMP_SPREAD: u64 = 16;
+
 /// Name of the manifest file in `out_dir`.
 pub const MANIFEST_FILE: &str = "manifest.jsonl";
 /// Name of the error records file in `out_dir`.
@@ -181,6 +184,8 @@ struct Shared {
     state: Mutex<Option<StateDb>>,
     /// Set by [`CloseOutput`]: no temporary file is written any more.
     temp_gate: RwLock<bool>,
+    /// Directories this crawl created or found, so that each is created once.
+    dirs: Mutex<HashSet<PathBuf>>,
 }
 
 #[derive(Debug, Default)]
@@ -222,14 +227,46 @@ impl DiskWriter {
                 index: Mutex::new(Index::default()),
                 state: Mutex::new(None),
                 temp_gate: RwLock::new(false),
+                dirs: Mutex::new(HashSet::new()),
             }),
         }
     }
 
+    /// Where the temporary file `tmp` goes: spread over [`TMP_SPREAD`] subdirectories, so that the
+    /// writer threads do not all create and rename files in one directory (its lock was the
+    /// busiest spot in the kernel in the benchmark).
     fn tmp_path(&self, tmp: u64) -> PathBuf {
         self.shared
             .tmp_dir
+            .join((tmp % TMP_SPREAD).to_string())
             .join(format!("{}-{tmp}.part", self.shared.token))
+    }
+
+    /// Creates `dir` and its parents unless this crawl already did.
+    fn ensure_dir(&self, dir: &Path) -> io::Result<()> {
+        let mut made = self.shared.dirs.lock().unwrap_or_else(|p| p.into_inner());
+        if !made.contains(dir) {
+            fs::create_dir_all(dir)?;
+            made.insert(dir.to_path_buf());
+        }
+        Ok(())
+    }
+
+    /// Every temporary file in the temporary directory and its subdirectories.
+    fn temp_files(&self) -> io::Result<Vec<PathBuf>> {
+        let mut files = Vec::new();
+        for entry in fs::read_dir(&self.shared.tmp_dir)? {
+            let path = entry?.path();
+            if path.is_dir() {
+                for inner in fs::read_dir(&path)? {
+                    files.push(inner?.path());
+                }
+            } else {
+                files.push(path);
+            }
+        }
+        files.retain(|p| p.extension().is_some_and(|e| e == "part"));
+        Ok(files)
     }
 
     fn index(&self) -> std::sync::MutexGuard<'_, Index> {
@@ -318,14 +355,17 @@ impl DiskWriter {
     /// Removes this and earlier crawls' temporary files.
     fn remove_temp_files(&self) -> Result<(), Error> {
         let tmp_dir = &self.shared.tmp_dir;
-        for entry in fs::read_dir(tmp_dir).map_err(|e| Error::io("cannot read", tmp_dir, e))? {
-            let path = entry
-                .map_err(|e| Error::io("cannot read", tmp_dir, e))?
-                .path();
-            if path.extension().is_some_and(|e| e == "part") {
-                fs::remove_file(&path)
-                    .map_err(|e| Error::io("cannot remove leftover temporary file", &path, e))?;
-            }
+        for path in self
+            .temp_files()
+            .map_err(|e| Error::io("cannot read", tmp_dir, e))?
+        {
+            fs::remove_file(&path)
+                .map_err(|e| Error::io("cannot remove leftover temporary file", &path, e))?;
+        }
+        for k in 0..TMP_SPREAD {
+            let dir = tmp_dir.join(k.to_string());
+            self.ensure_dir(&dir)
+                .map_err(|e| Error::io("cannot create directory", &dir, e))?;
         }
         Ok(())
     }
@@ -398,7 +438,7 @@ impl DiskWriter {
         drop(state);
         for (temp, dest) in moves {
             if let Some(parent) = dest.parent() {
-                fs::create_dir_all(parent)
+                self.ensure_dir(parent)
                     .map_err(|e| Error::io("cannot create directory", parent, e))?;
             }
             fs::rename(&temp, &dest)
@@ -662,11 +702,12 @@ impl Handler<CloseOutput> for DiskWriter {
         // Closing the database checkpoints its write-ahead log into state.db and removes it.
         self.state().take();
         let prefix = format!("{}-", self.shared.token);
-        if let Ok(entries) = fs::read_dir(&self.shared.tmp_dir) {
-            for entry in entries.flatten() {
-                if entry.file_name().to_string_lossy().starts_with(&prefix) {
-                    let _ = fs::remove_file(entry.path());
-                }
+        for path in self.temp_files().unwrap_or_default() {
+            if path
+                .file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with(&prefix))
+            {
+                let _ = fs::remove_file(path);
             }
         }
     }

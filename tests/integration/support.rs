@@ -300,11 +300,24 @@ pub fn image_files(dir: &Path) -> Vec<std::path::PathBuf> {
     out
 }
 
-/// Files left in imgcrawl's temporary directory.
+/// Files left in imgcrawl's temporary directory (and its subdirectories).
 pub fn temp_files(out: &Path) -> usize {
-    std::fs::read_dir(out.join(".imgcrawl/tmp"))
-        .map(|d| d.count())
-        .unwrap_or(0)
+    fn count(dir: &Path) -> usize {
+        std::fs::read_dir(dir)
+            .map(|d| {
+                d.flatten()
+                    .map(|e| {
+                        if e.path().is_dir() {
+                            count(&e.path())
+                        } else {
+                            1
+                        }
+                    })
+                    .sum()
+            })
+            .unwrap_or(0)
+    }
+    count(&out.join(".imgcrawl/tmp"))
 }
 
 /// Settings for crawling `urls` into `out`, with `toml` applied over the defaults.
