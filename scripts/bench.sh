@@ -40,6 +40,7 @@ work=$(mktemp -d /var/tmp/imgcrawl-bench.XXXXXX)
 nginx_pid=""
 cleanup() {
     if [ -n "$nginx_pid" ]; then kill "$nginx_pid" 2>/dev/null || true; fi
+    unmount_all
     rm -rf "$work"
 }
 trap cleanup EXIT
@@ -116,22 +117,49 @@ count_wget2() {
     echo "$pages $images $bytes"
 }
 
+# Each run writes to a fresh ext4 file system of its own (a loop-mounted image), so that no run
+# inherits another's dirty pages or recently freed inodes: on a shared file system those made the
+# same crawl vary by a factor of two depending on what ran just before. Without root (or loop
+# devices) the runs share $work, and the figures are noisier.
+mounts=()
+# Sets $out to a fresh directory for run $1.
+fresh_dir() {
+    local dir=$work/$1
+    out=$dir
+    mkdir -p "$dir"
+    if [ "$(id -u)" = 0 ] && command -v mkfs.ext4 >/dev/null; then
+        truncate -s 1G "$dir.img"
+        if mkfs.ext4 -q -F "$dir.img" && mount -o loop "$dir.img" "$dir" 2>/dev/null; then
+            mounts+=("$dir")
+        else
+            echo "warning: cannot mount a fresh file system for $1; using $work" >&2
+        fi
+    fi
+}
+unmount_all() {
+    for m in "${mounts[@]}"; do umount "$m" 2>/dev/null || true; done
+    mounts=()
+}
+
 results=$work/results
 : > "$results"
 for run in $(seq "$runs"); do
-    rm -rf "$work/out-imgcrawl" "$work/out-imgcrawl16" "$work/out-wget2"
-    read -r wall cpu rss < <(measure "$imgcrawl" crawl -c "$work/bench.toml" -o "$work/out-imgcrawl" --fresh)
-    read -r p i b < <(count_imgcrawl "$work/out-imgcrawl")
+    fresh_dir "imgcrawl-$run"
+    read -r wall cpu rss < <(measure "$imgcrawl" crawl -c "$work/bench.toml" -o "$out/out")
+    read -r p i b < <(count_imgcrawl "$out/out")
     echo "imgcrawl $run $wall $cpu $rss $p $i $b" >> "$results"
     echo "run $run imgcrawl: ${wall}s, $p pages, $i images" >&2
     # The same with as many requests at once to the host as wget2's 16 threads.
+    fresh_dir "imgcrawl16-$run"
     read -r wall cpu rss < <(IMGCRAWL_HTTP__PER_HOST_CONCURRENCY=16 measure "$imgcrawl" crawl \
-        -c "$work/bench.toml" -o "$work/out-imgcrawl16" --fresh)
-    read -r p i b < <(count_imgcrawl "$work/out-imgcrawl16")
+        -c "$work/bench.toml" -o "$out/out")
+    read -r p i b < <(count_imgcrawl "$out/out")
     echo "imgcrawl-16 $run $wall $cpu $rss $p $i $b" >> "$results"
     echo "run $run imgcrawl-16: ${wall}s, $p pages, $i images" >&2
-    read -r wall cpu rss < <(measure wget2 -r -l inf -q --max-threads=16 -P "$work/out-wget2" "http://127.0.0.1:$port/list/1.html")
-    read -r p i b < <(count_wget2 "$work/out-wget2")
+    fresh_dir "wget2-$run"
+    read -r wall cpu rss < <(measure wget2 -r -l inf -q --max-threads=16 -P "$out/out" "http://127.0.0.1:$port/list/1.html")
+    read -r p i b < <(count_wget2 "$out/out")
+    unmount_all
     echo "wget2 $run $wall $cpu $rss $p $i $b" >> "$results"
     echo "run $run wget2: ${wall}s, $p pages, $i images" >&2
 done
