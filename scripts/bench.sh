@@ -16,10 +16,11 @@ cd "$(dirname "$0")/.."
 
 pages=200
 per_page=20
+fs_size=1G
 runs=${RUNS:-3}
 for arg in "$@"; do
     case $arg in
-        --large) pages=2000 ;;
+        --large) pages=2000; fs_size=6G ;;
         *) echo "usage: scripts/bench.sh [--large]" >&2; exit 2 ;;
     esac
 done
@@ -117,7 +118,7 @@ count_wget2() {
     echo "$pages $images $bytes"
 }
 
-# Each run writes to a fresh ext4 file system of its own (a loop-mounted image), so that no run
+# Each run writes to a fresh ext4 file system of its own (a sparse loop-mounted image), so that no run
 # inherits another's dirty pages or recently freed inodes: on a shared file system those made the
 # same crawl vary by a factor of two depending on what ran just before. Without root (or loop
 # devices) the runs share $work, and the figures are noisier.
@@ -128,7 +129,7 @@ fresh_dir() {
     out=$dir
     mkdir -p "$dir"
     if [ "$(id -u)" = 0 ] && command -v mkfs.ext4 >/dev/null; then
-        truncate -s 1G "$dir.img"
+        truncate -s "$fs_size" "$dir.img"
         if mkfs.ext4 -q -F "$dir.img" && mount -o loop "$dir.img" "$dir" 2>/dev/null; then
             mounts+=("$dir")
         else
