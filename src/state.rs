@@ -354,6 +354,35 @@ impl StateDb {
         Ok(r)
     }
 
+    /// Replaces `out_dir/manifest.jsonl` with the saved images, in the order they were saved;
+    /// returns how many. The rows stream from the database to a synced temporary file that is
+    /// then renamed over the old manifest, so memory stays flat and no reader sees half of it.
+    pub fn write_manifest(&self, out_dir: &Path) -> Result<usize, crate::Error> {
+        use std::io::Write;
+        let target = out_dir.join("manifest.jsonl");
+        let tmp = out_dir.join(".imgcrawl").join("manifest.jsonl.part");
+        let failed = |e: rusqlite::Error| crate::Error::State(format!("reading saved images: {e}"));
+        let io = |e: std::io::Error| crate::Error::io("cannot write", &target, e);
+        let mut out = std::io::BufWriter::new(std::fs::File::create(&tmp).map_err(io)?);
+        let mut stmt = self
+            .conn
+            .prepare("SELECT row FROM images WHERE state = 1 ORDER BY saved_seq")
+            .map_err(failed)?;
+        let mut rows = stmt.query([]).map_err(failed)?;
+        let mut n = 0;
+        while let Some(row) = rows.next().map_err(failed)? {
+            let json: String = row.get(0).map_err(failed)?;
+            out.write_all(json.as_bytes())
+                .and_then(|_| out.write_all(b"\n"))
+                .map_err(io)?;
+            n += 1;
+        }
+        let file = out.into_inner().map_err(|e| io(e.into_error()))?;
+        file.sync_all().map_err(io)?;
+        std::fs::rename(&tmp, &target).map_err(io)?;
+        Ok(n)
+    }
+
     /// The manifest rows of all saved images, in the order they were saved.
     pub fn saved_rows(&self) -> rusqlite::Result<Vec<ManifestRow>> {
         let mut stmt = self
@@ -381,9 +410,9 @@ pub fn export_manifest(out_dir: &Path) -> Result<usize, crate::Error> {
             out_dir.display()
         )));
     }
-    let rows = read_saved(&db_path)?;
-    write_manifest(out_dir, &rows)?;
-    Ok(rows.len())
+    let conn = Connection::open_with_flags(&db_path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+        .map_err(|e| crate::Error::State(format!("{}: {e}", db_path.display())))?;
+    StateDb { conn }.write_manifest(out_dir)
 }
 
 /// The saved images recorded in the state database at `db_path`, read without changing it and
@@ -393,22 +422,6 @@ pub fn read_saved(db_path: &Path) -> Result<Vec<ManifestRow>, crate::Error> {
     let conn = Connection::open_with_flags(db_path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
         .map_err(failed)?;
     StateDb { conn }.saved_rows().map_err(failed)
-}
-
-/// Replaces `out_dir/manifest.jsonl` with `rows`, atomically (a synced temporary file renamed over
-/// the old one), so that a reader never sees half a manifest.
-pub fn write_manifest(out_dir: &Path, rows: &[ManifestRow]) -> Result<(), crate::Error> {
-    let mut text = String::new();
-    for row in rows {
-        text.push_str(&serde_json::to_string(row).expect("a manifest row always serialises"));
-        text.push('\n');
-    }
-    let target = out_dir.join("manifest.jsonl");
-    let tmp = out_dir.join(".imgcrawl").join("manifest.jsonl.part");
-    std::fs::write(&tmp, text)
-        .and_then(|_| std::fs::File::open(&tmp)?.sync_all())
-        .and_then(|_| std::fs::rename(&tmp, &target))
-        .map_err(|e| crate::Error::io("cannot write", &target, e))
 }
 
 /// The fingerprint of a crawl: its sorted start URLs, one per line.

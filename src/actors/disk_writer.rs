@@ -400,14 +400,10 @@ impl DiskWriter {
     }
 
     fn export_manifest(&self) -> Result<usize, Error> {
-        let rows = match self.state().as_ref() {
-            Some(db) => db
-                .saved_rows()
-                .map_err(|e| Error::State(format!("cannot read the crawl state: {e}")))?,
-            None => return Err(Error::State("the state database is not open".into())),
-        };
-        crate::state::write_manifest(&self.shared.out_dir, &rows)?;
-        Ok(rows.len())
+        match self.state().as_ref() {
+            Some(db) => db.write_manifest(&self.shared.out_dir),
+            None => Err(Error::State("the state database is not open".into())),
+        }
     }
 
     fn commit_state(&self, m: &CommitState) -> Result<(), Error> {
