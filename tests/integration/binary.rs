@@ -4,7 +4,7 @@ use std::process::{Command, Output};
 
 use imgcrawl::sample_site::SampleSite;
 
-use crate::support::{manifest, TestServer};
+use crate::support::{manifest, output_text, TestServer};
 
 fn imgcrawl(args: &[&str], env: &[(&str, &str)]) -> Output {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_imgcrawl"));
@@ -13,14 +13,6 @@ fn imgcrawl(args: &[&str], env: &[(&str, &str)]) -> Output {
         cmd.env(k, v);
     }
     cmd.output().expect("run imgcrawl")
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
 }
 
 #[test]
@@ -45,7 +37,7 @@ fn a_clean_crawl_exits_0_and_env_sets_the_actor_counts() {
         ],
         &[("IMGCRAWL_FETCHERS", "5"), ("IMGCRAWL_WRITERS", "3")],
     );
-    let all = text(&o);
+    let all = output_text(&o);
     assert_eq!(o.status.code(), Some(0), "{all}");
     assert!(
         all.contains("started 5 page fetchers, 4 image savers and 3 disk writers"),
@@ -72,7 +64,7 @@ fn failures_exit_3_and_bad_configuration_exits_2_naming_the_key() {
         ],
         &[("IMGCRAWL_HTTP__RETRIES", "0")],
     );
-    assert_eq!(o.status.code(), Some(3), "{}", text(&o));
+    assert_eq!(o.status.code(), Some(3), "{}", output_text(&o));
 
     let dir = tempfile::tempdir().unwrap();
     let cfg = dir.path().join("bad.toml");
@@ -108,7 +100,7 @@ fn failures_exit_3_and_bad_configuration_exits_2_naming_the_key() {
 fn the_demo_crawls_the_bundled_gallery() {
     let out = tempfile::tempdir().unwrap();
     let o = imgcrawl(&["demo", "-o", out.path().to_str().unwrap()], &[]);
-    let all = text(&o);
+    let all = output_text(&o);
     assert_eq!(
         o.status.code(),
         Some(3),

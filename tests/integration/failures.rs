@@ -1,13 +1,12 @@
 //! Pages and images that fail in every common way are recorded with their reason and attempts,
 //! and the crawl goes on.
 
-use std::collections::HashMap;
 use std::time::Duration;
 
 use imgcrawl::sample_site::SampleSite;
 use imgcrawl::Crawl;
 
-use crate::support::{errors, image_files, manifest, settings, temp_files, Reply, TestServer};
+use crate::support::{error_map, image_files, manifest, settings, temp_files, Reply, TestServer};
 
 #[actix_rt::test]
 async fn every_failure_is_recorded_with_its_kind_and_the_crawl_goes_on() {
@@ -55,10 +54,7 @@ async fn every_failure_is_recorded_with_its_kind_and_the_crawl_goes_on() {
         .await
         .unwrap();
 
-    let errs: HashMap<String, (String, u32)> = errors(out.path())
-        .into_iter()
-        .map(|e| (e.url.replace(&server.url(""), ""), (e.error, e.attempts)))
-        .collect();
+    let errs = error_map(out.path(), &server);
     let expect = |url: &str, kind: &str, attempts: u32| {
         assert_eq!(
             errs.get(url),

@@ -7,30 +7,13 @@ use std::io::Write;
 use std::path::Path;
 
 use imgcrawl::sample_site::png;
-use imgcrawl::{Crawl, CrawlReport};
 
-use crate::support::{errors, image_files, manifest, settings, temp_files, Reply, TestServer};
-
-async fn crawl(start: &[String], out: &Path, toml: &str) -> CrawlReport {
-    Crawl::start(settings(start, out, toml))
-        .await
-        .unwrap()
-        .wait()
-        .await
-        .unwrap()
-}
+use crate::support::{error_map, image_files, manifest, run_crawl, temp_files, Reply, TestServer};
 
 fn gzip(data: &[u8]) -> Vec<u8> {
     let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
     e.write_all(data).unwrap();
     e.finish().unwrap()
-}
-
-fn error_map(out: &Path, server: &TestServer) -> HashMap<String, (String, u32)> {
-    errors(out)
-        .into_iter()
-        .map(|e| (e.url.replace(&server.url(""), ""), (e.error, e.attempts)))
-        .collect()
 }
 
 #[actix_rt::test]
@@ -67,7 +50,7 @@ async fn limits_hold_while_streaming_and_after_decompression() {
     });
     let out = tempfile::tempdir().unwrap();
     let toml = "[http]\nmax_image_bytes = 200000\nmax_page_bytes = 1000000\n";
-    let report = crawl(&[server.url("/")], out.path(), toml).await;
+    let (report, _) = run_crawl(&[server.url("/")], out.path(), toml).await;
     let errs = error_map(out.path(), &server);
     for url in ["/announced.png", "/streamed.png", "/bomb.png", "/bomb.html"] {
         assert_eq!(
@@ -121,7 +104,7 @@ async fn redirects_are_checked_hop_by_hop() {
         }
     });
     let out = tempfile::tempdir().unwrap();
-    crawl(
+    run_crawl(
         &[server.url("/")],
         out.path(),
         "[http]\nmax_redirects = 5\n",
@@ -217,7 +200,7 @@ async fn hostile_pages_are_decoded_and_traps_end() {
     });
     let out = tempfile::tempdir().unwrap();
     let toml = "[scope]\nmax_depth = 4\nmax_url_length = 400\n";
-    let report = crawl(&[server.url("/")], out.path(), toml).await;
+    let (report, _) = run_crawl(&[server.url("/")], out.path(), toml).await;
 
     let names: HashMap<String, String> = manifest(out.path())
         .into_iter()
@@ -282,7 +265,7 @@ async fn hostile_captions_stay_inside_the_output_directory() {
     });
     let parent = tempfile::tempdir().unwrap();
     let out = parent.path().join("out");
-    crawl(&[server.url("/")], &out, "").await;
+    run_crawl(&[server.url("/")], &out, "").await;
     let rows = manifest(&out);
     assert_eq!(rows.len(), captions.len() + 1);
     let root = out.canonicalize().unwrap();

@@ -8,29 +8,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use imgcrawl::sample_site::png;
-use imgcrawl::{Crawl, CrawlReport};
 
-use crate::support::{errors, image_files, manifest, settings, temp_files, Reply, TestServer};
-
-/// Crawls `start` with `toml` over the defaults; returns the report and the wall time.
-async fn crawl(start: &[String], out: &std::path::Path, toml: &str) -> (CrawlReport, Duration) {
-    let t = Instant::now();
-    let report = Crawl::start(settings(start, out, toml))
-        .await
-        .unwrap()
-        .wait()
-        .await
-        .unwrap();
-    (report, t.elapsed())
-}
-
-/// Error rows of `out` as path -> (error, attempts), URLs made relative to `server`.
-fn error_map(out: &std::path::Path, server: &TestServer) -> HashMap<String, (String, u32)> {
-    errors(out)
-        .into_iter()
-        .map(|e| (e.url.replace(&server.url(""), ""), (e.error, e.attempts)))
-        .collect()
-}
+use crate::support::{
+    error_map, errors, image_files, manifest, run_crawl, temp_files, Reply, TestServer,
+};
 
 /// A small PNG whose bytes depend on the whole of `path`.
 fn img(path: &str) -> Vec<u8> {
@@ -79,7 +60,7 @@ async fn robots_txt_is_obeyed_with_its_crawl_delay_and_other_hosts_run_free() {
     });
     let out = tempfile::tempdir().unwrap();
     let toml = "[scope]\nallowed_hosts = ['127.0.0.1', '127.0.0.2']\n";
-    let (report, _) = crawl(&[server.url("/")], out.path(), toml).await;
+    let (report, _) = run_crawl(&[server.url("/")], out.path(), toml).await;
 
     let hits = server.hits();
     assert_eq!(hits.get("/robots.txt"), Some(&1), "fetched once: {hits:?}");
@@ -129,7 +110,7 @@ async fn robots_txt_missing_failing_or_ignored() {
     });
     let out = tempfile::tempdir().unwrap();
     let fast = "[http]\nretries = 2\nretry_backoff_ms = 20\n";
-    crawl(&[flaky.url("/")], out.path(), fast).await;
+    run_crawl(&[flaky.url("/")], out.path(), fast).await;
     let hits = flaky.hits();
     assert_eq!(hits.get("/robots.txt"), Some(&3), "{hits:?}");
     assert_eq!(hits.get("/no/x.html"), None);
@@ -141,7 +122,7 @@ async fn robots_txt_missing_failing_or_ignored() {
         _ => Reply::Ok("text/html", b"<img src='/i.png'>".to_vec()),
     });
     let out = tempfile::tempdir().unwrap();
-    crawl(&[down.url("/")], out.path(), fast).await;
+    run_crawl(&[down.url("/")], out.path(), fast).await;
     assert_eq!(down.hits().len(), 1, "only robots.txt: {:?}", down.hits());
     assert_eq!(down.hits().get("/robots.txt"), Some(&3));
     assert_eq!(
@@ -157,7 +138,7 @@ async fn robots_txt_missing_failing_or_ignored() {
             _ => Reply::Status(404),
         });
         let out = tempfile::tempdir().unwrap();
-        let (report, _) = crawl(&[open.url("/")], out.path(), toml).await;
+        let (report, _) = run_crawl(&[open.url("/")], out.path(), toml).await;
         assert_eq!(open.hits().get("/robots.txt"), robots_hits, "{toml}");
         assert_eq!(report.stats.images_saved, 1, "{toml}");
     }
@@ -181,7 +162,7 @@ async fn per_host_concurrency_and_delay_hold_for_pages_and_images_together() {
     });
     let out = tempfile::tempdir().unwrap();
     let toml = "[http]\nper_host_concurrency = 2\n";
-    crawl(&[server.url("/")], out.path(), toml).await;
+    run_crawl(&[server.url("/")], out.path(), toml).await;
     assert_eq!(
         server.max_active(),
         2,
@@ -199,7 +180,7 @@ async fn per_host_concurrency_and_delay_hold_for_pages_and_images_together() {
         p if p.ends_with(".png") => Reply::Ok("image/png", img(p)),
         _ => Reply::Status(404),
     });
-    crawl(&[server2.url("/")], out.path(), "[http]\ndelay_ms = 250\n").await;
+    run_crawl(&[server2.url("/")], out.path(), "[http]\ndelay_ms = 250\n").await;
     let log = server2.log();
     assert_eq!(log.len(), 6, "{log:?}");
     assert!(min_gap(&log) >= Duration::from_millis(245), "{log:?}");
@@ -235,7 +216,7 @@ async fn retries_back_off_and_retry_after_pauses_the_whole_host() {
     });
     let out = tempfile::tempdir().unwrap();
     let toml = "[http]\nretry_backoff_ms = 50\nper_host_concurrency = 1\nmax_wait_secs = 60\n";
-    let (report, _) = crawl(&[server.url("/")], out.path(), toml).await;
+    let (report, _) = run_crawl(&[server.url("/")], out.path(), toml).await;
 
     let hits = server.hits();
     assert_eq!(hits.get("/busy.png"), Some(&2));
@@ -278,7 +259,7 @@ async fn slow_servers_cost_at_most_the_configured_times() {
     let out = tempfile::tempdir().unwrap();
     let toml =
         "[http]\ntimeout_secs = 1.5\nhead_timeout_secs = 0.5\nretries = 1\nretry_backoff_ms = 50\n";
-    let (report, elapsed) = crawl(&[server.url("/")], out.path(), toml).await;
+    let (report, elapsed) = run_crawl(&[server.url("/")], out.path(), toml).await;
     let errs = error_map(out.path(), &server);
     assert_eq!(errs.get("/drip.png"), Some(&("timeout".into(), 2)));
     assert_eq!(errs.get("/hang.png"), Some(&("timeout".into(), 2)));

@@ -10,7 +10,7 @@ use imgcrawl::sample_site::SampleSite;
 use sha2::{Digest, Sha256};
 
 use crate::crawl::{assert_all_images_saved, list_urls};
-use crate::support::{image_files, manifest, temp_files, TestServer};
+use crate::support::{image_files, manifest, output_text, temp_files, TestServer};
 
 fn imgcrawl(args: &[&str]) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_imgcrawl"));
@@ -45,14 +45,6 @@ fn output(child: Child) -> Output {
     child.wait_with_output().expect("wait for imgcrawl")
 }
 
-fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
-
 /// Image files under `out` by relative path, with the SHA-256 of their bytes.
 fn file_hashes(out: &Path) -> BTreeMap<PathBuf, String> {
     image_files(out)
@@ -69,7 +61,7 @@ fn saved_urls(out: &Path) -> HashSet<String> {
     let o = imgcrawl(&["manifest", out.to_str().unwrap()])
         .output()
         .unwrap();
-    assert!(o.status.success(), "{}", text(&o));
+    assert!(o.status.success(), "{}", output_text(&o));
     manifest(out).into_iter().map(|r| r.url).collect()
 }
 
@@ -94,7 +86,12 @@ fn killed_at_any_moment_the_crawl_resumes_and_ends_as_if_never_killed() {
             .spawn()
             .unwrap(),
     );
-    assert_eq!(o.status.code(), Some(3), "3 broken images: {}", text(&o));
+    assert_eq!(
+        o.status.code(),
+        Some(3),
+        "3 broken images: {}",
+        output_text(&o)
+    );
 
     let server = TestServer::sample(site, slow);
     let out = tempfile::tempdir().unwrap();
@@ -116,8 +113,12 @@ fn killed_at_any_moment_the_crawl_resumes_and_ends_as_if_never_killed() {
         "the crawl had saved images by the last kill"
     );
     let o = output(crawl_cmd(&server, site, out.path(), &[]).spawn().unwrap());
-    assert_eq!(o.status.code(), Some(3), "{}", text(&o));
-    assert!(text(&o).contains("resuming: "), "{}", text(&o));
+    assert_eq!(o.status.code(), Some(3), "{}", output_text(&o));
+    assert!(
+        output_text(&o).contains("resuming: "),
+        "{}",
+        output_text(&o)
+    );
 
     // The same files as the uninterrupted crawl, byte for byte. Which of two byte-identical URLs
     // (or of two images with one caption) gets the plain name depends on which arrives first, in
@@ -177,7 +178,7 @@ fn ctrl_c_or_sigterm_stops_cleanly_and_the_next_run_finishes() {
         let t = Instant::now();
         send(&child, signal);
         let o = output(child);
-        let said = text(&o);
+        let said = output_text(&o);
         assert!(
             t.elapsed() < Duration::from_secs(5),
             "{name}: {:?}",
@@ -195,7 +196,7 @@ fn ctrl_c_or_sigterm_stops_cleanly_and_the_next_run_finishes() {
         saved_before = saved;
     }
     let o = output(crawl_cmd(&server, site, out.path(), &[]).spawn().unwrap());
-    let said = text(&o);
+    let said = output_text(&o);
     assert_eq!(o.status.code(), Some(3), "{said}");
     let resumed = format!("pages waiting, {saved_before} images saved");
     assert!(
@@ -214,7 +215,7 @@ fn an_output_directory_that_cannot_be_created_is_a_clear_error() {
     let o = imgcrawl(&["crawl", "http://127.0.0.1:9/", "-o", out.to_str().unwrap()])
         .output()
         .unwrap();
-    let said = text(&o);
+    let said = output_text(&o);
     assert_eq!(o.status.code(), Some(1), "{said}");
     assert!(said.contains("cannot create output directory"), "{said}");
     assert!(said.contains("a-file/out"), "{said}");
@@ -229,18 +230,22 @@ fn another_crawl_in_the_same_directory_is_refused_unless_fresh() {
     let server = TestServer::sample(site, |_| None);
     let out = tempfile::tempdir().unwrap();
     let o = output(crawl_cmd(&server, site, out.path(), &[]).spawn().unwrap());
-    assert_eq!(o.status.code(), Some(3), "{}", text(&o));
+    assert_eq!(o.status.code(), Some(3), "{}", output_text(&o));
     let other = server.url("/list/1.html");
     let dir = out.path().to_str().unwrap();
     let o = imgcrawl(&["crawl", &other, "-o", dir]).output().unwrap();
-    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
-    assert!(text(&o).contains("other start URLs"), "{}", text(&o));
-    assert!(text(&o).contains("--fresh"), "{}", text(&o));
+    assert_eq!(o.status.code(), Some(2), "{}", output_text(&o));
+    assert!(
+        output_text(&o).contains("other start URLs"),
+        "{}",
+        output_text(&o)
+    );
+    assert!(output_text(&o).contains("--fresh"), "{}", output_text(&o));
     let o = imgcrawl(&["crawl", &other, "-o", dir, "--fresh"])
         .output()
         .unwrap();
-    assert_eq!(o.status.code(), Some(3), "{}", text(&o));
-    assert!(!text(&o).contains("resuming"), "{}", text(&o));
+    assert_eq!(o.status.code(), Some(3), "{}", output_text(&o));
+    assert!(!output_text(&o).contains("resuming"), "{}", output_text(&o));
     assert_eq!(
         manifest(out.path()).len(),
         6,
@@ -290,8 +295,8 @@ fn a_full_disk_ends_the_crawl_with_a_clear_error_and_keeps_what_was_saved() {
     let _unmount = Unmount(mnt.path());
     let out = mnt.path().join("out");
     let o = output(crawl_cmd(&server, site, &out, &[]).spawn().unwrap());
-    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
-    let said = text(&o);
+    assert_eq!(o.status.code(), Some(1), "{}", output_text(&o));
+    let said = output_text(&o);
     assert!(
         said.contains("cannot write to the output directory"),
         "{said}"

@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 
 use imgcrawl::records::{ErrorRow, ManifestRow};
 use imgcrawl::sample_site::SampleSite;
+use imgcrawl::CrawlReport;
 
 /// What the test server answers.
 #[derive(Debug, Clone)]
@@ -273,6 +274,35 @@ pub fn read_jsonl<T: serde::de::DeserializeOwned>(path: &Path) -> Vec<T> {
 /// The manifest rows of `out`.
 pub fn manifest(out: &Path) -> Vec<ManifestRow> {
     read_jsonl(&out.join("manifest.jsonl"))
+}
+
+/// Error rows of `out` as URL -> (error, attempts), with `server`'s address removed from URLs.
+pub fn error_map(out: &Path, server: &TestServer) -> HashMap<String, (String, u32)> {
+    errors(out)
+        .into_iter()
+        .map(|e| (e.url.replace(&server.url(""), ""), (e.error, e.attempts)))
+        .collect()
+}
+
+/// Crawls `start` into `out` with `toml` over the defaults; returns the report and the wall time.
+pub async fn run_crawl(start: &[String], out: &Path, toml: &str) -> (CrawlReport, Duration) {
+    let t = Instant::now();
+    let report = imgcrawl::Crawl::start(settings(start, out, toml))
+        .await
+        .unwrap()
+        .wait()
+        .await
+        .unwrap();
+    (report, t.elapsed())
+}
+
+/// What a finished process printed, stdout then stderr.
+pub fn output_text(o: &std::process::Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
 }
 
 /// The error rows of `out`.
