@@ -172,6 +172,13 @@ impl StateDb {
         Ok(db)
     }
 
+    /// Opens an existing database to read it, whatever crawl it belongs to.
+    fn open_read_only(path: &Path) -> Result<StateDb, crate::Error> {
+        Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+            .map(|conn| StateDb { conn })
+            .map_err(|e| crate::Error::State(format!("{}: {e}", path.display())))
+    }
+
     fn meta(&self, key: &str) -> Result<Option<String>, String> {
         self.conn
             .query_row("SELECT value FROM meta WHERE key = ?1", [key], |r| r.get(0))
@@ -410,18 +417,15 @@ pub fn export_manifest(out_dir: &Path) -> Result<usize, crate::Error> {
             out_dir.display()
         )));
     }
-    let conn = Connection::open_with_flags(&db_path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
-        .map_err(|e| crate::Error::State(format!("{}: {e}", db_path.display())))?;
-    StateDb { conn }.write_manifest(out_dir)
+    StateDb::open_read_only(&db_path)?.write_manifest(out_dir)
 }
 
 /// The saved images recorded in the state database at `db_path`, read without changing it and
 /// whatever crawl it belongs to.
 pub fn read_saved(db_path: &Path) -> Result<Vec<ManifestRow>, crate::Error> {
-    let failed = |e: rusqlite::Error| crate::Error::State(format!("{}: {e}", db_path.display()));
-    let conn = Connection::open_with_flags(db_path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
-        .map_err(failed)?;
-    StateDb { conn }.saved_rows().map_err(failed)
+    StateDb::open_read_only(db_path)?
+        .saved_rows()
+        .map_err(|e| crate::Error::State(format!("{}: {e}", db_path.display())))
 }
 
 /// The fingerprint of a crawl: its sorted start URLs, one per line.
