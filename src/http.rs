@@ -18,6 +18,28 @@ use crate::error::{Failure, FailureKind};
 use crate::settings::HttpSettings;
 use crate::urls;
 
+/// Fired by a worker once a response's body has been read in full, so that the Supervisor can free
+/// the host's request slot while the worker goes on parsing or storing: politeness counts requests
+/// the server is serving, not work done afterwards. Dropping it unfired (the job ended early, or
+/// the worker died) frees the slot too, so every request frees it exactly once.
+#[derive(Debug, Default)]
+pub struct BodyDone(Option<tokio::sync::oneshot::Sender<()>>);
+
+impl BodyDone {
+    /// A signal and the receiver the Supervisor awaits.
+    pub fn pair() -> (Self, tokio::sync::oneshot::Receiver<()>) {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        (BodyDone(Some(tx)), rx)
+    }
+
+    /// Tells the Supervisor the body is in (later calls do nothing).
+    pub fn fire(&mut self) {
+        if let Some(tx) = self.0.take() {
+            let _ = tx.send(());
+        }
+    }
+}
+
 /// Builds the HTTP client for one actor. Must be called on the thread that will use it.
 pub fn client(http: &HttpSettings) -> awc::Client {
     awc::Client::builder()

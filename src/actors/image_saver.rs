@@ -18,7 +18,7 @@ use super::disk_writer::{AppendTemp, DiscardTemp, DiskWriter, ImageName, WriteIm
 use super::{Crash, DeathGuard};
 use crate::error::{Failure, FailureKind};
 use crate::frontier::ImageJob;
-use crate::http;
+use crate::http::{self, BodyDone};
 use crate::records::ManifestRow;
 use crate::settings::Settings;
 use crate::sniff::{self, SNIFF_LEN, TAIL_LEN};
@@ -32,6 +32,8 @@ pub struct SaveImage {
     pub job: ImageJob,
     /// Temporary file id, unique within the crawl.
     pub tmp: u64,
+    /// Fired once the body is in, before it is checked and stored.
+    pub body_done: BodyDone,
 }
 
 /// What downloading an image gave.
@@ -99,11 +101,14 @@ struct Body {
 }
 
 impl Body {
+    /// The last [`TAIL_LEN`] bytes received, copying only those.
     fn tail(&self) -> Vec<u8> {
-        let mut t = self.spilled_tail.clone();
-        t.extend_from_slice(&self.pending);
-        let cut = t.len().saturating_sub(TAIL_LEN);
-        t.split_off(cut)
+        let from_pending = self.pending.len().min(TAIL_LEN);
+        let from_spilled = (TAIL_LEN - from_pending).min(self.spilled_tail.len());
+        let mut t = Vec::with_capacity(from_spilled + from_pending);
+        t.extend_from_slice(&self.spilled_tail[self.spilled_tail.len() - from_spilled..]);
+        t.extend_from_slice(&self.pending[self.pending.len() - from_pending..]);
+        t
     }
 }
 
@@ -118,6 +123,7 @@ async fn download(
     job: ImageJob,
     tmp: u64,
     body: &mut Body,
+    done: &mut BodyDone,
 ) -> Result<ImageDone, Failure> {
     let limit = settings.http.max_image_bytes;
     let mut fetched = match http::get(&client, &job.url, &settings.http).await? {
@@ -148,6 +154,7 @@ async fn download(
             body.spilled = true;
         }
     }
+    done.fire();
     let kind = match kind {
         Some(k) => k,
         None => sniff::sniff(&body.head).ok_or_else(not_image)?,
@@ -212,9 +219,17 @@ impl Handler<SaveImage> for ImageSaver {
         );
         Box::pin(
             async move {
-                let mut body = Body::default();
-                let result =
-                    download(client, settings, writer.clone(), m.job, m.tmp, &mut body).await;
+                let (mut body, mut done) = (Body::default(), m.body_done);
+                let result = download(
+                    client,
+                    settings,
+                    writer.clone(),
+                    m.job,
+                    m.tmp,
+                    &mut body,
+                    &mut done,
+                )
+                .await;
                 if result.is_err() && body.spilled {
                     writer.do_send(DiscardTemp { tmp: m.tmp });
                 }

@@ -19,7 +19,7 @@ use crate::decode::decode_html;
 use crate::error::{Failure, FailureKind};
 use crate::extract::{extract, Extracted};
 use crate::frontier::PageJob;
-use crate::http;
+use crate::http::{self, BodyDone};
 use crate::robots::{agent_token, Rules, MAX_ROBOTS_BYTES, MAX_ROBOTS_REDIRECTS};
 use crate::settings::Settings;
 
@@ -29,6 +29,8 @@ use crate::settings::Settings;
 pub struct FetchPage {
     /// The page.
     pub job: PageJob,
+    /// Fired once the body is in, before parsing.
+    pub body_done: BodyDone,
 }
 
 /// What fetching a page gave.
@@ -47,6 +49,8 @@ pub enum PageDone {
 pub struct FetchRobots {
     /// The robots.txt URL.
     pub url: Url,
+    /// Fired once the body is in.
+    pub body_done: BodyDone,
 }
 
 /// A page-fetching actor; see the module documentation.
@@ -93,7 +97,13 @@ impl Handler<FetchPage> for PageFetcher {
     fn handle(&mut self, m: FetchPage, _: &mut Context<Self>) -> Self::Result {
         let client = self.client.clone();
         let settings = self.settings.clone();
-        Box::pin(async move { fetch_page(&client, &settings, &m.job.url).await }.into_actor(self))
+        Box::pin(
+            async move {
+                let mut done = m.body_done;
+                fetch_page(&client, &settings, &m.job.url, &mut done).await
+            }
+            .into_actor(self),
+        )
     }
 }
 
@@ -101,6 +111,7 @@ async fn fetch_page(
     client: &awc::Client,
     settings: &Settings,
     url: &Url,
+    done: &mut BodyDone,
 ) -> Result<PageDone, Failure> {
     let mut fetched = match http::get(client, url, &settings.http).await? {
         http::Answer::Redirect(to) => return Ok(PageDone::Redirected(to)),
@@ -117,6 +128,7 @@ async fn fetch_page(
         return Ok(PageDone::Parsed(Extracted::default()));
     }
     let body = http::read_body(&mut fetched, settings.http.max_page_bytes).await?;
+    done.fire();
     let (html, _) = decode_html(&body, content_type.as_deref());
     // The parse tree is built and dropped here, never held across an await.
     let extracted = catch_unwind(AssertUnwindSafe(|| extract(&html, url, &settings.extract)))
@@ -132,10 +144,12 @@ impl Handler<FetchRobots> for PageFetcher {
         let settings = self.settings.clone();
         Box::pin(
             async move {
+                let mut done = m.body_done;
                 let http = &settings.http;
                 let mut fetched =
                     http::get_following(&client, &m.url, http, MAX_ROBOTS_REDIRECTS).await?;
                 let body = http::read_prefix(&mut fetched, MAX_ROBOTS_BYTES).await?;
+                done.fire();
                 let host = m.url.host_str().unwrap_or("");
                 Ok(Rules::parse(&agent_token(&http.user_agent), &body, host))
             }

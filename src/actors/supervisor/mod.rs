@@ -14,7 +14,9 @@
 mod admit;
 mod outcome;
 
+use std::cell::Cell;
 use std::collections::VecDeque;
+use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -32,6 +34,7 @@ use crate::error::{Error, FailureKind};
 use crate::frontier::{
     host_key, Blocked, Frontier, ImageJob, MemoryFrontier, PageJob, Politeness, SeenSet,
 };
+use crate::http::BodyDone;
 use crate::records::{CrawlReport, Outcome};
 use crate::robots::RobotsBook;
 use crate::settings::Settings;
@@ -136,6 +139,17 @@ struct RobotsJob {
     attempts: u32,
     /// Times a worker died while holding this job.
     losses: u32,
+}
+
+/// A request booked by [`Supervisor::begin`].
+#[derive(Debug, Clone)]
+struct Booking {
+    /// The generation of the worker that took it.
+    generation: u64,
+    /// The politeness key of its host.
+    host: String,
+    /// The host's slot was given back (once the body was in, or at the end).
+    freed: Rc<Cell<bool>>,
 }
 
 /// One place in a worker pool.
@@ -420,9 +434,34 @@ impl Supervisor {
     }
 
     /// Books a request to `host` on worker `slot` of `kind`: politeness, in-flight counts. Returns
-    /// the worker's generation, to hand back to [`end`](Self::end).
-    fn begin(&mut self, kind: WorkerKind, slot: usize, host: &str, now: Instant) -> u64 {
+    /// the booking, to hand back to [`end`](Self::end), and the signal the worker fires once the
+    /// body is in: the host's slot is free from then on, while the worker parses or stores. A job
+    /// that ends without firing it (a failure, a redirect, a dead worker) frees the slot in `end`,
+    /// after its outcome (a `Retry-After` pause, say) is known.
+    fn begin(
+        &mut self,
+        kind: WorkerKind,
+        slot: usize,
+        host: &str,
+        now: Instant,
+        ctx: &mut Context<Self>,
+    ) -> (Booking, BodyDone) {
         self.politeness.started(host, now);
+        let booking = Booking {
+            generation: self.generation(kind, slot),
+            host: host.to_string(),
+            freed: Rc::new(Cell::new(false)),
+        };
+        let (done, received) = BodyDone::pair();
+        let early = booking.clone();
+        ctx.spawn(async move { received.await.is_ok() }.into_actor(self).map(
+            move |fired, act, ctx| {
+                if fired && !early.freed.replace(true) {
+                    act.politeness.finished(&early.host);
+                    act.pump(ctx);
+                }
+            },
+        ));
         let s = match kind {
             WorkerKind::PageFetcher => {
                 self.pages_in_flight += 1;
@@ -434,7 +473,7 @@ impl Supervisor {
             }
         };
         *s += 1;
-        self.generation(kind, slot)
+        (booking, done)
     }
 
     /// Undoes [`begin`](Self::begin) when the answer comes; `lost` when the worker died holding
@@ -443,13 +482,14 @@ impl Supervisor {
         &mut self,
         kind: WorkerKind,
         slot: usize,
-        generation: u64,
-        host: &str,
+        booking: &Booking,
         lost: bool,
         ctx: &mut Context<Self>,
     ) {
-        self.politeness.finished(host);
-        let current = self.generation(kind, slot) == generation;
+        if !booking.freed.replace(true) {
+            self.politeness.finished(&booking.host);
+        }
+        let current = self.generation(kind, slot) == booking.generation;
         let inflight = match kind {
             WorkerKind::PageFetcher => {
                 self.pages_in_flight -= 1;
@@ -477,12 +517,13 @@ impl Supervisor {
 
     fn send_robots(&mut self, slot: usize, job: RobotsJob, now: Instant, ctx: &mut Context<Self>) {
         const KIND: WorkerKind = WorkerKind::PageFetcher;
-        let generation = self.begin(KIND, slot, &job.host, now);
+        let (booking, body_done) = self.begin(KIND, slot, &job.host, now, ctx);
         let request = self.fetchers[slot].addr.send(FetchRobots {
             url: job.url.clone(),
+            body_done,
         });
         ctx.spawn(request.into_actor(self).map(move |res, act, ctx| {
-            act.end(KIND, slot, generation, &job.host, res.is_err(), ctx);
+            act.end(KIND, slot, &booking, res.is_err(), ctx);
             match res {
                 Ok(Ok(rules)) => act.learn_robots(job.host, rules),
                 Ok(Err(failure)) => act.robots_failed(job, failure),
@@ -495,12 +536,13 @@ impl Supervisor {
     fn send_page(&mut self, slot: usize, job: PageJob, now: Instant, ctx: &mut Context<Self>) {
         const KIND: WorkerKind = WorkerKind::PageFetcher;
         let host = host_key(&job.url);
-        let generation = self.begin(KIND, slot, &host, now);
-        let request = self.fetchers[slot]
-            .addr
-            .send(FetchPage { job: job.clone() });
+        let (booking, body_done) = self.begin(KIND, slot, &host, now, ctx);
+        let request = self.fetchers[slot].addr.send(FetchPage {
+            job: job.clone(),
+            body_done,
+        });
         ctx.spawn(request.into_actor(self).map(move |res, act, ctx| {
-            act.end(KIND, slot, generation, &host, res.is_err(), ctx);
+            act.end(KIND, slot, &booking, res.is_err(), ctx);
             match res {
                 Ok(Ok(PageDone::Parsed(extracted))) => act.page_done(job, extracted),
                 Ok(Ok(PageDone::Redirected(to))) => act.page_redirected(job, to),
@@ -514,14 +556,15 @@ impl Supervisor {
     fn send_image(&mut self, slot: usize, job: ImageJob, now: Instant, ctx: &mut Context<Self>) {
         const KIND: WorkerKind = WorkerKind::ImageSaver;
         let host = host_key(&job.url);
-        let generation = self.begin(KIND, slot, &host, now);
+        let (booking, body_done) = self.begin(KIND, slot, &host, now, ctx);
         let tmp = self.next_id();
         let request = self.savers[slot].addr.send(SaveImage {
             job: job.clone(),
             tmp,
+            body_done,
         });
         ctx.spawn(request.into_actor(self).map(move |res, act, ctx| {
-            act.end(KIND, slot, generation, &host, res.is_err(), ctx);
+            act.end(KIND, slot, &booking, res.is_err(), ctx);
             match res {
                 Ok(Ok(ImageDone::Saved { row, temp })) => {
                     // Told (and written to the manifest) only once the state says it is saved.
