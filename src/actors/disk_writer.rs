@@ -184,8 +184,15 @@ struct Shared {
     state: Mutex<Option<StateDb>>,
     /// Set by [`CloseOutput`]: no temporary file is written any more.
     temp_gate: RwLock<bool>,
-    /// Directories this crawl created or found, so that each is created once.
-    dirs: Mutex<HashSet<PathBuf>>,
+    /// Directories this crawl created or found.
+    dirs: Mutex<Dirs>,
+}
+
+/// Directories this crawl created or found, so that each is created once.
+#[derive(Debug, Default)]
+struct Dirs {
+    /// Each directory, and whether this crawl created it.
+    made: HashMap<PathBuf, bool>,
 }
 
 #[derive(Debug, Default)]
@@ -227,7 +234,7 @@ impl DiskWriter {
                 index: Mutex::new(Index::default()),
                 state: Mutex::new(None),
                 temp_gate: RwLock::new(false),
-                dirs: Mutex::new(HashSet::new()),
+                dirs: Mutex::new(Dirs::default()),
             }),
         }
     }
@@ -244,12 +251,19 @@ impl DiskWriter {
 
     /// Creates `dir` and its parents unless this crawl already did.
     fn ensure_dir(&self, dir: &Path) -> io::Result<()> {
-        let mut made = self.shared.dirs.lock().unwrap_or_else(|p| p.into_inner());
-        if !made.contains(dir) {
+        let mut dirs = self.shared.dirs.lock().unwrap_or_else(|p| p.into_inner());
+        if !dirs.made.contains_key(dir) {
+            let existed = dir.is_dir();
             fs::create_dir_all(dir)?;
-            made.insert(dir.to_path_buf());
+            dirs.made.insert(dir.to_path_buf(), !existed);
         }
         Ok(())
+    }
+
+    /// Whether this crawl created `dir` (rather than finding it).
+    fn created_here(&self, dir: &Path) -> bool {
+        let dirs = self.shared.dirs.lock().unwrap_or_else(|p| p.into_inner());
+        dirs.made.get(dir).copied().unwrap_or(false)
     }
 
     /// Every temporary file in the temporary directory and its subdirectories.
@@ -490,11 +504,7 @@ impl DiskWriter {
     }
 
     fn write_image(&self, m: &WriteImage) -> Result<Stored, Failure> {
-        let disk =
-            |what: &str, e: io::Error| Failure::new(FailureKind::Disk, format!("{what}: {e}"));
         let tmp = self.tmp_path(m.tmp);
-        self.append_temp(m.tmp, &m.data)
-            .map_err(|e| disk("cannot write temporary file", e))?;
         let wanted = self.shared.template.render(&NameFields {
             host: &m.name.host,
             page_host: &m.name.page_host,
@@ -503,7 +513,16 @@ impl DiskWriter {
             sha256: &m.sha256,
             ext: m.name.ext,
         });
+        // A directory this crawl created holds only files it knows of (all in `taken`), so the
+        // names in it need no look at the disk.
+        let known_dir = self
+            .shared
+            .out_dir
+            .join(&wanted)
+            .parent()
+            .is_some_and(|dir| self.created_here(dir));
         let mut index = self.index();
+        // Copies are recognised before anything is written: their bytes never touch the disk.
         if let Some(existing) = index.by_sha.get(&m.sha256) {
             let path = existing.clone();
             drop(index);
@@ -530,7 +549,8 @@ impl DiskWriter {
         if n > 1 {
             rel = with_suffix(&wanted, n);
         }
-        while index.taken.contains(&rel) || self.shared.out_dir.join(&rel).exists() {
+        while index.taken.contains(&rel) || (!known_dir && self.shared.out_dir.join(&rel).exists())
+        {
             n += 1;
             rel = with_suffix(&wanted, n);
         }
@@ -549,7 +569,23 @@ impl DiskWriter {
         while index.taken.contains(&name(hint)) {
             hint += 1;
         }
-        index.next_suffix.insert(wanted, hint);
+        index.next_suffix.insert(wanted.clone(), hint);
+        drop(index);
+        // Written outside the index lock, so the other writer threads name files meanwhile.
+        if let Err(e) = self.append_temp(m.tmp, &m.data) {
+            let mut index = self.index();
+            index.taken.remove(&rel);
+            index.by_sha.remove(&m.sha256);
+            let first_free = if rel == wanted { 1 } else { n };
+            let hint = index.next_suffix.entry(wanted).or_insert(1);
+            *hint = (*hint).min(first_free);
+            drop(index);
+            let _ = fs::remove_file(&tmp);
+            return Err(Failure::new(
+                FailureKind::Disk,
+                format!("cannot write temporary file: {e}"),
+            ));
+        }
         let temp = Some(
             tmp.strip_prefix(&self.shared.out_dir)
                 .map(Path::to_path_buf)
