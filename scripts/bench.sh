@@ -6,7 +6,10 @@
 #
 #   scripts/bench.sh            200 list pages x 20 images (about 4,200 pages and 4,000 images)
 #   scripts/bench.sh --large    2,000 list pages x 20 images (about 42,000 pages and 40,000 images)
+#   scripts/bench.sh --heavy    parse-heavy: 100 list pages x 20 images, every page 100 KiB of
+#                               markup; imgcrawl on 1 and on 2 worker threads (and wget2)
 #   RUNS=5 scripts/bench.sh     more alternating runs (default 3)
+#   PROFILE=1 scripts/bench.sh --heavy   also records a perf profile of one imgcrawl run
 #
 # Needs nginx, wget2 and GNU time; installs them from Debian packages when missing (as root).
 # Everything it starts listens on 127.0.0.1 and is stopped at the end; nginx runs with its own
@@ -16,14 +19,23 @@ cd "$(dirname "$0")/.."
 
 pages=200
 per_page=20
+page_kb=0
 fs_size=1G
+mode=default
 runs=${RUNS:-3}
 for arg in "$@"; do
     case $arg in
-        --large) pages=2000; fs_size=6G ;;
-        *) echo "usage: scripts/bench.sh [--large]" >&2; exit 2 ;;
+        --large) pages=2000; fs_size=6G; mode=large ;;
+        --heavy) pages=100; page_kb=100; mode=heavy ;;
+        *) echo "usage: scripts/bench.sh [--large | --heavy]" >&2; exit 2 ;;
     esac
 done
+# The imgcrawl configurations, as "name:VAR=value ..." (its environment); wget2 runs after them.
+if [ "$mode" = heavy ]; then
+    crawlers=("imgcrawl-1t:IMGCRAWL_THREADS=1" "imgcrawl-2t:IMGCRAWL_THREADS=2")
+else
+    crawlers=("imgcrawl:" "imgcrawl-16:IMGCRAWL_HTTP__PER_HOST_CONCURRENCY=16")
+fi
 
 need() { command -v "$1" >/dev/null 2>&1; }
 if ! need nginx || ! need wget2 || [ ! -x /usr/bin/time ]; then
@@ -46,7 +58,8 @@ cleanup() {
 }
 trap cleanup EXIT
 
-"$imgcrawl" sample-site --write "$work/site" --pages "$pages" --per-page "$per_page" >&2
+"$imgcrawl" sample-site --write "$work/site" --pages "$pages" --per-page "$per_page" \
+    --page-kb "$page_kb" >&2
 chmod -R a+rX "$work"   # nginx's workers run as an unprivileged user
 
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
@@ -145,18 +158,16 @@ unmount_all() {
 results=$work/results
 : > "$results"
 for run in $(seq "$runs"); do
-    fresh_dir "imgcrawl-$run"
-    read -r wall cpu rss < <(measure "$imgcrawl" crawl -c "$work/bench.toml" -o "$out/out")
-    read -r p i b < <(count_imgcrawl "$out/out")
-    echo "imgcrawl $run $wall $cpu $rss $p $i $b" >> "$results"
-    echo "run $run imgcrawl: ${wall}s, $p pages, $i images" >&2
-    # The same with as many requests at once to the host as wget2's 16 threads.
-    fresh_dir "imgcrawl16-$run"
-    read -r wall cpu rss < <(IMGCRAWL_HTTP__PER_HOST_CONCURRENCY=16 measure "$imgcrawl" crawl \
-        -c "$work/bench.toml" -o "$out/out")
-    read -r p i b < <(count_imgcrawl "$out/out")
-    echo "imgcrawl-16 $run $wall $cpu $rss $p $i $b" >> "$results"
-    echo "run $run imgcrawl-16: ${wall}s, $p pages, $i images" >&2
+    for c in "${crawlers[@]}"; do
+        name=${c%%:*}
+        read -r -a vars <<< "${c#*:}"
+        fresh_dir "$name-$run"
+        read -r wall cpu rss < <(measure env "${vars[@]}" "$imgcrawl" crawl \
+            -c "$work/bench.toml" -o "$out/out")
+        read -r p i b < <(count_imgcrawl "$out/out")
+        echo "$name $run $wall $cpu $rss $p $i $b" >> "$results"
+        echo "run $run $name: ${wall}s, $p pages, $i images" >&2
+    done
     fresh_dir "wget2-$run"
     read -r wall cpu rss < <(measure wget2 -r -l inf -q --max-threads=16 -P "$out/out" "http://127.0.0.1:$port/list/1.html")
     read -r p i b < <(count_wget2 "$out/out")
@@ -165,7 +176,25 @@ for run in $(seq "$runs"); do
     echo "run $run wget2: ${wall}s, $p pages, $i images" >&2
 done
 
-python3 - "$results" "$pages" "$per_page" <<'EOF'
+if [ -n "${PROFILE:-}" ]; then
+    # One more run of the last imgcrawl configuration under perf: where the time goes.
+    name=${crawlers[-1]%%:*}
+    read -r -a vars <<< "${crawlers[-1]#*:}"
+    fresh_dir "$name-profile"
+    sync
+    command -v perf >/dev/null || apt-get install -y -qq linux-perf >/dev/null
+    env "${vars[@]}" perf record -g -F 999 -o "$work/perf.data" -- "$imgcrawl" crawl \
+        -c "$work/bench.toml" -o "$out/out" >/dev/null 2>&1
+    echo "== perf profile of $name: CPU by thread" >&2
+    { perf report -i "$work/perf.data" --no-children --sort comm -g none --stdio 2>/dev/null \
+        | grep '%' | head -8 >&2; } || true
+    echo "== top functions (self time)" >&2
+    { perf report -i "$work/perf.data" --no-children --sort dso,sym -g none --stdio 2>/dev/null \
+        | grep '%' | head -40 >&2; } || true
+    unmount_all
+fi
+
+python3 - "$results" "$pages" "$per_page" "$page_kb" <<'EOF'
 import statistics, sys
 rows = [l.split() for l in open(sys.argv[1]) if l.strip()]
 by = {}
@@ -174,15 +203,17 @@ for name, _run, wall, cpu, rss, p, i, b in rows:
     by.setdefault(name, []).append(dict(wall=wall, cpu=cpu, rss=rss, pps=(p + i) / wall,
                                          ips=i / wall, mbs=b / wall / 1e6, p=p, i=i))
 med = {n: {k: statistics.median(r[k] for r in runs) for k in runs[0]} for n, runs in by.items()}
-print(f"site: {sys.argv[2]} list pages x {sys.argv[3]} images, {len(by['imgcrawl'])} alternating runs, medians")
+names = list(by)
+extra = f", {sys.argv[4]} KiB of markup per page" if sys.argv[4] != "0" else ""
+print(f"site: {sys.argv[2]} list pages x {sys.argv[3]} images{extra}, "
+      f"{len(by['wget2'])} alternating runs, medians")
 print(f"{'crawler':<12}{'wall s':>8}{'pages':>8}{'images':>8}{'pages+images/s':>16}{'images/s':>10}{'MB/s':>8}{'CPU s':>8}{'peak RSS':>10}")
-print("imgcrawl: default settings (8 requests at once per host); imgcrawl-16: 16 at once, as wget2's threads")
-for n in ("imgcrawl", "imgcrawl-16", "wget2"):
+for n in names:
     m = med[n]
     print(f"{n:<12}{m['wall']:>8.2f}{m['p']:>8.0f}{m['i']:>8.0f}{m['pps']:>16.0f}{m['ips']:>10.0f}"
           f"{m['mbs']:>8.1f}{m['cpu']:>8.2f}{m['rss'] / 1024:>8.1f}MB")
 w = med["wget2"]
-for n in ("imgcrawl", "imgcrawl-16"):
+for n in names[:-1]:
     a = med[n]
     print(f"{n} / wget2: pages+images/s x{a['pps'] / w['pps']:.2f}, images/s x{a['ips'] / w['ips']:.2f}, "
           f"peak RSS x{a['rss'] / w['rss']:.2f}")

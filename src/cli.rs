@@ -104,6 +104,9 @@ pub struct SampleSiteArgs {
     /// Images per list page.
     #[arg(long, default_value_t = 20)]
     pub per_page: u64,
+    /// Extra markup per list and detail page, in KiB (a parse-heavy variant; adds no URLs).
+    #[arg(long, default_value_t = 0, value_name = "KIB")]
+    pub page_kb: u64,
 }
 
 /// `imgcrawl serve-sample`.

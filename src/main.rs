@@ -35,6 +35,7 @@ fn main() -> ExitCode {
             let site = SampleSite {
                 pages: args.pages,
                 per_page: args.per_page,
+                page_kb: args.page_kb,
             };
             match site.write_to(&args.write) {
                 Ok((files, bytes)) => {
@@ -207,6 +208,7 @@ fn serve_sample(args: ServeArgs) -> u8 {
         let site = SampleSite {
             pages: args.pages,
             per_page: args.per_page,
+            page_kb: 0,
         };
         match SampleServer::start(site, args.port) {
             Ok(server) => {

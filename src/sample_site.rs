@@ -60,6 +60,10 @@ pub struct SampleSite {
     pub pages: u64,
     /// Images per list page.
     pub per_page: u64,
+    /// Extra markup on every list and detail page, in KiB (0 for none): article text, comments
+    /// and nested blocks with in-page links, for a parse-heavy variant of the site. Adds no page
+    /// or image to the crawl.
+    pub page_kb: u64,
 }
 
 impl Default for SampleSite {
@@ -68,6 +72,7 @@ impl Default for SampleSite {
         SampleSite {
             pages: 12,
             per_page: 10,
+            page_kb: 0,
         }
     }
 }
@@ -156,7 +161,10 @@ impl SampleSite {
         }
         page(
             &format!("图库 Gallery — page {n}"),
-            &format!("<ul class=\"gallery\">\n{items}</ul>\n<nav>{nav}</nav>"),
+            &format!(
+                "<ul class=\"gallery\">\n{items}</ul>\n<nav>{nav}</nav>{}",
+                filler(self.page_kb, n)
+            ),
         )
     }
 
@@ -165,8 +173,9 @@ impl SampleSite {
         page(
             &caption,
             &format!(
-                "<figure><img src=\"/img/{id}.png\" alt=\"photo {id}\"><figcaption>{caption}</figcaption></figure>\n<a href=\"/list/{}.html#item-{id}\">返回 Back</a>",
-                self.page_of(id)
+                "<figure><img src=\"/img/{id}.png\" alt=\"photo {id}\"><figcaption>{caption}</figcaption></figure>\n<a href=\"/list/{}.html#item-{id}\">返回 Back</a>{}",
+                self.page_of(id),
+                filler(self.page_kb, id)
             ),
         )
     }
@@ -288,6 +297,36 @@ impl SampleSite {
             cut_at: None,
         }
     }
+}
+
+/// About `kb` KiB of ordinary page markup (comment threads: nested blocks, text with inline
+/// elements, in-page links, a script), different for each `seed`. Links point inside the page
+/// (fragments), so the crawl finds nothing more to fetch.
+fn filler(kb: u64, seed: u64) -> String {
+    let target = kb as usize * 1024;
+    let mut out = String::with_capacity(target + 1024);
+    if target == 0 {
+        return out;
+    }
+    out.push_str("\n<section class=\"comments\"><script>window.__state={\"page\":");
+    out.push_str(&format!("{seed},\"theme\":\"light\"}};</script>\n"));
+    let mut k = 0u64;
+    while out.len() < target {
+        k += 1;
+        let word = CAPTIONS[(seed.wrapping_add(k) as usize) % CAPTIONS.len()];
+        out.push_str(&format!(
+            "<div class=\"comment\" id=\"c{k}\"><div class=\"meta\"><span class=\"user\">user{}</span> \
+             <time datetime=\"2026-11-{:02}\">{} days ago</time> <a href=\"#c{k}\">#</a></div>\
+             <div class=\"body\"><p>{word} &mdash; <em>lovely</em> light, <strong>shot {k}</strong>. \
+             Which lens was this? <a href=\"#c{}\">reply</a></p><ul><li>like</li><li>share</li></ul></div></div>\n",
+            (seed * 31 + k) % 997,
+            k % 28 + 1,
+            k % 9 + 1,
+            k.saturating_sub(1).max(1),
+        ));
+    }
+    out.push_str("</section>");
+    out
 }
 
 fn page(title: &str, body: &str) -> String {
@@ -462,6 +501,7 @@ mod tests {
         let site = SampleSite {
             pages: 3,
             per_page: 4,
+            page_kb: 0,
         };
         assert_eq!(site.respond("/list/3.html").status, 200);
         assert_eq!(site.respond("/list/4.html").status, 404);
@@ -469,5 +509,49 @@ mod tests {
         assert_eq!(site.respond("/img/13.png").status, 404);
         assert!(site.respond("/img/cut.png").cut_at.is_some());
         assert_eq!(site.images().len(), 15);
+    }
+
+    #[test]
+    fn page_kb_adds_markup_but_no_urls() {
+        use crate::extract::extract;
+        use crate::settings::ExtractRules;
+        use url::Url;
+        let plain = SampleSite {
+            pages: 3,
+            per_page: 4,
+            page_kb: 0,
+        };
+        let heavy = SampleSite {
+            page_kb: 40,
+            ..plain
+        };
+        let found = |site: &SampleSite, path: &str| {
+            let r = site.respond(path);
+            let html = String::from_utf8(r.body.to_vec()).unwrap();
+            let url = Url::parse(&format!("http://example.test{path}")).unwrap();
+            let mut e = extract(&html, &url, &ExtractRules::default());
+            let mut links: Vec<String> = e
+                .links
+                .iter_mut()
+                .map(|u| {
+                    u.set_fragment(None);
+                    u.to_string()
+                })
+                .collect();
+            links.sort();
+            links.dedup();
+            let images: Vec<String> = e.images.iter().map(|i| i.url.to_string()).collect();
+            (html.len(), images, links)
+        };
+        for path in ["/list/2.html", "/detail/5.html"] {
+            let (small, images, links) = found(&plain, path);
+            let (big, heavy_images, heavy_links) = found(&heavy, path);
+            assert!(small < 4096 && big >= 40 * 1024, "{path}: {small} -> {big}");
+            assert_eq!(images, heavy_images, "{path}");
+            let own = format!("http://example.test{path}");
+            let heavy_links: Vec<String> = heavy_links.into_iter().filter(|l| *l != own).collect();
+            let links: Vec<String> = links.into_iter().filter(|l| *l != own).collect();
+            assert_eq!(links, heavy_links, "{path}");
+        }
     }
 }

@@ -21,6 +21,7 @@ fn a_clean_crawl_exits_0_and_env_sets_the_actor_counts() {
     let site = SampleSite {
         pages: 3,
         per_page: 4,
+        page_kb: 0,
     };
     let server = TestServer::sample(site, |_| None);
     let out = tempfile::tempdir().unwrap();
@@ -52,6 +53,7 @@ fn failures_exit_3_and_bad_configuration_exits_2_naming_the_key() {
     let site = SampleSite {
         pages: 1,
         per_page: 2,
+        page_kb: 0,
     };
     let server = TestServer::sample(site, |_| None);
     let out = tempfile::tempdir().unwrap();

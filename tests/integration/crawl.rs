@@ -70,6 +70,7 @@ async fn sample_gallery_crawl_saves_every_image_once_with_exact_bytes() {
     let site = SampleSite {
         pages: 4,
         per_page: 10,
+        page_kb: 0,
     };
     let server = TestServer::sample(site, |_| None);
     let out = tempfile::tempdir().unwrap();
@@ -124,6 +125,7 @@ async fn running_the_same_crawl_again_downloads_nothing_already_saved() {
     let site = SampleSite {
         pages: 2,
         per_page: 10,
+        page_kb: 0,
     };
     let server = TestServer::sample(site, |_| None);
     let out = tempfile::tempdir().unwrap();
@@ -187,6 +189,7 @@ async fn workers_that_die_mid_crawl_are_replaced_and_their_jobs_requeued() {
     let site = SampleSite {
         pages: 6,
         per_page: 5,
+        page_kb: 0,
     };
     // Slow list pages and images, so that workers hold jobs when they are made to crash.
     let server = TestServer::sample(site, |p| {

@@ -45,6 +45,7 @@ async fn a_crawl_runs_inside_the_callers_system_beside_its_actors() {
     let site = SampleSite {
         pages: 2,
         per_page: 5,
+        page_kb: 0,
     };
     let server = SampleServer::start(site, 0).unwrap();
     let counter = Counter::default().start();

@@ -76,6 +76,7 @@ fn killed_at_any_moment_the_crawl_resumes_and_ends_as_if_never_killed() {
     let site = SampleSite {
         pages: 16,
         per_page: 15,
+        page_kb: 0,
     };
     let slow = |p: &str| p.starts_with("/img/").then_some(Duration::from_millis(25));
     // The uninterrupted crawl, on a server of its own.
@@ -162,6 +163,7 @@ fn ctrl_c_or_sigterm_stops_cleanly_and_the_next_run_finishes() {
     let site = SampleSite {
         pages: 12,
         per_page: 10,
+        page_kb: 0,
     };
     let server = TestServer::sample(site, |p| {
         p.starts_with("/img/").then_some(Duration::from_millis(60))
@@ -226,6 +228,7 @@ fn another_crawl_in_the_same_directory_is_refused_unless_fresh() {
     let site = SampleSite {
         pages: 2,
         per_page: 3,
+        page_kb: 0,
     };
     let server = TestServer::sample(site, |_| None);
     let out = tempfile::tempdir().unwrap();
@@ -279,6 +282,7 @@ fn a_full_disk_ends_the_crawl_with_a_clear_error_and_keeps_what_was_saved() {
     let site = SampleSite {
         pages: 12,
         per_page: 20,
+        page_kb: 0,
     };
     let server = TestServer::sample(site, |_| None);
     let mnt = tempfile::tempdir().unwrap();
