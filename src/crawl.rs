@@ -48,6 +48,7 @@ impl CrawlBuilder {
             .send(OpenOutput {
                 fresh: self.fresh,
                 fingerprint: fingerprint(&settings.start_urls),
+                in_memory: settings.workers.frontier_in_memory.get(),
             })
             .await
             .map_err(|e| Error::Aborted(format!("disk writer unavailable: {e}")))??;

@@ -38,6 +38,9 @@ pub enum StateOp {
         depth: u32,
         /// Redirects that led to it.
         redirected_from: Vec<Url>,
+        /// Kept only here, not in the Supervisor's memory (the frontier is full); read back later
+        /// with [`StateDb::load_spilled`].
+        spilled: bool,
     },
     /// A page was fetched and what it links to is queued (or it redirected elsewhere).
     PageDone(Url),
@@ -68,6 +71,8 @@ pub enum StateOp {
         name: Option<String>,
         /// Redirects that led to it.
         redirected_from: Vec<Url>,
+        /// Kept only here (see [`StateOp::PageQueued`]).
+        spilled: bool,
     },
     /// An image is saved: its file is complete and synced, and will be renamed to `row.path` from
     /// `temp` (when not a duplicate) right after the commit.
@@ -98,6 +103,11 @@ pub struct Resume {
     pub images: Vec<ImageJob>,
     /// Images saved, in the order they were saved.
     pub saved: Vec<ManifestRow>,
+    /// Waiting pages left in the database because `pages` is full (read back with
+    /// [`StateDb::load_spilled`]).
+    pub pages_spilled: u64,
+    /// Waiting images left in the database.
+    pub images_spilled: u64,
 }
 
 impl Resume {
@@ -107,9 +117,41 @@ impl Resume {
     }
 }
 
+/// The two kinds of job.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JobKind {
+    /// Pages.
+    Page,
+    /// Images.
+    Image,
+}
+
+/// Spilled jobs to read back, for one kind.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct LoadSpilled {
+    /// How many to read (the oldest first).
+    pub take: u64,
+    /// How many are spilled in all, after the batch this load comes with; when `take` reaches it,
+    /// none are left.
+    pub spilled: u64,
+}
+
+/// Jobs read back from the database.
+#[derive(Debug, Default)]
+pub struct Loaded {
+    /// Pages, oldest first.
+    pub pages: Vec<PageJob>,
+    /// Images, oldest first.
+    pub images: Vec<ImageJob>,
+}
+
 /// The open state database.
 pub struct StateDb {
     conn: Connection,
+    /// For pages and for images: the rowid from which the spilled jobs (waiting only here) start,
+    /// while there are any. Jobs in the Supervisor's memory all have smaller rowids: while any job
+    /// is spilled, every new one is spilled too, so they stay in admission order.
+    spill_from: [Option<i64>; 2],
 }
 
 impl std::fmt::Debug for StateDb {
@@ -118,6 +160,35 @@ impl std::fmt::Debug for StateDb {
             .field("path", &self.conn.path())
             .finish()
     }
+}
+
+/// A waiting page from its columns (url, depth, via, attempts).
+fn page_job(url: String, depth: u32, via: Option<String>, attempts: u32) -> Option<PageJob> {
+    Some(PageJob {
+        url: Url::parse(&url).ok()?,
+        depth,
+        attempts,
+        losses: 0,
+        redirected_from: unchain(via),
+    })
+}
+
+/// A waiting image from its columns (url, page, name, via, attempts).
+fn image_job(
+    url: String,
+    page: String,
+    name: Option<String>,
+    via: Option<String>,
+    attempts: u32,
+) -> Option<ImageJob> {
+    Some(ImageJob {
+        url: Url::parse(&url).ok()?,
+        page: Url::parse(&page).ok()?,
+        name,
+        attempts,
+        losses: 0,
+        redirected_from: unchain(via),
+    })
 }
 
 fn chain(urls: &[Url]) -> Option<String> {
@@ -150,7 +221,10 @@ impl StateDb {
              CREATE INDEX IF NOT EXISTS images_saved ON images (saved_seq);",
         )
         .map_err(|e| e.to_string())?;
-        let db = StateDb { conn };
+        let db = StateDb {
+            conn,
+            spill_from: [None, None],
+        };
         match (db.meta("schema")?, db.meta("fingerprint")?) {
             (None, _) => {
                 db.set_meta("schema", SCHEMA_VERSION)?;
@@ -175,7 +249,10 @@ impl StateDb {
     /// Opens an existing database to read it, whatever crawl it belongs to.
     fn open_read_only(path: &Path) -> Result<StateDb, crate::Error> {
         Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
-            .map(|conn| StateDb { conn })
+            .map(|conn| StateDb {
+                conn,
+                spill_from: [None, None],
+            })
             .map_err(|e| crate::Error::State(format!("{}: {e}", path.display())))
     }
 
@@ -198,6 +275,7 @@ impl StateDb {
 
     /// Applies `ops` in one transaction.
     pub fn apply(&mut self, ops: &[StateOp]) -> rusqlite::Result<()> {
+        let mut spill_from = self.spill_from;
         let tx = self.conn.transaction()?;
         {
             let mut next_seq: i64 = tx.query_row(
@@ -227,8 +305,16 @@ impl StateDb {
                         url,
                         depth,
                         redirected_from,
+                        spilled,
                     } => {
-                        page_new.execute(params![url.as_str(), depth, chain(redirected_from)])?;
+                        let added = page_new.execute(params![
+                            url.as_str(),
+                            depth,
+                            chain(redirected_from)
+                        ])?;
+                        if *spilled && added == 1 && spill_from[0].is_none() {
+                            spill_from[0] = Some(tx.last_insert_rowid());
+                        }
                     }
                     StateOp::PageDone(url) => {
                         page_state.execute(params![url.as_str(), DONE])?;
@@ -241,13 +327,17 @@ impl StateDb {
                         page,
                         name,
                         redirected_from,
+                        spilled,
                     } => {
-                        image_new.execute(params![
+                        let added = image_new.execute(params![
                             url.as_str(),
                             page.as_str(),
                             name,
                             chain(redirected_from)
                         ])?;
+                        if *spilled && added == 1 && spill_from[1].is_none() {
+                            spill_from[1] = Some(tx.last_insert_rowid());
+                        }
                     }
                     StateOp::ImageSaved { url, row, temp } => {
                         let json =
@@ -271,7 +361,61 @@ impl StateDb {
                 }
             }
         }
-        tx.commit()
+        tx.commit()?;
+        self.spill_from = spill_from;
+        Ok(())
+    }
+
+    /// Reads back the oldest spilled jobs of `kind` (see [`StateOp::PageQueued`]), at most
+    /// `load.take` of them.
+    pub fn load_spilled(&mut self, kind: JobKind, load: LoadSpilled) -> rusqlite::Result<Loaded> {
+        let mut out = Loaded::default();
+        let k = kind as usize;
+        let Some(from) = self.spill_from[k].filter(|_| load.take > 0) else {
+            return Ok(out);
+        };
+        let take = load.take.min(i64::MAX as u64) as i64;
+        let last = match kind {
+            JobKind::Page => {
+                let mut stmt = self.conn.prepare_cached(
+                    "SELECT rowid, url, depth, via, attempts FROM pages
+                     WHERE rowid >= ?1 AND state = 0 ORDER BY rowid LIMIT ?2",
+                )?;
+                let mut rows = stmt.query(params![from, take])?;
+                let mut last = from - 1;
+                while let Some(row) = rows.next()? {
+                    last = row.get(0)?;
+                    if let Some(job) = page_job(row.get(1)?, row.get(2)?, row.get(3)?, row.get(4)?)
+                    {
+                        out.pages.push(job);
+                    }
+                }
+                last
+            }
+            JobKind::Image => {
+                let mut stmt = self.conn.prepare_cached(
+                    "SELECT rowid, url, page, name, via, attempts FROM images
+                     WHERE rowid >= ?1 AND state = 0 ORDER BY rowid LIMIT ?2",
+                )?;
+                let mut rows = stmt.query(params![from, take])?;
+                let mut last = from - 1;
+                while let Some(row) = rows.next()? {
+                    last = row.get(0)?;
+                    if let Some(job) = image_job(
+                        row.get(1)?,
+                        row.get(2)?,
+                        row.get(3)?,
+                        row.get(4)?,
+                        row.get(5)?,
+                    ) {
+                        out.images.push(job);
+                    }
+                }
+                last
+            }
+        };
+        self.spill_from[k] = (load.take < load.spilled).then_some(last + 1);
+        Ok(out)
     }
 
     /// Marks the temporary files of saved images as moved into place.
@@ -312,51 +456,57 @@ impl StateDb {
         Ok(out)
     }
 
-    /// Everything an earlier run left.
-    pub fn resume(&self) -> rusqlite::Result<Resume> {
+    /// Everything an earlier run left. At most `in_memory` waiting jobs of each kind are read; the
+    /// others stay spilled, counted in the [`Resume`], and are read back with
+    /// [`load_spilled`](Self::load_spilled).
+    pub fn resume(&mut self, in_memory: usize) -> rusqlite::Result<Resume> {
         let mut r = Resume::default();
+        self.spill_from = [None, None];
         let mut stmt = self
             .conn
-            .prepare("SELECT url, depth, state, via, attempts FROM pages")?;
+            .prepare("SELECT rowid, url, depth, state, via, attempts FROM pages ORDER BY rowid")?;
         let mut rows = stmt.query([])?;
         while let Some(row) = rows.next()? {
-            let Ok(url) = Url::parse(&row.get::<_, String>(0)?) else {
-                continue;
-            };
-            if row.get::<_, i64>(2)? == WAITING {
-                r.pages.push(PageJob {
-                    url: url.clone(),
-                    depth: row.get(1)?,
-                    attempts: row.get(4)?,
-                    losses: 0,
-                    redirected_from: unchain(row.get(3)?),
-                });
-            }
-            r.seen_pages.push(url);
-        }
-        let mut stmt = self
-            .conn
-            .prepare("SELECT url, page, name, state, via, attempts FROM images ORDER BY rowid")?;
-        let mut rows = stmt.query([])?;
-        while let Some(row) = rows.next()? {
-            let (Ok(url), Ok(page)) = (
-                Url::parse(&row.get::<_, String>(0)?),
-                Url::parse(&row.get::<_, String>(1)?),
-            ) else {
+            let text: String = row.get(1)?;
+            let Ok(url) = Url::parse(&text) else {
                 continue;
             };
             if row.get::<_, i64>(3)? == WAITING {
-                r.images.push(ImageJob {
-                    url: url.clone(),
-                    page,
-                    name: row.get(2)?,
-                    attempts: row.get(5)?,
-                    losses: 0,
-                    redirected_from: unchain(row.get(4)?),
-                });
+                if r.pages.len() < in_memory {
+                    if let Some(job) = page_job(text, row.get(2)?, row.get(4)?, row.get(5)?) {
+                        r.pages.push(job);
+                    }
+                } else {
+                    self.spill_from[0].get_or_insert(row.get(0)?);
+                    r.pages_spilled += 1;
+                }
+            }
+            r.seen_pages.push(url);
+        }
+        drop(rows);
+        drop(stmt);
+        let mut stmt = self.conn.prepare(
+            "SELECT rowid, url, page, name, state, via, attempts FROM images ORDER BY rowid",
+        )?;
+        let mut rows = stmt.query([])?;
+        while let Some(row) = rows.next()? {
+            let text: String = row.get(1)?;
+            let Ok(url) = Url::parse(&text) else {
+                continue;
+            };
+            if row.get::<_, i64>(4)? == WAITING {
+                if r.images.len() < in_memory {
+                    let job = image_job(text, row.get(2)?, row.get(3)?, row.get(5)?, row.get(6)?);
+                    r.images.extend(job);
+                } else {
+                    self.spill_from[1].get_or_insert(row.get(0)?);
+                    r.images_spilled += 1;
+                }
             }
             r.seen_images.push(url);
         }
+        drop(rows);
+        drop(stmt);
         r.saved = self.saved_rows()?;
         Ok(r)
     }
@@ -479,23 +629,27 @@ mod tests {
                 url: url("http://h/"),
                 depth: 0,
                 redirected_from: vec![],
+                spilled: false,
             },
             StateOp::PageQueued {
                 url: url("http://h/2"),
                 depth: 1,
                 redirected_from: vec![url("http://h/r")],
+                spilled: false,
             },
             StateOp::ImageQueued {
                 url: url("http://h/a.png"),
                 page: url("http://h/"),
                 name: Some("A".into()),
                 redirected_from: vec![],
+                spilled: false,
             },
             StateOp::ImageQueued {
                 url: url("http://h/b.png"),
                 page: url("http://h/"),
                 name: None,
                 redirected_from: vec![],
+                spilled: false,
             },
             StateOp::PageDone(url("http://h/")),
         ])
@@ -513,8 +667,8 @@ mod tests {
         .unwrap();
         drop(db);
 
-        let db = StateDb::open(&path, &fp).unwrap();
-        let r = db.resume().unwrap();
+        let mut db = StateDb::open(&path, &fp).unwrap();
+        let r = db.resume(100).unwrap();
         assert_eq!(r.seen_pages.len(), 2);
         assert_eq!(r.pages.len(), 1);
         assert_eq!(r.pages[0].url.as_str(), "http://h/2");
@@ -535,5 +689,63 @@ mod tests {
             .err()
             .unwrap();
         assert!(err.contains("other start URLs: http://h/"), "{err}");
+    }
+
+    #[test]
+    fn spilled_jobs_come_back_once_in_admission_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(STATE_DB);
+        let mut db = StateDb::open(&path, "fp").unwrap();
+        let page = |n: u32, spilled: bool| StateOp::PageQueued {
+            url: url(&format!("http://h/{n}")),
+            depth: 1,
+            redirected_from: vec![],
+            spilled,
+        };
+        let paths = |l: Loaded| -> Vec<String> {
+            l.pages.iter().map(|j| j.url.path().to_string()).collect()
+        };
+        let load = |take, spilled| LoadSpilled { take, spilled };
+        // p0 stays in memory; p1..p5 are spilled.
+        db.apply(&[page(0, false), page(1, true), page(2, true), page(3, true)])
+            .unwrap();
+        db.apply(&[page(4, true), page(5, true)]).unwrap();
+        assert_eq!(
+            paths(db.load_spilled(JobKind::Page, load(2, 5)).unwrap()),
+            ["/1", "/2"]
+        );
+        db.apply(&[page(6, true)]).unwrap();
+        assert_eq!(
+            paths(db.load_spilled(JobKind::Page, load(10, 4)).unwrap()),
+            ["/3", "/4", "/5", "/6"]
+        );
+        // None spilled now: p7 goes to memory, then a new spill starts at p8.
+        db.apply(&[page(7, false), page(8, true)]).unwrap();
+        assert_eq!(
+            paths(db.load_spilled(JobKind::Page, load(5, 1)).unwrap()),
+            ["/8"]
+        );
+        assert!(db
+            .load_spilled(JobKind::Page, load(5, 0))
+            .unwrap()
+            .pages
+            .is_empty());
+
+        // A later run reads the first waiting ones into memory and leaves the rest spilled.
+        db.apply(&[
+            StateOp::PageDone(url("http://h/0")),
+            StateOp::PageDone(url("http://h/2")),
+        ])
+        .unwrap();
+        drop(db);
+        let mut db = StateDb::open(&path, "fp").unwrap();
+        let r = db.resume(3).unwrap();
+        let first: Vec<&str> = r.pages.iter().map(|j| j.url.path()).collect();
+        assert_eq!(first, ["/1", "/3", "/4"]);
+        assert_eq!((r.pages_spilled, r.seen_pages.len()), (4, 9));
+        assert_eq!(
+            paths(db.load_spilled(JobKind::Page, load(4, 4)).unwrap()),
+            ["/5", "/6", "/7", "/8"]
+        );
     }
 }

@@ -27,10 +27,9 @@ use bytes::Bytes;
 use url::Url;
 
 use crate::error::{Error, Failure, FailureKind};
-use crate::frontier::ImageJob;
 use crate::paths::{with_suffix, FilenameTemplate, NameFields};
 use crate::records::ManifestRow;
-use crate::state::{self, Resume, StateDb, StateOp, STATE_DB};
+use crate::state::{self, JobKind, LoadSpilled, Loaded, Resume, StateDb, StateOp, STATE_DB};
 
 /// Subdirectories of the temporary directory the temporary files are spread over.
 const TMP_SPREAD: u64 = 16;
@@ -56,15 +55,23 @@ pub struct OpenOutput {
     pub fresh: bool,
     /// The crawl's identity (see [`state::fingerprint`]); a state of another crawl is refused.
     pub fingerprint: String,
+    /// Waiting jobs of each kind to read into memory; the others stay spilled in the database.
+    pub in_memory: usize,
 }
 
 /// Makes a batch of state changes durable: syncs the new files, commits the batch in one
-/// transaction, then moves the saved images' files into place.
+/// transaction, then moves the saved images' files into place. Then reads back the spilled jobs
+/// asked for (in the same turn, so that the batch's own spilled jobs are there to read); answers
+/// with them.
 #[derive(Debug, Message)]
-#[rtype(result = "Result<(), Error>")]
+#[rtype(result = "Result<Loaded, Error>")]
 pub struct CommitState {
     /// The changes, in order.
     pub ops: Vec<StateOp>,
+    /// Spilled pages to read back.
+    pub load_pages: LoadSpilled,
+    /// Spilled images to read back.
+    pub load_images: LoadSpilled,
 }
 
 /// The crawl has ended: close the state database, stop writing temporary files and remove this
@@ -338,19 +345,21 @@ impl DiskWriter {
         }
         db.clear_temps().map_err(db_err)?;
         self.remove_temp_files()?;
-        let mut resume = db.resume().map_err(db_err)?;
+        let mut resume = db.resume(m.in_memory).map_err(db_err)?;
         if resume.is_empty() {
             File::create(out.join(ERRORS_FILE))
                 .map_err(|e| Error::io("cannot write", out.join(ERRORS_FILE), e))?;
             let imported = import_ops(self.read_manifest()?);
             if !imported.is_empty() {
                 db.apply(&imported).map_err(db_err)?;
-                resume = db.resume().map_err(db_err)?;
+                resume = db.resume(m.in_memory).map_err(db_err)?;
             }
         }
-        let lost = self.requeue_missing(&mut db, &mut resume).map_err(db_err)?;
+        let lost = self.requeue_missing(&mut db, &resume).map_err(db_err)?;
         if lost > 0 {
             log::warn!("{lost} saved images have lost their file; they will be downloaded again");
+            // Read again: they wait now, in their place in the queue.
+            resume = db.resume(m.in_memory).map_err(db_err)?;
         }
         let mut index = self.index();
         index.reusable = reusable;
@@ -386,30 +395,18 @@ impl DiskWriter {
 
     /// Saved images whose file is missing or has another size (deleted by hand, or a rename lost
     /// with a power cut) go back to waiting, so that they are downloaded again.
-    fn requeue_missing(&self, db: &mut StateDb, resume: &mut Resume) -> rusqlite::Result<usize> {
+    fn requeue_missing(&self, db: &mut StateDb, resume: &Resume) -> rusqlite::Result<usize> {
         let out = &self.shared.out_dir;
-        let (kept, lost): (Vec<ManifestRow>, Vec<ManifestRow>) = std::mem::take(&mut resume.saved)
-            .into_iter()
-            .partition(|row| {
-                safe_relative(&row.path)
-                    && fs::metadata(out.join(&row.path)).is_ok_and(|m| m.len() == row.bytes)
-            });
-        resume.saved = kept;
-        let mut urls = Vec::new();
-        for row in &lost {
-            if let (Ok(url), Ok(page)) = (Url::parse(&row.url), Url::parse(&row.page)) {
-                urls.push(url.clone());
-                resume.images.push(ImageJob {
-                    url,
-                    page,
-                    name: Some(row.name.clone()),
-                    attempts: 0,
-                    losses: 0,
-                    redirected_from: Vec::new(),
-                });
-            }
-        }
-        db.requeue_images(&urls)?;
+        let lost: Vec<Url> = resume
+            .saved
+            .iter()
+            .filter(|row| {
+                !(safe_relative(&row.path)
+                    && fs::metadata(out.join(&row.path)).is_ok_and(|m| m.len() == row.bytes))
+            })
+            .filter_map(|row| Url::parse(&row.url).ok())
+            .collect();
+        db.requeue_images(&lost)?;
         Ok(lost.len())
     }
 
@@ -420,7 +417,7 @@ impl DiskWriter {
         }
     }
 
-    fn commit_state(&self, m: &CommitState) -> Result<(), Error> {
+    fn commit_state(&self, m: &CommitState) -> Result<Loaded, Error> {
         let out = &self.shared.out_dir;
         let moves: Vec<(PathBuf, PathBuf)> = m
             .ops
@@ -439,12 +436,24 @@ impl DiskWriter {
         let db = state
             .as_mut()
             .ok_or_else(|| Error::State("the state database is not open".into()))?;
+        let db_path = out.join(STATE_DIR).join(STATE_DB);
         db.apply(&m.ops).map_err(|e| {
             Error::State(format!(
                 "cannot commit the crawl state in {}: {e}",
-                out.join(STATE_DIR).join(STATE_DB).display()
+                db_path.display()
             ))
         })?;
+        let read = |e: rusqlite::Error| {
+            Error::State(format!(
+                "cannot read waiting jobs from {}: {e}",
+                db_path.display()
+            ))
+        };
+        let mut loaded = db.load_spilled(JobKind::Page, m.load_pages).map_err(read)?;
+        loaded.images = db
+            .load_spilled(JobKind::Image, m.load_images)
+            .map_err(read)?
+            .images;
         drop(state);
         for (temp, dest) in moves {
             if let Some(parent) = dest.parent() {
@@ -454,7 +463,7 @@ impl DiskWriter {
             fs::rename(&temp, &dest)
                 .map_err(|e| Error::io("cannot move file into place", &dest, e))?;
         }
-        Ok(())
+        Ok(loaded)
     }
 
     /// Rows of an earlier manifest whose file is still there with its recorded size.
@@ -679,6 +688,7 @@ fn import_ops(rows: Vec<ManifestRow>) -> Vec<StateOp> {
             page,
             name: Some(row.name.clone()),
             redirected_from: Vec::new(),
+            spilled: false,
         });
         ops.push(StateOp::ImageSaved {
             url,
@@ -715,7 +725,7 @@ impl Handler<OpenOutput> for DiskWriter {
 }
 
 impl Handler<CommitState> for DiskWriter {
-    type Result = Result<(), Error>;
+    type Result = Result<Loaded, Error>;
     fn handle(&mut self, m: CommitState, _: &mut SyncContext<Self>) -> Self::Result {
         catch_unwind(AssertUnwindSafe(|| self.commit_state(&m)))
             .unwrap_or_else(|_| Err(Error::State("committing the crawl state panicked".into())))

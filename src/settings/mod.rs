@@ -55,6 +55,8 @@ pub struct RawSettings {
     pub writers: usize,
     /// Arbiter threads for fetchers and savers; 0 means one per core.
     pub threads: usize,
+    /// Waiting jobs of each kind kept in memory; the rest wait in the state database.
+    pub frontier_in_memory: usize,
     /// What may be crawled.
     pub scope: RawScope,
     /// How images, links and names are found in pages.
@@ -188,6 +190,9 @@ pub struct Workers {
     pub writers: NonZeroUsize,
     /// Arbiter threads for fetchers and savers (resolved: never 0).
     pub threads: NonZeroUsize,
+    /// Waiting pages, and waiting images, kept in memory; more wait in the state database and
+    /// are read back as the queue drains, so memory does not grow with the size of the crawl.
+    pub frontier_in_memory: NonZeroUsize,
 }
 
 /// What may be crawled.
@@ -382,6 +387,7 @@ impl RawSettings {
             savers: non_zero("savers", self.savers)?,
             writers: non_zero("writers", self.writers)?,
             threads: non_zero("threads", threads)?,
+            frontier_in_memory: non_zero("frontier_in_memory", self.frontier_in_memory)?,
         };
         if self.out_dir.as_os_str().is_empty() {
             return Err(bad("out_dir", "must not be empty"));

@@ -121,6 +121,52 @@ async fn sample_gallery_crawl_saves_every_image_once_with_exact_bytes() {
 }
 
 #[actix_rt::test]
+async fn a_frontier_of_three_spills_to_the_state_database_and_loses_nothing() {
+    let site = SampleSite {
+        pages: 6,
+        per_page: 10,
+        page_kb: 0,
+    };
+    let server = TestServer::sample(site, |_| None);
+    let out = tempfile::tempdir().unwrap();
+    // 66 pages and 63 images pass through a frontier that holds 3 of each.
+    let s = settings(
+        &list_urls(&server, site),
+        out.path(),
+        "frontier_in_memory = 3\n[http]\nretries = 1\n",
+    );
+    let crawl = Crawl::start(s).await.unwrap();
+    let (mut most_spilled, mut most_in_memory) = (0, 0);
+    let report = loop {
+        tokio::select! {
+            report = crawl.wait() => break report.unwrap(),
+            _ = tokio::time::sleep(std::time::Duration::from_millis(2)) => {
+                if let Ok(q) = crawl.queues().await {
+                    most_spilled = most_spilled.max(q.pages_spilled + q.images_spilled);
+                    most_in_memory = most_in_memory.max(q.images_waiting - q.images_spilled);
+                }
+            }
+        }
+    };
+    assert!(
+        most_spilled > 10,
+        "jobs waited in the database: {most_spilled}"
+    );
+    assert!(
+        most_in_memory <= 3 + 1,
+        "images in memory: {most_in_memory}"
+    );
+
+    assert_all_images_saved(site, &server, out.path());
+    assert_eq!(report.stats.pages_fetched, 6 + 60);
+    assert_eq!(report.stats.images_saved + report.stats.duplicates, 60);
+    for (path, n) in server.hits() {
+        let expected = if path == BROKEN_IMAGES[2] { 2 } else { 1 };
+        assert_eq!(n, expected, "{path} requested {n} times");
+    }
+}
+
+#[actix_rt::test]
 async fn running_the_same_crawl_again_downloads_nothing_already_saved() {
     let site = SampleSite {
         pages: 2,

@@ -102,7 +102,11 @@ fn killed_at_any_moment_the_crawl_resumes_and_ends_as_if_never_killed() {
         Duration::from_millis(1200),
         Duration::from_millis(2000),
     ] {
-        let mut child = crawl_cmd(&server, site, out.path(), &[]).spawn().unwrap();
+        // A small frontier, so that kills also hit jobs waiting only in the state database.
+        let mut child = crawl_cmd(&server, site, out.path(), &[])
+            .env("IMGCRAWL_FRONTIER_IN_MEMORY", "7")
+            .spawn()
+            .unwrap();
         std::thread::sleep(after);
         child.kill().unwrap(); // SIGKILL
         let status = child.wait().unwrap();
@@ -113,7 +117,12 @@ fn killed_at_any_moment_the_crawl_resumes_and_ends_as_if_never_killed() {
         kills.last().unwrap().1.len() > 20,
         "the crawl had saved images by the last kill"
     );
-    let o = output(crawl_cmd(&server, site, out.path(), &[]).spawn().unwrap());
+    let o = output(
+        crawl_cmd(&server, site, out.path(), &[])
+            .env("IMGCRAWL_FRONTIER_IN_MEMORY", "7")
+            .spawn()
+            .unwrap(),
+    );
     assert_eq!(o.status.code(), Some(3), "{}", output_text(&o));
     assert!(
         output_text(&o).contains("resuming: "),

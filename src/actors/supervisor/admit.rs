@@ -4,7 +4,7 @@
 
 use url::Url;
 
-use super::{RobotsJob, Supervisor};
+use super::{RobotsJob, Spill, Supervisor};
 use crate::actors::logger::CrawlEvent;
 use crate::error::{Failure, FailureKind};
 use crate::extract::Extracted;
@@ -35,6 +35,8 @@ impl Supervisor {
             self.note_host(&job.url);
             self.frontier.push_image(job);
         }
+        self.spill_pages = Spill::committed(resume.pages_spilled);
+        self.spill_images = Spill::committed(resume.images_spilled);
     }
 
     pub(super) fn seed(&mut self) {
@@ -61,18 +63,24 @@ impl Supervisor {
         }
         self.pages_admitted += 1;
         self.note_host(&url);
+        let spilled = self
+            .spill_pages
+            .spills(self.frontier.pages_waiting(), self.in_memory());
         self.pending.push(StateOp::PageQueued {
             url: url.clone(),
             depth,
             redirected_from: redirected_from.clone(),
+            spilled,
         });
-        self.frontier.push_page(PageJob {
-            url,
-            depth,
-            attempts: 0,
-            losses: 0,
-            redirected_from,
-        });
+        if !spilled {
+            self.frontier.push_page(PageJob {
+                url,
+                depth,
+                attempts: 0,
+                losses: 0,
+                redirected_from,
+            });
+        }
         true
     }
 
@@ -99,20 +107,26 @@ impl Supervisor {
             return false;
         }
         self.note_host(&url);
+        let spilled = self
+            .spill_images
+            .spills(self.frontier.images_waiting(), self.in_memory());
         self.pending.push(StateOp::ImageQueued {
             url: url.clone(),
             page: page.clone(),
             name: name.clone(),
             redirected_from: from.clone(),
+            spilled,
         });
-        self.frontier.push_image(ImageJob {
-            url,
-            page,
-            name,
-            attempts: 0,
-            losses: 0,
-            redirected_from: from,
-        });
+        if !spilled {
+            self.frontier.push_image(ImageJob {
+                url,
+                page,
+                name,
+                attempts: 0,
+                losses: 0,
+                redirected_from: from,
+            });
+        }
         true
     }
 

@@ -38,7 +38,7 @@ use crate::http::BodyDone;
 use crate::records::{CrawlReport, Outcome};
 use crate::robots::RobotsBook;
 use crate::settings::Settings;
-use crate::state::{Resume, StateOp};
+use crate::state::{LoadSpilled, Resume, StateOp};
 
 /// A worker's death guard fired: the worker in `slot` of generation `generation` is gone.
 #[derive(Debug, Message)]
@@ -92,6 +92,10 @@ pub struct QueueState {
     pub pages_in_flight: usize,
     /// Images being downloaded.
     pub images_in_flight: usize,
+    /// Of the waiting pages, those kept only in the state database (the frontier is full).
+    pub pages_spilled: usize,
+    /// Of the waiting images, those kept only in the state database.
+    pub images_spilled: usize,
 }
 
 /// Pages one fetcher may have in flight at once.
@@ -139,6 +143,67 @@ struct RobotsJob {
     attempts: u32,
     /// Times a worker died while holding this job.
     losses: u32,
+}
+
+/// Jobs of one kind admitted while the frontier was full: kept only in the state database until
+/// the frontier drains and they are read back (oldest first) with a commit.
+#[derive(Debug, Default, Clone, Copy)]
+struct Spill {
+    /// Spilled jobs not yet read back.
+    total: u64,
+    /// Of those, the ones whose batch is committed (only these can be read back).
+    committed: u64,
+}
+
+impl Spill {
+    /// Spilled jobs an earlier run left.
+    fn committed(n: u64) -> Spill {
+        Spill {
+            total: n,
+            committed: n,
+        }
+    }
+
+    /// Whether a new job goes to the database only: while any job is spilled, every new one is
+    /// too, so that the database gives them back in the order they came. Counts it if so.
+    fn spills(&mut self, in_memory: usize, bound: usize) -> bool {
+        let spill = self.total > 0 || in_memory >= bound;
+        self.total += u64::from(spill);
+        spill
+    }
+
+    /// What to read back with the next commit, which carries `in_batch` newly spilled jobs, when
+    /// `in_memory` jobs are waiting in memory: nothing until the queue is down to half.
+    fn load(&self, in_batch: u64, in_memory: usize, bound: usize) -> LoadSpilled {
+        let available = self.committed + in_batch;
+        if available == 0 || in_memory > bound / 2 {
+            return LoadSpilled::default();
+        }
+        LoadSpilled {
+            take: available.min((bound - in_memory) as u64),
+            spilled: available,
+        }
+    }
+
+    /// Accounts for a commit that carried `in_batch` spilled jobs and read back `loaded` of the
+    /// `asked` ones.
+    fn after(&mut self, in_batch: u64, asked: LoadSpilled, loaded: usize) {
+        self.committed += in_batch;
+        let loaded = loaded as u64;
+        if loaded < asked.take {
+            // Fewer were there than counted (which should not happen): the database has no more,
+            // so none are counted any more, or the crawl would wait for them for ever.
+            log::warn!(
+                "the state database gave back {loaded} of {} waiting jobs",
+                asked.take
+            );
+            self.total -= self.committed;
+            self.committed = 0;
+            return;
+        }
+        self.total -= loaded;
+        self.committed -= loaded;
+    }
 }
 
 /// A request booked by [`Supervisor::begin`].
@@ -208,6 +273,10 @@ pub struct Supervisor {
     images_in_flight: usize,
     /// Jobs waiting for their retry time.
     delayed: Vec<(Instant, Delayed)>,
+    /// Pages kept only in the state database.
+    spill_pages: Spill,
+    /// Images kept only in the state database.
+    spill_images: Spill,
     /// Pages admitted to the frontier so far (for `scope.max_pages`).
     pages_admitted: u64,
     /// The earliest pending wake-up, to avoid scheduling many.
@@ -266,6 +335,8 @@ impl Supervisor {
             pages_in_flight: 0,
             images_in_flight: 0,
             delayed: Vec::new(),
+            spill_pages: Spill::default(),
+            spill_images: Spill::default(),
             pages_admitted: 0,
             wake_at: None,
             stopping: false,
@@ -391,7 +462,7 @@ impl Supervisor {
                 self.wake(at, ctx);
             }
         }
-        if self.pending.len() >= COMMIT_BATCH {
+        if self.pending.len() >= COMMIT_BATCH || (!self.stopping && self.refill_due()) {
             self.commit(ctx);
         }
         self.check_done(ctx);
@@ -596,38 +667,97 @@ impl Supervisor {
         QueueState {
             pages_waiting: self.frontier.pages_waiting()
                 + self.robots_waiting.len()
-                + delayed_pages,
-            images_waiting: self.frontier.images_waiting() + self.delayed.len() - delayed_pages,
+                + delayed_pages
+                + self.spill_pages.total as usize,
+            images_waiting: self.frontier.images_waiting() + self.delayed.len() - delayed_pages
+                + self.spill_images.total as usize,
             pages_in_flight: self.pages_in_flight,
             images_in_flight: self.images_in_flight,
+            pages_spilled: self.spill_pages.total as usize,
+            images_spilled: self.spill_images.total as usize,
         }
     }
 
-    /// Sends the pending state changes as one group commit, unless one is in flight. Once it is
-    /// durable, the events that waited for it (saved images) are told, and the crawl may end.
+    /// Waiting jobs of each kind kept in memory (`frontier_in_memory`).
+    fn in_memory(&self) -> usize {
+        self.settings.workers.frontier_in_memory.get()
+    }
+
+    /// Spilled jobs to read back with a commit carrying `pages`/`images` newly spilled ones.
+    fn loads(&self, pages: u64, images: u64) -> (LoadSpilled, LoadSpilled) {
+        let bound = self.in_memory();
+        (
+            self.spill_pages
+                .load(pages, self.frontier.pages_waiting(), bound),
+            self.spill_images
+                .load(images, self.frontier.images_waiting(), bound),
+        )
+    }
+
+    /// Whether spilled jobs should be read back now (the frontier is down to half).
+    fn refill_due(&self) -> bool {
+        let (p, i) = self.loads(0, 0);
+        p.take > 0 || i.take > 0
+    }
+
+    /// Sends the pending state changes as one group commit, unless one is in flight, and reads
+    /// back spilled jobs when the frontier has room. Once the changes are durable, the events that
+    /// waited for them (saved images) are told, and the crawl may end.
     fn commit(&mut self, ctx: &mut Context<Self>) {
-        if self.commit_in_flight || self.pending.is_empty() || self.fatal.is_some() {
+        if self.commit_in_flight
+            || self.fatal.is_some()
+            || (self.pending.is_empty() && (self.stopping || !self.refill_due()))
+        {
             return;
         }
         self.commit_in_flight = true;
         let ops = std::mem::take(&mut self.pending);
         let events = std::mem::take(&mut self.after_commit);
-        let request = self.writer.send(CommitState { ops });
+        let (mut new_pages, mut new_images) = (0, 0);
+        for op in &ops {
+            match op {
+                StateOp::PageQueued { spilled: true, .. } => new_pages += 1,
+                StateOp::ImageQueued { spilled: true, .. } => new_images += 1,
+                _ => {}
+            }
+        }
+        let (load_pages, load_images) = if self.stopping {
+            Default::default()
+        } else {
+            self.loads(new_pages, new_images)
+        };
+        let request = self.writer.send(CommitState {
+            ops,
+            load_pages,
+            load_images,
+        });
         ctx.spawn(request.into_actor(self).map(move |res, act, ctx| {
             act.commit_in_flight = false;
             match res {
-                Ok(Ok(())) => {
+                Ok(Ok(loaded)) => {
                     for event in events {
                         act.logger.do_send(event);
+                    }
+                    act.spill_pages
+                        .after(new_pages, load_pages, loaded.pages.len());
+                    act.spill_images
+                        .after(new_images, load_images, loaded.images.len());
+                    for job in loaded.pages {
+                        act.note_host(&job.url);
+                        act.frontier.push_page(job);
+                    }
+                    for job in loaded.images {
+                        act.note_host(&job.url);
+                        act.frontier.push_image(job);
                     }
                 }
                 Ok(Err(e)) => act.fail(e.to_string(), ctx),
                 Err(e) => act.fail(format!("the disk writer stopped: {e}"), ctx),
             }
-            if act.pending.len() >= COMMIT_BATCH || act.ending_soon() {
+            if act.pending.len() >= COMMIT_BATCH || act.ending_soon() || act.refill_due() {
                 act.commit(ctx);
             }
-            act.check_done(ctx);
+            act.pump(ctx);
         }));
     }
 
