@@ -184,7 +184,8 @@ if [ -n "${PROFILE:-}" ]; then
     sync
     command -v perf >/dev/null || apt-get install -y -qq linux-perf >/dev/null
     env "${vars[@]}" perf record -g -F 999 -o "$work/perf.data" -- "$imgcrawl" crawl \
-        -c "$work/bench.toml" -o "$out/out" >/dev/null 2>&1
+        -c "$work/bench.toml" -o "$out/out" >"$work/perf.log" 2>&1 || true  # exit 3: 3 broken images
+    [ -s "$work/perf.data" ] || { echo "perf record failed:" >&2; tail -5 "$work/perf.log" >&2; }
     echo "== perf profile of $name: CPU by thread" >&2
     { perf report -i "$work/perf.data" --no-children --sort comm -g none --stdio 2>/dev/null \
         | grep '%' | head -8 >&2; } || true

@@ -10,6 +10,7 @@ use imgcrawl::sample_site::{SampleServer, SampleSite};
 use imgcrawl::{Crawl, CrawlReport, Error, Settings};
 
 fn main() -> ExitCode {
+    limit_malloc_arenas();
     let cli = Cli::parse();
     init_logging();
     // awc's rustls needs exactly one process-wide crypto provider; we build with ring only.
@@ -230,4 +231,15 @@ fn serve_sample(args: ServeArgs) -> u8 {
             }
         }
     })
+}
+
+/// Caps glibc's malloc at two arenas. By default it makes up to eight per core, one per thread
+/// that allocates at a busy moment, and each keeps the memory freed into it: on the large benchmark
+/// site that was about 8 MB of peak RSS (57 -> 49 MB) for no measurable speed.
+fn limit_malloc_arenas() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt only sets an allocator parameter; called first thing, before any thread.
+    unsafe {
+        libc::mallopt(libc::M_ARENA_MAX, 2);
+    }
 }
