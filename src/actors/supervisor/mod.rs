@@ -6,7 +6,8 @@
 //! This file holds the actor, its pools and the dispatching; `admit.rs` decides which URLs become
 //! jobs (including redirect hops) and `outcome.rs` what happens after a job fails.
 //!
-//! Takes: [`WorkerDown`] (from workers' death guards), [`StopCrawl`], [`AwaitReport`],
+//! Takes: [`WorkerDown`] (from workers' death guards), [`BodyIn`] (a request's body is in: its host
+//! slot is free), [`StopCrawl`], [`AwaitReport`],
 //! [`GetWorkers`], [`GetQueues`]. Sends [`FetchRobots`], [`FetchPage`] and [`SaveImage`] with `send`
 //! (each job is tracked until its answer), [`CrawlEvent`]s and [`Finish`] to the Logger. Runs on the
 //! arbiter that started the crawl; its handlers never block.
@@ -14,9 +15,7 @@
 mod admit;
 mod outcome;
 
-use std::cell::Cell;
-use std::collections::VecDeque;
-use std::rc::Rc;
+use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -34,7 +33,7 @@ use crate::error::{Error, FailureKind};
 use crate::frontier::{
     host_key, Blocked, Frontier, ImageJob, MemoryFrontier, PageJob, Politeness, SeenSet,
 };
-use crate::http::BodyDone;
+use crate::http::{BodyDone, BodyIn};
 use crate::records::{CrawlReport, Outcome};
 use crate::robots::RobotsBook;
 use crate::settings::Settings;
@@ -207,14 +206,14 @@ impl Spill {
 }
 
 /// A request booked by [`Supervisor::begin`].
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 struct Booking {
     /// The generation of the worker that took it.
     generation: u64,
     /// The politeness key of its host.
     host: String,
-    /// The host's slot was given back (once the body was in, or at the end).
-    freed: Rc<Cell<bool>>,
+    /// The host's slot was given back (the body was in).
+    freed: bool,
 }
 
 /// One place in a worker pool.
@@ -271,6 +270,8 @@ pub struct Supervisor {
     pages_in_flight: usize,
     /// Images being downloaded.
     images_in_flight: usize,
+    /// Requests handed out and not answered, by booking id.
+    bookings: HashMap<u64, Booking>,
     /// Jobs waiting for their retry time.
     delayed: Vec<(Instant, Delayed)>,
     /// Pages kept only in the state database.
@@ -334,6 +335,7 @@ impl Supervisor {
             next_id: 0,
             pages_in_flight: 0,
             images_in_flight: 0,
+            bookings: HashMap::new(),
             delayed: Vec::new(),
             spill_pages: Spill::default(),
             spill_images: Spill::default(),
@@ -505,10 +507,10 @@ impl Supervisor {
     }
 
     /// Books a request to `host` on worker `slot` of `kind`: politeness, in-flight counts. Returns
-    /// the booking, to hand back to [`end`](Self::end), and the signal the worker fires once the
-    /// body is in: the host's slot is free from then on, while the worker parses or stores. A job
-    /// that ends without firing it (a failure, a redirect, a dead worker) frees the slot in `end`,
-    /// after its outcome (a `Retry-After` pause, say) is known.
+    /// the booking id, to hand back to [`end`](Self::end), and the signal the worker fires once the
+    /// body is in ([`BodyIn`]): the host's slot is free from then on, while the worker parses or
+    /// stores. A job that ends without firing it (a failure, a redirect, a dead worker) frees the
+    /// slot in `end`, after its outcome (a `Retry-After` pause, say) is known.
     fn begin(
         &mut self,
         kind: WorkerKind,
@@ -516,23 +518,18 @@ impl Supervisor {
         host: &str,
         now: Instant,
         ctx: &mut Context<Self>,
-    ) -> (Booking, BodyDone) {
+    ) -> (u64, BodyDone) {
         self.politeness.started(host, now);
-        let booking = Booking {
-            generation: self.generation(kind, slot),
-            host: host.to_string(),
-            freed: Rc::new(Cell::new(false)),
-        };
-        let (done, received) = BodyDone::pair();
-        let early = booking.clone();
-        ctx.spawn(async move { received.await.is_ok() }.into_actor(self).map(
-            move |fired, act, ctx| {
-                if fired && !early.freed.replace(true) {
-                    act.politeness.finished(&early.host);
-                    act.pump(ctx);
-                }
+        let id = self.next_id();
+        self.bookings.insert(
+            id,
+            Booking {
+                generation: self.generation(kind, slot),
+                host: host.to_string(),
+                freed: false,
             },
-        ));
+        );
+        let done = BodyDone::new(ctx.address().recipient(), id);
         let s = match kind {
             WorkerKind::PageFetcher => {
                 self.pages_in_flight += 1;
@@ -544,20 +541,17 @@ impl Supervisor {
             }
         };
         *s += 1;
-        (booking, done)
+        (id, done)
     }
 
     /// Undoes [`begin`](Self::begin) when the answer comes; `lost` when the worker died holding
     /// the job, which then gets a replacement (unless it already has one).
-    fn end(
-        &mut self,
-        kind: WorkerKind,
-        slot: usize,
-        booking: &Booking,
-        lost: bool,
-        ctx: &mut Context<Self>,
-    ) {
-        if !booking.freed.replace(true) {
+    fn end(&mut self, kind: WorkerKind, slot: usize, id: u64, lost: bool, ctx: &mut Context<Self>) {
+        let booking = self
+            .bookings
+            .remove(&id)
+            .expect("every answer has its booking");
+        if !booking.freed {
             self.politeness.finished(&booking.host);
         }
         let current = self.generation(kind, slot) == booking.generation;
@@ -588,13 +582,13 @@ impl Supervisor {
 
     fn send_robots(&mut self, slot: usize, job: RobotsJob, now: Instant, ctx: &mut Context<Self>) {
         const KIND: WorkerKind = WorkerKind::PageFetcher;
-        let (booking, body_done) = self.begin(KIND, slot, &job.host, now, ctx);
+        let (id, body_done) = self.begin(KIND, slot, &job.host, now, ctx);
         let request = self.fetchers[slot].addr.send(FetchRobots {
             url: job.url.clone(),
             body_done,
         });
         ctx.spawn(request.into_actor(self).map(move |res, act, ctx| {
-            act.end(KIND, slot, &booking, res.is_err(), ctx);
+            act.end(KIND, slot, id, res.is_err(), ctx);
             match res {
                 Ok(Ok(rules)) => act.learn_robots(job.host, rules),
                 Ok(Err(failure)) => act.robots_failed(job, failure),
@@ -607,13 +601,13 @@ impl Supervisor {
     fn send_page(&mut self, slot: usize, job: PageJob, now: Instant, ctx: &mut Context<Self>) {
         const KIND: WorkerKind = WorkerKind::PageFetcher;
         let host = host_key(&job.url);
-        let (booking, body_done) = self.begin(KIND, slot, &host, now, ctx);
+        let (id, body_done) = self.begin(KIND, slot, &host, now, ctx);
         let request = self.fetchers[slot].addr.send(FetchPage {
             job: job.clone(),
             body_done,
         });
         ctx.spawn(request.into_actor(self).map(move |res, act, ctx| {
-            act.end(KIND, slot, &booking, res.is_err(), ctx);
+            act.end(KIND, slot, id, res.is_err(), ctx);
             match res {
                 Ok(Ok(PageDone::Parsed(extracted))) => act.page_done(job, extracted),
                 Ok(Ok(PageDone::Redirected(to))) => act.page_redirected(job, to),
@@ -627,7 +621,7 @@ impl Supervisor {
     fn send_image(&mut self, slot: usize, job: ImageJob, now: Instant, ctx: &mut Context<Self>) {
         const KIND: WorkerKind = WorkerKind::ImageSaver;
         let host = host_key(&job.url);
-        let (booking, body_done) = self.begin(KIND, slot, &host, now, ctx);
+        let (id, body_done) = self.begin(KIND, slot, &host, now, ctx);
         let tmp = self.next_id();
         let request = self.savers[slot].addr.send(SaveImage {
             job: job.clone(),
@@ -635,7 +629,7 @@ impl Supervisor {
             body_done,
         });
         ctx.spawn(request.into_actor(self).map(move |res, act, ctx| {
-            act.end(KIND, slot, &booking, res.is_err(), ctx);
+            act.end(KIND, slot, id, res.is_err(), ctx);
             match res {
                 Ok(Ok(ImageDone::Saved { row, temp })) => {
                     // Told (and written to the manifest) only once the state says it is saved.
@@ -923,6 +917,21 @@ impl Handler<WorkerDown> for Supervisor {
         if current == Some(m.generation) {
             self.replace(m.kind, m.slot, ctx);
             self.pump(ctx);
+        }
+    }
+}
+
+impl Handler<BodyIn> for Supervisor {
+    type Result = ();
+
+    fn handle(&mut self, m: BodyIn, ctx: &mut Context<Self>) {
+        // An answer that came first has freed the slot and removed the booking.
+        if let Some(b) = self.bookings.get_mut(&m.0) {
+            if !b.freed {
+                b.freed = true;
+                self.politeness.finished(&b.host);
+                self.pump(ctx);
+            }
         }
     }
 }
