@@ -27,16 +27,22 @@ impl Supervisor {
                 self.frontier.admit_image(url);
             }
         }
-        for job in resume.pages {
+        self.queue_waiting(resume.pages, resume.images);
+        self.spill_pages = Spill::committed(resume.pages_spilled);
+        self.spill_images = Spill::committed(resume.images_spilled);
+    }
+
+    /// Queues jobs that were already admitted and recorded (left by an earlier run, or read back
+    /// from the state database after a spill).
+    pub(super) fn queue_waiting(&mut self, pages: Vec<PageJob>, images: Vec<ImageJob>) {
+        for job in pages {
             self.note_host(&job.url);
             self.frontier.push_page(job);
         }
-        for job in resume.images {
+        for job in images {
             self.note_host(&job.url);
             self.frontier.push_image(job);
         }
-        self.spill_pages = Spill::committed(resume.pages_spilled);
-        self.spill_images = Spill::committed(resume.images_spilled);
     }
 
     pub(super) fn seed(&mut self) {

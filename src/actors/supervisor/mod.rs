@@ -736,14 +736,7 @@ impl Supervisor {
                         .after(new_pages, load_pages, loaded.pages.len());
                     act.spill_images
                         .after(new_images, load_images, loaded.images.len());
-                    for job in loaded.pages {
-                        act.note_host(&job.url);
-                        act.frontier.push_page(job);
-                    }
-                    for job in loaded.images {
-                        act.note_host(&job.url);
-                        act.frontier.push_image(job);
-                    }
+                    act.queue_waiting(loaded.pages, loaded.images);
                 }
                 Ok(Err(e)) => act.fail(e.to_string(), ctx),
                 Err(e) => act.fail(format!("the disk writer stopped: {e}"), ctx),
