@@ -71,9 +71,40 @@ pub struct CrawlArgs {
     /// are removed; image files are kept and reused when the same bytes come again).
     #[arg(long)]
     pub fresh: bool,
+    /// Take part in a crawl shared through Redis: redis://[user:password@]host[:port][/db] or
+    /// rediss:// (key distributed.redis_url).
+    #[arg(long = "redis", value_name = "URL")]
+    pub redis: Option<String>,
+    /// The shared crawl's id, the same for every process of it (key distributed.crawl_id).
+    #[arg(long, value_name = "ID")]
+    pub crawl_id: Option<String>,
+    /// What this process does in a shared crawl: pages, images or all (key distributed.role).
+    #[arg(long, value_name = "ROLE")]
+    pub role: Option<String>,
     /// Configuration flags.
     #[command(flatten)]
     pub common: CommonArgs,
+}
+
+impl CrawlArgs {
+    /// The configuration layers: the `-c` file, `env`, and the flags (start URLs included).
+    pub fn sources(&self, env: HashMap<String, String>) -> ConfigSources {
+        let mut s = self.common.sources(env);
+        if !self.start_urls.is_empty() {
+            s.flag("start_urls", "START_URL", self.start_urls.clone());
+        }
+        let shared = [
+            ("distributed.redis_url", "--redis", &self.redis),
+            ("distributed.crawl_id", "--crawl-id", &self.crawl_id),
+            ("distributed.role", "--role", &self.role),
+        ];
+        for (key, flag, value) in shared {
+            if let Some(v) = value {
+                s.flag(key, flag, v.clone());
+            }
+        }
+        s
+    }
 }
 
 /// `imgcrawl demo`.

@@ -11,6 +11,7 @@ use crate::actors::logger::{CrawlEvent, GetStats, Logger, Subscribe};
 use crate::actors::supervisor::{
     AwaitReport, GetQueues, GetWorkers, QueueState, StopCrawl, Supervisor, WorkerAddrs,
 };
+use crate::cluster::Cluster;
 use crate::error::Error;
 use crate::records::{CrawlReport, Stats};
 use crate::settings::Settings;
@@ -42,6 +43,10 @@ impl CrawlBuilder {
     /// `#[actix::main]`). Fails if the output directory cannot be prepared.
     pub async fn start(self) -> Result<Crawl, Error> {
         let settings = Arc::new(self.settings);
+        let cluster = match &settings.distributed {
+            Some(d) => Some(Cluster::connect(d, settings.scope.max_pages).await?),
+            None => None,
+        };
         let prototype = DiskWriter::new(settings.out_dir.clone(), settings.filename.clone());
         let writer = SyncArbiter::start(settings.workers.writers.get(), move || prototype.clone());
         let resume = writer
@@ -53,7 +58,7 @@ impl CrawlBuilder {
             .await
             .map_err(|e| Error::Aborted(format!("disk writer unavailable: {e}")))??;
         let logger = Logger::new(settings.clone(), writer.clone(), self.subscribers).start();
-        let supervisor = Supervisor::new(settings, writer, logger.clone(), resume).start();
+        let supervisor = Supervisor::new(settings, writer, logger.clone(), resume, cluster).start();
         Ok(Crawl { supervisor, logger })
     }
 }

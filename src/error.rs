@@ -33,6 +33,12 @@ pub enum Error {
     /// Writing to the output directory failed during the crawl (for example the disk is full).
     #[error("cannot write to the output directory: {0}; the state and the files saved so far are intact, run the same command again once this is fixed")]
     Disk(String),
+    /// The shared crawl's Redis could not be used at start-up (not reachable, not a Redis).
+    #[error("{0}")]
+    Cluster(String),
+    /// The shared crawl's Redis refused the credentials of `distributed.redis_url`.
+    #[error("{0}")]
+    ClusterAuth(String),
     /// The crawl's actors stopped answering (for example the System was shut down under it).
     #[error("crawl aborted: {0}")]
     Aborted(String),

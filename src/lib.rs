@@ -13,6 +13,8 @@
 //!   [`robots`] (robots.txt rules per host), [`decode`] (page bytes to text in their charset).
 //! - [`settings`]: configuration layers (defaults < file < environment < flags), validated once.
 //! - [`records`]: the manifest, error and stats records and the final report.
+//! - [`cluster`]: the shared crawl on Redis (key layout, leases, publish and take) that several
+//!   processes on several machines join with `distributed.redis_url` and `distributed.crawl_id`.
 //! - [`sample_site`]: the bundled gallery served by `imgcrawl demo` and used by the tests.
 //!
 //! # Example
@@ -30,6 +32,7 @@
 
 pub mod actors;
 pub mod cli;
+pub mod cluster;
 mod crawl;
 pub mod decode;
 pub mod error;

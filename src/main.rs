@@ -17,10 +17,7 @@ fn main() -> ExitCode {
     let _ = rustls::crypto::ring::default_provider().install_default();
     let code = match cli.command {
         Command::Crawl(args) => {
-            let mut sources = args.common.sources(std::env::vars().collect());
-            if !args.start_urls.is_empty() {
-                sources.flag("start_urls", "START_URL", args.start_urls.clone());
-            }
+            let sources = args.sources(std::env::vars().collect());
             let fresh = args.fresh;
             match Settings::load(&sources) {
                 Ok(settings) => run_crawl(async move { crawl(settings, fresh).await }),
@@ -99,7 +96,7 @@ fn run_crawl(fut: impl std::future::Future<Output = Result<CrawlReport, Error>> 
             println!("{report}");
             report.exit_code() as u8
         }
-        Err(e @ (Error::Settings(_) | Error::Resume(_))) => {
+        Err(e @ (Error::Settings(_) | Error::Resume(_) | Error::ClusterAuth(_))) => {
             eprintln!("imgcrawl: {e}");
             2
         }

@@ -2,6 +2,7 @@
 //! environment, flags); [`Settings`] is the validated, typed result handed to the actors, one
 //! sub-struct per concern. Validation happens once, here; nothing reads configuration afterwards.
 
+mod distributed;
 mod load;
 
 use std::collections::BTreeSet;
@@ -15,6 +16,7 @@ use scraper::Selector;
 use serde::{Deserialize, Serialize};
 use url::Url;
 
+pub use distributed::{redact, Distributed, RawDistributed, Role};
 pub use load::{env_var, ConfigSources, FlagOverride, Origin, DEFAULT_TOML, ENV_PREFIX};
 
 use crate::paths::FilenameTemplate;
@@ -65,6 +67,8 @@ pub struct RawSettings {
     pub http: RawHttp,
     /// How saved files are named.
     pub output: RawOutput,
+    /// The optional shared crawl on Redis.
+    pub distributed: RawDistributed,
 }
 
 /// `[scope]` as written.
@@ -177,6 +181,8 @@ pub struct Settings {
     pub http: HttpSettings,
     /// File naming.
     pub filename: FilenameTemplate,
+    /// The shared crawl this process takes part in; `None` for a local crawl.
+    pub distributed: Option<Distributed>,
 }
 
 /// Actor and thread counts.
@@ -401,6 +407,7 @@ impl RawSettings {
             http: self.http.validate()?,
             filename: FilenameTemplate::parse(&self.output.filename)
                 .map_err(|e| bad("output.filename", e))?,
+            distributed: self.distributed.validate()?,
         })
     }
 

@@ -4,6 +4,7 @@
 mod binary;
 mod config;
 mod crawl;
+mod distributed;
 mod embed;
 mod failures;
 mod hostile;

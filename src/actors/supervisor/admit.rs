@@ -6,6 +6,7 @@ use url::Url;
 
 use super::{RobotsJob, Spill, Supervisor};
 use crate::actors::logger::CrawlEvent;
+use crate::cluster::Kind;
 use crate::error::{Failure, FailureKind};
 use crate::extract::Extracted;
 use crate::frontier::{host_key, ImageJob, PageJob};
@@ -16,6 +17,11 @@ impl Supervisor {
     /// Puts back what earlier runs left: every URL they admitted counts as seen, and what was
     /// waiting (or in flight when they stopped) is queued again.
     pub(super) fn restore(&mut self, resume: Resume) {
+        if self.shared.is_some() {
+            // The shared crawl's frontier and seen sets live in Redis; what this directory's
+            // state holds beyond the saved images is only this process's share of it.
+            return;
+        }
         for url in &resume.seen_pages {
             self.frontier.admit_page(url);
         }
@@ -64,10 +70,14 @@ impl Supervisor {
         let Some(url) = self.canonical(url) else {
             return false;
         };
-        if self.page_budget_spent() || !self.frontier.admit_page(&url) {
+        // A shared crawl's page budget is kept by Redis, for all processes together.
+        if (self.shared.is_none() && self.page_budget_spent()) || !self.frontier.admit_page(&url) {
             return false;
         }
         self.pages_admitted += 1;
+        if self.share_page(&url, depth, &redirected_from) {
+            return true;
+        }
         self.note_host(&url);
         let spilled = self
             .spill_pages
@@ -112,6 +122,24 @@ impl Supervisor {
             self.logger.do_send(CrawlEvent::ImageOutOfScope { url });
             return false;
         }
+        let job = ImageJob {
+            url,
+            page,
+            name,
+            attempts: 0,
+            losses: 0,
+            redirected_from: from,
+        };
+        let Some(ImageJob {
+            url,
+            page,
+            name,
+            redirected_from: from,
+            ..
+        }) = self.share_image(job)
+        else {
+            return true;
+        };
         self.note_host(&url);
         let spilled = self
             .spill_images
@@ -194,6 +222,7 @@ impl Supervisor {
         }
         // In the same batch as the links and images it queued: done means they are known.
         self.pending.push(StateOp::PageDone(job.url.clone()));
+        self.shared_done(Kind::Page, &job.url, &[("pages_fetched", 1)]);
         self.logger.do_send(CrawlEvent::PageFetched {
             url: job.url,
             depth: job.depth,
@@ -239,6 +268,7 @@ impl Supervisor {
             Ok(to) => {
                 log::debug!("{} redirects to {to}", job.url);
                 self.admit_page(to, job.depth, chain);
+                self.shared_done(Kind::Page, &job.url, &[]);
                 self.pending.push(StateOp::PageDone(job.url));
             }
             Err(failure) => {
@@ -256,6 +286,7 @@ impl Supervisor {
             Ok(to) => {
                 log::debug!("{} redirects to {to}", job.url);
                 self.admit_image(to, job.page, job.name, chain);
+                self.shared_done(Kind::Image, &job.url, &[]);
                 self.pending.push(StateOp::ImageRedirected(job.url));
             }
             Err(failure) => {

@@ -14,6 +14,7 @@
 
 mod admit;
 mod outcome;
+mod shared;
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
@@ -29,6 +30,7 @@ use super::image_saver::{ImageDone, ImageSaver, SaveImage};
 use super::logger::{CrawlEvent, Finish, Logger};
 use super::page_fetcher::{FetchPage, FetchRobots, PageDone, PageFetcher};
 use super::{DeathGuard, WorkerKind};
+use crate::cluster::Cluster;
 use crate::error::{Error, FailureKind};
 use crate::frontier::{
     host_key, Blocked, Frontier, ImageJob, MemoryFrontier, PageJob, Politeness, SeenSet,
@@ -292,17 +294,28 @@ pub struct Supervisor {
     report: Option<Result<CrawlReport, Ended>>,
     /// Callers of [`AwaitReport`] before the end.
     waiters: Vec<oneshot::Sender<Result<CrawlReport, Ended>>>,
+    /// The shared crawl this process takes part in (`None` for a local crawl).
+    shared: Option<shared::Shared>,
 }
 
 impl Supervisor {
     /// A Supervisor for `settings`, running workers on `threads` new arbiters, carrying on from
-    /// what earlier runs left (`resume`, empty for a new crawl).
+    /// what earlier runs left (`resume`, empty for a new crawl), taking part in the shared crawl
+    /// of `cluster` when given.
     pub fn new(
         settings: Arc<Settings>,
         writer: Addr<DiskWriter>,
         logger: Addr<Logger>,
         resume: Resume,
+        cluster: Option<Cluster>,
     ) -> Self {
+        let shared = cluster.map(|c| {
+            let role = settings
+                .distributed
+                .as_ref()
+                .map_or(crate::settings::Role::All, |d| d.role);
+            shared::Shared::new(c, role)
+        });
         let mut saved = SeenSet::default();
         for row in &resume.saved {
             if let Ok(url) = url::Url::parse(&row.url) {
@@ -346,6 +359,7 @@ impl Supervisor {
             sweep: None,
             report: None,
             waiters: Vec::new(),
+            shared,
         }
     }
 
@@ -467,6 +481,7 @@ impl Supervisor {
         if self.pending.len() >= COMMIT_BATCH || (!self.stopping && self.refill_due()) {
             self.commit(ctx);
         }
+        self.shared_pump(ctx);
         self.check_done(ctx);
     }
 
@@ -633,6 +648,7 @@ impl Supervisor {
             match res {
                 Ok(Ok(ImageDone::Saved { row, temp })) => {
                     // Told (and written to the manifest) only once the state says it is saved.
+                    act.shared_saved(&job.url, &row);
                     act.after_commit.push(CrawlEvent::ImageSaved(row.clone()));
                     act.pending.push(StateOp::ImageSaved {
                         url: job.url,
@@ -707,6 +723,7 @@ impl Supervisor {
         self.commit_in_flight = true;
         let ops = std::mem::take(&mut self.pending);
         let events = std::mem::take(&mut self.after_commit);
+        let shared_ops = self.shared_batch();
         let (mut new_pages, mut new_images) = (0, 0);
         for op in &ops {
             match op {
@@ -732,6 +749,7 @@ impl Supervisor {
                     for event in events {
                         act.logger.do_send(event);
                     }
+                    act.shared_committed(shared_ops);
                     act.spill_pages
                         .after(new_pages, load_pages, loaded.pages.len());
                     act.spill_images
@@ -779,6 +797,9 @@ impl Supervisor {
             self.commit(ctx);
             return;
         }
+        if !self.shared_settled(ctx) {
+            return;
+        }
         self.ending = true;
         if let Some(h) = self.sweep.take() {
             ctx.cancel_future(h);
@@ -790,7 +811,11 @@ impl Supervisor {
         };
         let (logger, writer) = (self.logger.clone(), self.writer.clone());
         let fatal = self.fatal.clone();
+        let whole = self.whole_crawl_summary();
         let finish = async move {
+            if let Some(summary) = whole {
+                summary.await;
+            }
             let report = logger.send(Finish { outcome }).await;
             let report = match report {
                 Ok(Ok(report)) => Ok(report),
@@ -888,6 +913,10 @@ impl Actor for Supervisor {
         });
         self.sweep = Some(ctx.run_interval(SWEEP_EVERY, |act, ctx| act.sweep(ctx)));
         ctx.run_interval(COMMIT_EVERY, |act, ctx| act.commit(ctx));
+        if let Some(sh) = &self.shared {
+            let every = sh.cluster().lease() / 3;
+            ctx.run_interval(every, |act, ctx| act.renew_leases(ctx));
+        }
         if let Some(resume) = self.restored.take() {
             self.restore(resume);
         }

@@ -7,6 +7,7 @@ use url::Url;
 
 use super::{Delayed, RobotsJob, Supervisor, MAX_LOSSES};
 use crate::actors::logger::CrawlEvent;
+use crate::cluster::Kind;
 use crate::error::{Failure, FailureKind};
 use crate::frontier::{host_key, ImageJob, PageJob};
 use crate::http::backoff;
@@ -108,6 +109,7 @@ impl Supervisor {
     /// Records a page as failed for good.
     pub(super) fn page_gave_up(&mut self, job: PageJob, failure: Failure) {
         self.pending.push(StateOp::PageFailed(job.url.clone()));
+        self.shared_done(Kind::Page, &job.url, &[("pages_failed", 1)]);
         let url = job.redirected_from.first().unwrap_or(&job.url);
         self.logger.do_send(CrawlEvent::PageFailed(ErrorRow {
             url: url.to_string(),
@@ -150,6 +152,7 @@ impl Supervisor {
     /// Records an image as failed for good.
     pub(super) fn image_gave_up(&mut self, job: ImageJob, failure: Failure) {
         self.pending.push(StateOp::ImageFailed(job.url.clone()));
+        self.shared_done(Kind::Image, &job.url, &[("images_failed", 1)]);
         let url = job.redirected_from.first().unwrap_or(&job.url);
         self.logger.do_send(CrawlEvent::ImageFailed(ErrorRow {
             url: url.to_string(),

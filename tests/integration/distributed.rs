@@ -1,0 +1,395 @@
+//! One crawl shared by several `imgcrawl` processes through a real `redis-server` that each test
+//! starts on a free loopback port with a password: mixed roles, a process killed with SIGKILL,
+//! Redis restarted mid-crawl, and a wrong password.
+
+use std::collections::{HashMap, HashSet};
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use imgcrawl::sample_site::SampleSite;
+
+use crate::crawl::list_urls;
+use crate::support::{errors, image_files, manifest, output_text, TestServer};
+
+const PASSWORD: &str = "s3cret-pw";
+
+/// A `redis-server` of this test, stopped when dropped.
+struct RedisServer {
+    child: Option<Child>,
+    port: u16,
+    dir: tempfile::TempDir,
+}
+
+impl RedisServer {
+    /// Starts redis-server on a free port of 127.0.0.1, with a password and an append-only file
+    /// (so that a restart keeps the crawl).
+    fn start() -> RedisServer {
+        let port = {
+            let l = TcpListener::bind("127.0.0.1:0").unwrap();
+            l.local_addr().unwrap().port()
+        };
+        let mut r = RedisServer {
+            child: None,
+            port,
+            dir: tempfile::tempdir().unwrap(),
+        };
+        r.spawn();
+        r
+    }
+
+    fn spawn(&mut self) {
+        let child = Command::new("redis-server")
+            .args(["--bind", "127.0.0.1", "--port", &self.port.to_string()])
+            .args(["--requirepass", PASSWORD, "--save", ""])
+            .args(["--appendonly", "yes", "--appendfsync", "always"])
+            .arg("--dir")
+            .arg(self.dir.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| {
+                panic!(
+                    "cannot start redis-server ({e}): the distributed tests need it; install it \
+                     with `apt-get install redis-server` (.ci/run does)"
+                )
+            });
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let ready = redis::Client::open(self.url().as_str())
+                .and_then(|c| c.get_connection())
+                .and_then(|mut c| redis::cmd("PING").query::<String>(&mut c));
+            if ready.is_ok() {
+                return;
+            }
+            assert!(Instant::now() < deadline, "redis-server did not come up");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Stops the server (it writes its append-only file) and starts it again on the same port.
+    fn restart(&mut self, down_for: Duration) {
+        self.stop();
+        std::thread::sleep(down_for);
+        self.spawn();
+    }
+
+    fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            // SAFETY: kill only sends SIGTERM to the redis-server this test started.
+            unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGTERM) };
+            let _ = child.wait();
+        }
+    }
+
+    fn url(&self) -> String {
+        format!("redis://:{PASSWORD}@127.0.0.1:{}/0", self.port)
+    }
+
+    fn con(&self) -> redis::Connection {
+        redis::Client::open(self.url().as_str())
+            .unwrap()
+            .get_connection()
+            .unwrap()
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// `imgcrawl crawl` of `site`'s list pages into `out`, in the shared crawl `id` on `redis` with
+/// `role`, leases of 2 s (unless `IMGCRAWL_DISTRIBUTED__LEASE_SECS` is in `env`) and a short retry
+/// backoff.
+fn shared_crawl(
+    server: &TestServer,
+    site: SampleSite,
+    redis: &str,
+    (id, role): (&str, &str),
+    out: &Path,
+    env: &[(&str, &str)],
+) -> Child {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_imgcrawl"));
+    cmd.arg("crawl")
+        .args(list_urls(server, site))
+        .args(["--redis", redis, "--crawl-id", id, "--role", role])
+        .args(["--savers", "6", "--fetchers", "2", "-o"])
+        .arg(out)
+        .env_remove("RUST_LOG")
+        .env("IMGCRAWL_DISTRIBUTED__LEASE_SECS", "2")
+        .env("IMGCRAWL_HTTP__RETRY_BACKOFF_MS", "20")
+        .envs(env.iter().copied())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    cmd.spawn().expect("start imgcrawl")
+}
+
+/// Waits for `child`, failing the test if it does not end on its own within `limit`.
+fn finish(mut child: Child, limit: Duration) -> Output {
+    let deadline = Instant::now() + limit;
+    while child.try_wait().unwrap().is_none() {
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let o = child.wait_with_output().unwrap();
+            panic!("imgcrawl did not finish on its own:\n{}", output_text(&o));
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    child.wait_with_output().unwrap()
+}
+
+/// Checks a surviving process's exit: 3 if it recorded failures (the site's 3 broken images),
+/// else 0.
+fn assert_clean_exit(o: &Output, out: &Path) {
+    let expected = if errors(out).is_empty() { 0 } else { 3 };
+    assert_eq!(o.status.code(), Some(expected), "{}", output_text(o));
+}
+
+/// The image URLs whose saving `out`'s state committed (the manifest is exported from the state
+/// first, for a process that was killed before writing it).
+fn saved_urls(out: &Path) -> Vec<String> {
+    let o = Command::new(env!("CARGO_BIN_EXE_imgcrawl"))
+        .arg("manifest")
+        .arg(out)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", output_text(&o));
+    manifest(out).into_iter().map(|r| r.url).collect()
+}
+
+/// Every good image URL of `site` on `server`.
+fn good_images(site: SampleSite, server: &TestServer) -> HashSet<String> {
+    site.images()
+        .iter()
+        .filter(|i| i.bytes.is_some())
+        .map(|i| server.url(&i.path))
+        .collect()
+}
+
+/// Waits until `out` holds at least `n` image files.
+fn wait_for_files(out: &Path, n: usize, limit: Duration) {
+    let deadline = Instant::now() + limit;
+    while !out.exists() || image_files(out).len() < n {
+        assert!(Instant::now() < deadline, "no progress in {out:?}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Asserts that `got` equals `want`, naming what is missing and what is extra.
+fn assert_same(got: &HashSet<String>, want: &HashSet<String>, what: &str) {
+    let missing: Vec<_> = want.difference(got).collect();
+    let extra: Vec<_> = got.difference(want).collect();
+    assert!(
+        missing.is_empty() && extra.is_empty(),
+        "{what}: missing {missing:?}, extra {extra:?}"
+    );
+}
+
+fn open_jobs(redis: &RedisServer, id: &str) -> i64 {
+    let mut con = redis.con();
+    redis::cmd("GET")
+        .arg(format!("imgcrawl:{{{id}}}:open"))
+        .query::<Option<i64>>(&mut con)
+        .unwrap()
+        .unwrap_or(0)
+}
+
+#[test]
+fn mixed_roles_and_a_killed_process_save_every_image_once_between_them() {
+    let site = SampleSite {
+        pages: 8,
+        per_page: 20,
+        page_kb: 0,
+    };
+    // Slow images, so that the kill lands mid-crawl with images in flight.
+    let server = TestServer::sample(site, |p| {
+        p.starts_with("/img/").then_some(Duration::from_millis(15))
+    });
+    let redis = RedisServer::start();
+    let tmp = tempfile::tempdir().unwrap();
+    let dirs: Vec<PathBuf> = ["pages", "images", "all", "killed"]
+        .iter()
+        .map(|d| tmp.path().join(d))
+        .collect();
+    let url = redis.url();
+    let mut victim = shared_crawl(&server, site, &url, ("c1", "all"), &dirs[3], &[]);
+    wait_for_files(&dirs[3], 5, Duration::from_secs(60));
+    let others: Vec<Child> = ["pages", "images", "all"]
+        .iter()
+        .zip(&dirs)
+        .map(|(role, dir)| shared_crawl(&server, site, &url, ("c1", role), dir, &[]))
+        .collect();
+    wait_for_files(&dirs[3], 20, Duration::from_secs(60));
+    victim.kill().unwrap(); // SIGKILL
+    victim.wait().unwrap();
+    for (child, dir) in others.into_iter().zip(&dirs) {
+        let o = finish(child, Duration::from_secs(120));
+        assert_clean_exit(&o, dir);
+        assert!(
+            output_text(&o).contains("whole shared crawl"),
+            "{}",
+            output_text(&o)
+        );
+    }
+    assert_eq!(open_jobs(&redis, "c1"), 0);
+    // The whole crawl's counters count every image once, whoever did it.
+    let stats: HashMap<String, u64> = redis::cmd("HGETALL")
+        .arg("imgcrawl:{c1}:stats")
+        .query(&mut redis.con())
+        .unwrap();
+    let good = good_images(site, &server).len() as u64;
+    assert_eq!(
+        stats["images_saved"] + stats["duplicates"],
+        good,
+        "{stats:?}"
+    );
+    assert_eq!(stats["images_failed"], 3, "the broken images: {stats:?}");
+    assert_eq!(
+        stats["pages_fetched"],
+        site.pages + site.image_count(),
+        "{stats:?}"
+    );
+
+    // Survivors never saved an image twice; with the killed process, every image is saved, and
+    // only images the killed one held at the kill may have been saved twice.
+    let mut by_url: HashMap<String, usize> = HashMap::new();
+    for dir in &dirs[..3] {
+        for url in saved_urls(dir) {
+            *by_url.entry(url).or_default() += 1;
+        }
+    }
+    assert!(by_url.values().all(|&n| n == 1), "a survivor saved twice");
+    let killed = saved_urls(&dirs[3]);
+    assert!(killed.len() >= 20, "the killed process saved {killed:?}");
+    let twice = killed.iter().filter(|u| by_url.contains_key(*u)).count();
+    let all: HashSet<String> = by_url.keys().cloned().chain(killed).collect();
+    assert_same(&all, &good_images(site, &server), "saved between them");
+    // Saved by the killed process and again: only those it had committed but not yet
+    // acknowledged (the acknowledgement follows the commit), at most one group commit's worth.
+    // Requested twice: only what it held (leased, in flight, or downloaded and not yet committed).
+    assert!(
+        twice <= 60,
+        "{twice} images saved by the killed process and again"
+    );
+    // Pages too: at most the 2 fetchers x 4 pages x 2 it leases at a time.
+    let hits = server.hits();
+    let good: HashSet<String> = good_images(site, &server)
+        .iter()
+        .map(|u| u.replace(&server.url(""), ""))
+        .collect();
+    let counts = |pick: &dyn Fn(&str) -> bool| {
+        let picked: Vec<u32> = hits
+            .iter()
+            .filter(|(p, _)| pick(p))
+            .map(|(_, &n)| n)
+            .collect();
+        (
+            picked.len(),
+            picked.iter().filter(|&&n| n > 1).count(),
+            picked.iter().all(|&n| n <= 2),
+        )
+    };
+    let (images, images_twice, at_most_twice) = counts(&|p| good.contains(p));
+    assert_eq!(images, good.len());
+    assert!(
+        images_twice <= 60 && at_most_twice,
+        "{images_twice} images requested twice"
+    );
+    let is_page = |p: &str| p.starts_with("/list/") || p.starts_with("/detail/");
+    let (pages, pages_twice, at_most_twice) = counts(&is_page);
+    assert_eq!(pages as u64, site.pages + site.image_count());
+    assert!(
+        pages_twice <= 16 && at_most_twice,
+        "{pages_twice} pages requested twice"
+    );
+}
+
+#[test]
+fn redis_restarted_mid_crawl_the_processes_pause_and_carry_on() {
+    let site = SampleSite {
+        pages: 6,
+        per_page: 15,
+        page_kb: 0,
+    };
+    let server = TestServer::sample(site, |p| {
+        p.starts_with("/img/").then_some(Duration::from_millis(20))
+    });
+    let mut redis = RedisServer::start();
+    let tmp = tempfile::tempdir().unwrap();
+    let (a, b) = (tmp.path().join("a"), tmp.path().join("b"));
+    let url = redis.url();
+    let long = [("IMGCRAWL_DISTRIBUTED__LEASE_SECS", "60")];
+    let pa = shared_crawl(&server, site, &url, ("r1", "all"), &a, &long);
+    let pb = shared_crawl(&server, site, &url, ("r1", "images"), &b, &long);
+    // Nobody dies here: leases long enough to outlast the outage, or a lease that ran out while
+    // Redis was down would hand a job to the other process too.
+    wait_for_files(&a, 10, Duration::from_secs(60));
+    redis.restart(Duration::from_millis(1500));
+    let (oa, ob) = (
+        finish(pa, Duration::from_secs(120)),
+        finish(pb, Duration::from_secs(120)),
+    );
+    assert_clean_exit(&oa, &a);
+    assert_clean_exit(&ob, &b);
+    let text = output_text(&oa) + &output_text(&ob);
+    assert!(text.contains("pausing the shared crawl"), "{text}");
+    let (sa, sb) = (saved_urls(&a), saved_urls(&b));
+    let both: HashSet<&String> = sa.iter().filter(|u| sb.contains(u)).collect();
+    assert!(both.is_empty(), "saved by both: {both:?}");
+    let all: HashSet<String> = sa.into_iter().chain(sb).collect();
+    assert_same(&all, &good_images(site, &server), "saved between them");
+    assert_eq!(open_jobs(&redis, "r1"), 0);
+}
+
+#[test]
+fn a_wrong_redis_password_is_a_start_up_error_that_never_shows_the_password() {
+    let redis = RedisServer::start();
+    let tmp = tempfile::tempdir().unwrap();
+    let wrong = format!("redis://:not-{PASSWORD}@127.0.0.1:{}/0", redis.port);
+    let o = Command::new(env!("CARGO_BIN_EXE_imgcrawl"))
+        .args(["crawl", "http://127.0.0.1:9/", "--redis", &wrong])
+        .args(["--crawl-id", "w1", "-o"])
+        .arg(tmp.path().join("out"))
+        .output()
+        .unwrap();
+    let text = output_text(&o);
+    assert_eq!(o.status.code(), Some(2), "{text}");
+    assert!(text.contains("refused the credentials"), "{text}");
+    assert!(!text.contains(PASSWORD), "{text}");
+    // A crawl started after the end exits at once, saying so.
+    let site = SampleSite {
+        pages: 1,
+        per_page: 3,
+        page_kb: 0,
+    };
+    let server = TestServer::sample(site, |_| None);
+    let first = shared_crawl(
+        &server,
+        site,
+        &redis.url(),
+        ("w2", "all"),
+        &tmp.path().join("1"),
+        &[],
+    );
+    let o = finish(first, Duration::from_secs(60));
+    assert_clean_exit(&o, &tmp.path().join("1"));
+    let late = shared_crawl(
+        &server,
+        site,
+        &redis.url(),
+        ("w2", "all"),
+        &tmp.path().join("2"),
+        &[],
+    );
+    let o = finish(late, Duration::from_secs(10));
+    assert_eq!(o.status.code(), Some(0), "{}", output_text(&o));
+    assert!(
+        output_text(&o).contains("is complete: nothing is left to do"),
+        "{}",
+        output_text(&o)
+    );
+}
