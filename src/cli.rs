@@ -26,7 +26,8 @@ pub enum Command {
     Demo(DemoArgs),
     /// Serve only the sample gallery, to try configurations against.
     ServeSample(ServeArgs),
-    /// Rewrite OUT/manifest.jsonl from the crawl state in OUT/.imgcrawl/state.db.
+    /// Rewrite OUT/manifest.jsonl from the crawl state in OUT/.imgcrawl/state.db, or print the
+    /// whole manifest of a shared crawl (--redis URL --crawl-id ID) as JSON lines.
     Manifest(ManifestArgs),
     /// Write the sample gallery as static files, to serve with any web server (the benchmark).
     SampleSite(SampleSiteArgs),
@@ -119,8 +120,19 @@ pub struct DemoArgs {
 #[derive(Debug, Args)]
 pub struct ManifestArgs {
     /// The output directory of a crawl.
-    #[arg(value_name = "OUT")]
-    pub out_dir: PathBuf,
+    #[arg(
+        value_name = "OUT",
+        required_unless_present = "redis",
+        conflicts_with = "redis"
+    )]
+    pub out_dir: Option<PathBuf>,
+    /// The Redis of a shared crawl: print every process's saved images, one JSON line each (with
+    /// the process that saved it).
+    #[arg(long = "redis", value_name = "URL", requires = "crawl_id")]
+    pub redis: Option<String>,
+    /// The shared crawl's id.
+    #[arg(long, value_name = "ID", requires = "redis")]
+    pub crawl_id: Option<String>,
 }
 
 /// `imgcrawl sample-site`.

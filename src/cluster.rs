@@ -205,14 +205,32 @@ pub enum Op {
     Page(PageJob),
     /// Queue an image unless its URL was seen.
     Image(ImageJob),
-    /// The job with this stream entry id is finished: drop it.
-    Ack(Kind, String),
+    /// The job with this stream entry id is finished: drop it. Only if it was still leased (no
+    /// other process took it over and finished it first), count its outcome.
+    Ack(Kind, String, Outcome),
     /// Put a leased job back as waiting (a process stopping), as this job.
     GiveBack(Kind, String, String),
-    /// Add to a whole-crawl counter.
-    Count(&'static str, i64),
-    /// Append a manifest row (JSON) to the whole crawl's manifest.
-    Manifest(String),
+}
+
+/// What a finished job adds to the whole crawl's records.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Outcome {
+    /// The counter to add 1 to (`pages_fetched`, `images_saved`, ...), if any.
+    pub count: Option<&'static str>,
+    /// The manifest row (JSON) of a saved image.
+    pub row: Option<String>,
+    /// Bytes written.
+    pub bytes: u64,
+}
+
+impl Outcome {
+    /// Counts one in `field`.
+    pub fn count(field: &'static str) -> Outcome {
+        Outcome {
+            count: Some(field),
+            ..Outcome::default()
+        }
+    }
 }
 
 /// A job leased to this process: the stream entry id to acknowledge, and the job.
@@ -263,13 +281,17 @@ while i <= #ARGV do
     end
     i = i + 3
   elseif op == 'A' then
+    -- kind, id, counter to add 1 to ('' for none), manifest row ('' for none), bytes saved
     local s = stream(ARGV[i + 1])
     if redis.call('XACK', s, group, ARGV[i + 2]) == 1 then
       redis.call('XDEL', s, ARGV[i + 2])
       redis.call('DECR', KEYS[5])
       acked = acked + 1
+      if ARGV[i + 3] ~= '' then redis.call('HINCRBY', KEYS[7], ARGV[i + 3], 1) end
+      if ARGV[i + 4] ~= '' then redis.call('RPUSH', KEYS[8], ARGV[i + 4]) end
+      if tonumber(ARGV[i + 5]) > 0 then redis.call('HINCRBY', KEYS[7], 'bytes_saved', ARGV[i + 5]) end
     end
-    i = i + 3
+    i = i + 6
   elseif op == 'R' then
     local s = stream(ARGV[i + 1])
     if redis.call('XACK', s, group, ARGV[i + 2]) == 1 then
@@ -277,12 +299,6 @@ while i <= #ARGV do
       redis.call('XADD', s, '*', 'j', ARGV[i + 3])
     end
     i = i + 4
-  elseif op == 'S' then
-    redis.call('HINCRBY', KEYS[7], ARGV[i + 1], ARGV[i + 2])
-    i = i + 3
-  elseif op == 'M' then
-    redis.call('RPUSH', KEYS[8], ARGV[i + 1])
-    i = i + 2
   else
     return redis.error_reply('imgcrawl: unknown operation ' .. tostring(op))
   end
@@ -291,6 +307,63 @@ local open = tonumber(redis.call('GET', KEYS[5]) or '0')
 if acked > 0 and open <= 0 then redis.call('SET', KEYS[6], '1') end
 return open
 "#;
+
+/// Grants one request start to a host if the cluster's limits allow it. KEYS: the host's slots
+/// (a sorted set of tokens scored by lease expiry), its next allowed start and its pause. ARGV:
+/// token, in-flight limit, delay (ms), lease (ms). Returns 0 (granted), -1 (at the in-flight
+/// limit) or the milliseconds to wait. Redis's clock is the only one used, so processes on
+/// machines with different clocks agree.
+const ACQUIRE: &str = r#"
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
+local wait = 0
+local pause = tonumber(redis.call('GET', KEYS[3]) or '0')
+if pause > now then wait = pause - now end
+local next = tonumber(redis.call('GET', KEYS[2]) or '0')
+if next - now > wait then wait = next - now end
+if wait > 0 then return wait end
+if redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[2]) then return -1 end
+local lease = tonumber(ARGV[4])
+redis.call('ZADD', KEYS[1], now + lease, ARGV[1])
+redis.call('PEXPIRE', KEYS[1], lease)
+local delay = tonumber(ARGV[3])
+if delay > 0 then redis.call('SET', KEYS[2], now + delay, 'PX', delay + 1000) end
+return 0
+"#;
+
+/// Pauses a host for ARGV[1] ms from now (never shortening a longer pause). KEYS: its pause.
+const PAUSE: &str = r#"
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local untl = now + tonumber(ARGV[1])
+local old = tonumber(redis.call('GET', KEYS[1]) or '0')
+if untl > old then redis.call('SET', KEYS[1], untl, 'PX', tonumber(ARGV[1]) + 1000) end
+return 0
+"#;
+
+/// Renews request slots: KEYS are slot sets, ARGV the token in each and then the lease (ms).
+const RENEW_SLOTS: &str = r#"
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local lease = tonumber(ARGV[#ARGV])
+for i, key in ipairs(KEYS) do
+  redis.call('ZADD', key, 'XX', now + lease, ARGV[i])
+  redis.call('PEXPIRE', key, lease)
+end
+return 0
+"#;
+
+/// What [`Cluster::acquire`] answered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Acquired {
+    /// The request may start now; release the token when its slot is free.
+    Granted,
+    /// The host is at its in-flight limit across the cluster.
+    Busy,
+    /// The host's delay or pause allows the next start after this long.
+    Wait(Duration),
+}
 
 /// A connection to one shared crawl. Cheap to clone; clones share the connection, which
 /// reconnects by itself after Redis went away.
@@ -303,6 +376,9 @@ pub struct Cluster {
     lease: Duration,
     max_pages: u64,
     publish: Arc<Script>,
+    acquire: Arc<Script>,
+    pause: Arc<Script>,
+    renew_slots: Arc<Script>,
 }
 
 impl std::fmt::Debug for Cluster {
@@ -346,6 +422,9 @@ impl Cluster {
             lease: d.lease,
             max_pages: max_pages.unwrap_or(0),
             publish: Arc::new(Script::new(PUBLISH)),
+            acquire: Arc::new(Script::new(ACQUIRE)),
+            pause: Arc::new(Script::new(PAUSE)),
+            renew_slots: Arc::new(Script::new(RENEW_SLOTS)),
         };
         let mut con = cluster.con.clone();
         redis::cmd("PING")
@@ -413,17 +492,16 @@ impl Cluster {
                         .arg(&url_hash(&job.url)[..])
                         .arg(encode_image(job));
                 }
-                Op::Ack(kind, id) => {
-                    inv.arg("A").arg(kind.code()).arg(id);
+                Op::Ack(kind, id, outcome) => {
+                    inv.arg("A")
+                        .arg(kind.code())
+                        .arg(id)
+                        .arg(outcome.count.unwrap_or(""))
+                        .arg(outcome.row.as_deref().unwrap_or(""))
+                        .arg(outcome.bytes);
                 }
                 Op::GiveBack(kind, id, json) => {
                     inv.arg("R").arg(kind.code()).arg(id).arg(json);
-                }
-                Op::Count(field, n) => {
-                    inv.arg("S").arg(*field).arg(*n);
-                }
-                Op::Manifest(row) => {
-                    inv.arg("M").arg(row);
                 }
             }
         }
@@ -511,7 +589,8 @@ impl Cluster {
                 if ok.is_none() {
                     log::warn!("dropping a shared job that is not a job: {json:?}");
                     taken.malformed += 1;
-                    self.publish(&[Op::Ack(kind, e.id)]).await?;
+                    self.publish(&[Op::Ack(kind, e.id, Outcome::default())])
+                        .await?;
                 }
             }
         }
@@ -539,6 +618,72 @@ impl Cluster {
                 .await?;
         }
         Ok(())
+    }
+
+    fn host_key(&self, host: &str, what: &str) -> String {
+        self.keys.key(&format!("host:{host}:{what}"))
+    }
+
+    /// Asks to start one request to `host` (a politeness key) as `token`, with at most `limit`
+    /// requests in flight across the cluster and `delay` between starts.
+    pub async fn acquire(
+        &self,
+        host: &str,
+        token: &str,
+        limit: usize,
+        delay: Duration,
+    ) -> Result<Acquired, RedisError> {
+        let mut con = self.con.clone();
+        let answer: i64 = self
+            .acquire
+            .key(self.host_key(host, "slots"))
+            .key(self.host_key(host, "next"))
+            .key(self.host_key(host, "pause"))
+            .arg(token)
+            .arg(limit)
+            .arg(delay.as_millis() as u64)
+            .arg(self.lease.as_millis() as u64)
+            .invoke_async(&mut con)
+            .await?;
+        Ok(match answer {
+            0 => Acquired::Granted,
+            n if n < 0 => Acquired::Busy,
+            ms => Acquired::Wait(Duration::from_millis(ms as u64)),
+        })
+    }
+
+    /// Frees the request slot `token` held on `host`.
+    pub async fn release(&self, host: &str, token: &str) -> Result<(), RedisError> {
+        let mut con = self.con.clone();
+        redis::cmd("ZREM")
+            .arg(self.host_key(host, "slots"))
+            .arg(token)
+            .query_async(&mut con)
+            .await
+    }
+
+    /// No process starts a request to `host` for `wait` (the host answered with `Retry-After`).
+    pub async fn pause_host(&self, host: &str, wait: Duration) -> Result<(), RedisError> {
+        let mut con = self.con.clone();
+        self.pause
+            .key(self.host_key(host, "pause"))
+            .arg(wait.as_millis() as u64)
+            .invoke_async(&mut con)
+            .await
+    }
+
+    /// Renews the request slots held here, as (host, token) pairs.
+    pub async fn renew_slots(&self, slots: &[(String, String)]) -> Result<(), RedisError> {
+        if slots.is_empty() {
+            return Ok(());
+        }
+        let mut inv = self.renew_slots.prepare_invoke();
+        for (host, token) in slots {
+            inv.key(self.host_key(host, "slots")).arg(token);
+        }
+        inv.arg(self.lease.as_millis() as u64);
+        let mut con = self.con.clone();
+        inv.invoke_async(&mut con).await
     }
 
     /// The whole crawl's counters.

@@ -55,21 +55,73 @@ fn main() -> ExitCode {
                 }
             }
         }
-        Command::Manifest(args) => match imgcrawl::state::export_manifest(&args.out_dir) {
-            Ok(rows) => {
-                println!(
-                    "wrote {} with {rows} images",
-                    args.out_dir.join("manifest.jsonl").display()
-                );
-                0
-            }
-            Err(e) => {
-                eprintln!("imgcrawl: {e}");
-                1
-            }
+        Command::Manifest(args) => match (&args.out_dir, &args.redis, &args.crawl_id) {
+            (_, Some(url), Some(id)) => shared_manifest(url, id),
+            (Some(out), _, _) => match imgcrawl::state::export_manifest(out) {
+                Ok(rows) => {
+                    println!(
+                        "wrote {} with {rows} images",
+                        out.join("manifest.jsonl").display()
+                    );
+                    0
+                }
+                Err(e) => {
+                    eprintln!("imgcrawl: {e}");
+                    1
+                }
+            },
+            _ => unreachable!("clap requires OUT or --redis with --crawl-id"),
         },
     };
     ExitCode::from(code)
+}
+
+/// Prints the whole manifest of shared crawl `id` on the Redis at `url`, one JSON line per saved
+/// image, in the order they were saved.
+fn shared_manifest(url: &str, id: &str) -> u8 {
+    let shared = match imgcrawl::settings::Distributed::to_read(url, id, "--redis") {
+        Ok(d) => d,
+        Err(e) => {
+            eprintln!("imgcrawl: {e}");
+            return 2;
+        }
+    };
+    let system = actix::System::new();
+    let result = system.block_on(async move {
+        let cluster = imgcrawl::cluster::Cluster::connect(&shared, None).await?;
+        let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+        let (mut from, page) = (0, 1000);
+        loop {
+            let rows = cluster
+                .manifest(from, page)
+                .await
+                .map_err(|e| Error::Cluster(format!("reading the shared manifest: {e}")))?;
+            for row in &rows {
+                writeln!(out, "{row}").map_err(|e| Error::io("cannot write", "stdout", e))?;
+            }
+            from += rows.len();
+            if rows.len() < page {
+                break;
+            }
+        }
+        out.flush()
+            .map_err(|e| Error::io("cannot write", "stdout", e))?;
+        Ok::<usize, Error>(from)
+    });
+    match result {
+        Ok(n) => {
+            eprintln!("{n} images in the manifest of shared crawl {id}");
+            0
+        }
+        Err(e @ Error::ClusterAuth(_)) => {
+            eprintln!("imgcrawl: {e}");
+            2
+        }
+        Err(e) => {
+            eprintln!("imgcrawl: {e}");
+            1
+        }
+    }
 }
 
 fn init_logging() {

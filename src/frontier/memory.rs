@@ -46,4 +46,14 @@ impl Frontier for MemoryFrontier {
     fn images_waiting(&self) -> usize {
         self.images.len()
     }
+
+    fn waiting_hosts(&self) -> Vec<String> {
+        let mut seen = std::collections::HashSet::new();
+        self.pages
+            .hosts()
+            .chain(self.images.hosts())
+            .filter(|h| seen.insert(*h))
+            .cloned()
+            .collect()
+    }
 }

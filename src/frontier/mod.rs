@@ -126,6 +126,9 @@ pub struct Politeness {
     hosts: HashMap<String, HostState>,
     per_host: usize,
     delay: Duration,
+    /// In a shared crawl, request starts granted by the cluster and not yet used, per host: a
+    /// host may start a request only with one (delays and pauses are then the cluster's).
+    permits: Option<HashMap<String, usize>>,
 }
 
 impl Politeness {
@@ -135,12 +138,59 @@ impl Politeness {
             hosts: HashMap::new(),
             per_host,
             delay,
+            permits: None,
         }
+    }
+
+    /// From now on, a request starts only with a permit from [`grant`](Self::grant) (the
+    /// cluster keeps the delays, pauses and in-flight limit of every host for all processes).
+    pub fn gate(&mut self) {
+        self.permits = Some(HashMap::new());
+    }
+
+    /// Whether requests need permits.
+    pub fn gated(&self) -> bool {
+        self.permits.is_some()
+    }
+
+    /// One more request to `host` may start.
+    pub fn grant(&mut self, host: &str) {
+        if let Some(p) = &mut self.permits {
+            *p.entry(host.to_string()).or_default() += 1;
+        }
+    }
+
+    /// Unused permits for `host`.
+    pub fn permits(&self, host: &str) -> usize {
+        self.permits
+            .as_ref()
+            .and_then(|p| p.get(host).copied())
+            .unwrap_or(0)
+    }
+
+    /// The pause between request starts to `host`: the configured delay or the host's own
+    /// (Crawl-delay), whichever is longer, with the margin for network jitter.
+    pub fn delay_for(&self, host: &str) -> Duration {
+        with_margin(
+            self.hosts
+                .get(host)
+                .and_then(|h| h.delay)
+                .map_or(self.delay, |d| d.max(self.delay)),
+        )
+    }
+
+    /// Whether requests to `host` wait for its robots.txt.
+    pub fn held(&self, host: &str) -> bool {
+        self.hosts.get(host).is_some_and(|h| h.held)
     }
 
     /// When a request to `host` may start: `None` if it is at its in-flight limit or held, else the
     /// instant its delay and pause allow (`now` or earlier when it may start at once).
     pub fn ready_at(&self, host: &str, now: Instant) -> Option<Instant> {
+        if self.permits.is_some() {
+            let free = self.permits(host) > 0 && self.inflight(host) < self.per_host;
+            return (free && !self.held(host)).then_some(now);
+        }
         let Some(h) = self.hosts.get(host) else {
             return Some(now);
         };
@@ -155,6 +205,9 @@ impl Politeness {
 
     /// Records a request start to `host` at `now`.
     pub fn started(&mut self, host: &str, now: Instant) {
+        if let Some(n) = self.permits.as_mut().and_then(|p| p.get_mut(host)) {
+            *n = n.saturating_sub(1);
+        }
         let h = self.hosts.entry(host.to_string()).or_default();
         h.inflight += 1;
         h.last_start = Some(now);
@@ -292,6 +345,11 @@ impl<J> HostQueues<J> {
         self.len
     }
 
+    /// The hosts with jobs waiting.
+    pub fn hosts(&self) -> impl Iterator<Item = &String> {
+        self.order.iter()
+    }
+
     /// Whether no job waits.
     pub fn is_empty(&self) -> bool {
         self.len == 0
@@ -317,6 +375,8 @@ pub trait Frontier {
     fn pages_waiting(&self) -> usize;
     /// Images waiting.
     fn images_waiting(&self) -> usize;
+    /// The hosts with pages or images waiting.
+    fn waiting_hosts(&self) -> Vec<String>;
 }
 
 #[cfg(test)]

@@ -72,6 +72,28 @@ pub struct Distributed {
 }
 
 impl Distributed {
+    /// A shared crawl to read rather than join (`imgcrawl manifest --redis`): `url` and `id` get
+    /// the checks the configuration gets, and errors name `flag`.
+    pub fn to_read(url: &str, id: &str, flag: &str) -> Result<Distributed, super::SettingsError> {
+        let raw = RawDistributed {
+            redis_url: url.to_string(),
+            crawl_id: id.to_string(),
+            role: "all".into(),
+            lease_secs: 60.0,
+            allow_no_password: false,
+        };
+        match raw.validate() {
+            Ok(Some(d)) => Ok(d),
+            Ok(None) => Err(("distributed.redis_url", "is empty".to_string())),
+            Err(e) => Err(e),
+        }
+        .map_err(|(key, message)| super::SettingsError {
+            key: key.to_string(),
+            origin: super::Origin::Flag(flag.to_string()),
+            message,
+        })
+    }
+
     /// The Redis URL with its password replaced by `***`.
     pub fn redacted_url(&self) -> String {
         redact(&self.redis_url)

@@ -236,6 +236,27 @@ fn mixed_roles_and_a_killed_process_save_every_image_once_between_them() {
         );
     }
     assert_eq!(open_jobs(&redis, "c1"), 0);
+    // The whole crawl's manifest, read from Redis, has every image once, whoever saved it.
+    let o = Command::new(env!("CARGO_BIN_EXE_imgcrawl"))
+        .args(["manifest", "--redis", &url, "--crawl-id", "c1"])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", output_text(&o));
+    let rows: Vec<serde_json::Value> = String::from_utf8_lossy(&o.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let urls: HashSet<String> = rows
+        .iter()
+        .map(|r| r["url"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(
+        urls.len(),
+        rows.len(),
+        "an image twice in the shared manifest"
+    );
+    assert_same(&urls, &good_images(site, &server), "the shared manifest");
+    assert!(rows.iter().all(|r| r["process"].is_string()));
     // The whole crawl's counters count every image once, whoever did it.
     let stats: HashMap<String, u64> = redis::cmd("HGETALL")
         .arg("imgcrawl:{c1}:stats")
@@ -391,5 +412,65 @@ fn a_wrong_redis_password_is_a_start_up_error_that_never_shows_the_password() {
         output_text(&o).contains("is complete: nothing is left to do"),
         "{}",
         output_text(&o)
+    );
+}
+
+#[test]
+fn the_per_host_delay_holds_for_the_whole_cluster() {
+    // More images than one process leases at a time, so that all three do some of the work.
+    let site = SampleSite {
+        pages: 2,
+        per_page: 20,
+        page_kb: 0,
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    // A first local crawl elsewhere brings the binary's pages into memory: a cold process can
+    // take longer between being granted a start and its request reaching the server than the
+    // next process, which makes the gap seen at the server look shorter than the one granted.
+    let warm = TestServer::sample(site, |_| None);
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_imgcrawl"));
+    cmd.arg("crawl")
+        .args(list_urls(&warm, site))
+        .arg("-o")
+        .arg(tmp.path().join("warm"));
+    cmd.output().unwrap();
+    let server = TestServer::sample(site, |_| None);
+    let redis = RedisServer::start();
+    let delay = [("IMGCRAWL_HTTP__DELAY_MS", "60")];
+    let crawls: Vec<(Child, PathBuf)> = (0..3)
+        .map(|n| {
+            let dir = tmp.path().join(n.to_string());
+            let child = shared_crawl(&server, site, &redis.url(), ("d1", "all"), &dir, &delay);
+            (child, dir)
+        })
+        .collect();
+    let mut workers = 0;
+    for (child, dir) in crawls {
+        assert_clean_exit(&finish(child, Duration::from_secs(120)), &dir);
+        workers += usize::from(!manifest(&dir).is_empty());
+    }
+    assert!(workers >= 2, "only {workers} process saved images");
+    // Each process fetches robots.txt for itself, outside the shared delay; every other request
+    // start is 60 ms after the one before, whichever process made it.
+    let mut starts: Vec<Instant> = server
+        .log()
+        .into_iter()
+        .filter(|(_, path)| path != "/robots.txt")
+        .map(|(t, _)| t)
+        .collect();
+    starts.sort();
+    assert!(starts.len() > 10, "{} requests", starts.len());
+    let gaps: Vec<Duration> = starts.windows(2).map(|w| w[1] - w[0]).collect();
+    let shortest = gaps.iter().min().unwrap();
+    let mut log = server.log();
+    log.sort();
+    let t0 = log[0].0;
+    let log: Vec<_> = log
+        .iter()
+        .map(|(t, p)| (t.duration_since(t0).as_millis(), p))
+        .collect();
+    assert!(
+        *shortest >= Duration::from_millis(60),
+        "gaps between request starts: {gaps:?} in {log:?}"
     );
 }

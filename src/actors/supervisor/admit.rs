@@ -222,7 +222,7 @@ impl Supervisor {
         }
         // In the same batch as the links and images it queued: done means they are known.
         self.pending.push(StateOp::PageDone(job.url.clone()));
-        self.shared_done(Kind::Page, &job.url, &[("pages_fetched", 1)]);
+        self.shared_done(Kind::Page, &job.url, Some("pages_fetched"));
         self.logger.do_send(CrawlEvent::PageFetched {
             url: job.url,
             depth: job.depth,
@@ -268,7 +268,7 @@ impl Supervisor {
             Ok(to) => {
                 log::debug!("{} redirects to {to}", job.url);
                 self.admit_page(to, job.depth, chain);
-                self.shared_done(Kind::Page, &job.url, &[]);
+                self.shared_done(Kind::Page, &job.url, None);
                 self.pending.push(StateOp::PageDone(job.url));
             }
             Err(failure) => {
@@ -286,7 +286,7 @@ impl Supervisor {
             Ok(to) => {
                 log::debug!("{} redirects to {to}", job.url);
                 self.admit_image(to, job.page, job.name, chain);
-                self.shared_done(Kind::Image, &job.url, &[]);
+                self.shared_done(Kind::Image, &job.url, None);
                 self.pending.push(StateOp::ImageRedirected(job.url));
             }
             Err(failure) => {

@@ -536,6 +536,7 @@ impl Supervisor {
     ) -> (u64, BodyDone) {
         self.politeness.started(host, now);
         let id = self.next_id();
+        self.use_permit(id, host);
         self.bookings.insert(
             id,
             Booking {
@@ -568,6 +569,7 @@ impl Supervisor {
             .expect("every answer has its booking");
         if !booking.freed {
             self.politeness.finished(&booking.host);
+            self.free_permit(id, ctx);
         }
         let current = self.generation(kind, slot) == booking.generation;
         let inflight = match kind {
@@ -911,6 +913,10 @@ impl Actor for Supervisor {
                 .filter(|r| !r.is_empty())
                 .map(|r| r.pages.len()),
         });
+        if self.shared.is_some() {
+            // Delays, pauses and in-flight limits per host hold for the whole cluster.
+            self.politeness.gate();
+        }
         self.sweep = Some(ctx.run_interval(SWEEP_EVERY, |act, ctx| act.sweep(ctx)));
         ctx.run_interval(COMMIT_EVERY, |act, ctx| act.commit(ctx));
         if let Some(sh) = &self.shared {
@@ -952,6 +958,7 @@ impl Handler<BodyIn> for Supervisor {
             if !b.freed {
                 b.freed = true;
                 self.politeness.finished(&b.host);
+                self.free_permit(m.0, ctx);
                 self.pump(ctx);
             }
         }

@@ -75,6 +75,7 @@ impl Supervisor {
         }
         if !asked.is_zero() {
             self.politeness.pause(&host_key(url), now + asked);
+            self.shared_pause(&host_key(url), asked);
         }
         if !failure.kind.is_retryable() || attempts > self.settings.http.retries {
             return None;
@@ -109,7 +110,7 @@ impl Supervisor {
     /// Records a page as failed for good.
     pub(super) fn page_gave_up(&mut self, job: PageJob, failure: Failure) {
         self.pending.push(StateOp::PageFailed(job.url.clone()));
-        self.shared_done(Kind::Page, &job.url, &[("pages_failed", 1)]);
+        self.shared_done(Kind::Page, &job.url, Some("pages_failed"));
         let url = job.redirected_from.first().unwrap_or(&job.url);
         self.logger.do_send(CrawlEvent::PageFailed(ErrorRow {
             url: url.to_string(),
@@ -152,7 +153,7 @@ impl Supervisor {
     /// Records an image as failed for good.
     pub(super) fn image_gave_up(&mut self, job: ImageJob, failure: Failure) {
         self.pending.push(StateOp::ImageFailed(job.url.clone()));
-        self.shared_done(Kind::Image, &job.url, &[("images_failed", 1)]);
+        self.shared_done(Kind::Image, &job.url, Some("images_failed"));
         let url = job.redirected_from.first().unwrap_or(&job.url);
         self.logger.do_send(CrawlEvent::ImageFailed(ErrorRow {
             url: url.to_string(),

@@ -4,16 +4,16 @@
 //! acknowledged once its outcome is stored; leases are renewed while jobs are held, and given back
 //! when the process stops. The crawl ends when Redis says that nothing is open anywhere.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
 use actix::prelude::*;
 use tokio::time::Instant;
 use url::Url;
 
-use super::{Delayed, Supervisor, IMAGE_CREDIT, PAGE_CREDIT};
+use super::{free_slot, Delayed, Supervisor, IMAGE_CREDIT, PAGE_CREDIT};
 use crate::actors::logger::CrawlEvent;
-use crate::cluster::{encode_image, encode_page, Cluster, Kind, Op, Taken};
+use crate::cluster::{encode_image, encode_page, Acquired, Cluster, Kind, Op, Outcome, Taken};
 use crate::frontier::{ImageJob, PageJob};
 use crate::records::ManifestRow;
 use crate::settings::Role;
@@ -21,6 +21,8 @@ use crate::state::StateOp;
 
 /// How often an idle process asks for work (and whether the crawl is complete).
 const POLL_EVERY: Duration = Duration::from_millis(150);
+/// How soon to ask again for a host that is at its in-flight limit across the cluster.
+const BUSY_POLL: Duration = Duration::from_millis(20);
 /// The longest pause between attempts while Redis is unreachable.
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
 
@@ -61,6 +63,18 @@ pub(super) struct Shared {
     poll_scheduled: bool,
     /// This process took a job (else a crawl found complete is reported as such).
     worked: bool,
+    /// Request starts the cluster granted and this process has not used yet: tokens by host.
+    permits: HashMap<String, Vec<String>>,
+    /// Hosts whose permit request is in flight or scheduled.
+    asking: HashSet<String>,
+    /// Request slots in use: (host, token) by booking id.
+    in_use: HashMap<u64, (String, String)>,
+    /// Numbers the tokens.
+    next_token: u64,
+    /// `Retry-After` pauses to tell the cluster: (host, how long).
+    pauses: Vec<(String, Duration)>,
+    /// Request slots to free whose first attempt failed (Redis was away): (host, token).
+    to_release: Vec<(String, String)>,
 }
 
 impl Shared {
@@ -80,6 +94,12 @@ impl Shared {
             paused_until: None,
             poll_scheduled: false,
             worked: false,
+            permits: HashMap::new(),
+            asking: HashSet::new(),
+            in_use: HashMap::new(),
+            next_token: 0,
+            pauses: Vec::new(),
+            to_release: Vec::new(),
         }
     }
 
@@ -141,16 +161,18 @@ impl Supervisor {
         }
     }
 
-    /// The job of `kind` at `url` has its outcome: acknowledge it (with `counts`) in the next
-    /// publish. Does nothing in a local crawl.
-    pub(super) fn shared_done(&mut self, kind: Kind, url: &Url, counts: &[(&'static str, i64)]) {
+    /// The job of `kind` at `url` has its outcome: acknowledge it (counting one in `count`) in
+    /// the next publish. Does nothing in a local crawl.
+    pub(super) fn shared_done(&mut self, kind: Kind, url: &Url, count: Option<&'static str>) {
         let Some(sh) = &mut self.shared else {
             return;
         };
-        sh.outbox
-            .extend(counts.iter().map(|&(field, n)| Op::Count(field, n)));
         if let Some(lease) = sh.leases.remove(&(kind, url.clone())) {
-            sh.outbox.push(Op::Ack(kind, lease.id));
+            let outcome = Outcome {
+                count,
+                ..Outcome::default()
+            };
+            sh.outbox.push(Op::Ack(kind, lease.id, outcome));
         }
     }
 
@@ -160,22 +182,23 @@ impl Supervisor {
         let Some(sh) = &mut self.shared else {
             return;
         };
-        let field = if row.duplicate_of.is_some() {
-            "duplicates"
-        } else {
-            "images_saved"
+        let Some(lease) = sh.leases.remove(&(Kind::Image, url.clone())) else {
+            return;
         };
-        sh.after_commit.push(Op::Count(field, 1));
-        if row.duplicate_of.is_none() {
-            sh.after_commit
-                .push(Op::Count("bytes_saved", row.bytes as i64));
-        }
         let mut json = serde_json::to_value(row).expect("a manifest row always serialises");
         json["process"] = sh.cluster.consumer().into();
-        sh.after_commit.push(Op::Manifest(json.to_string()));
-        if let Some(lease) = sh.leases.remove(&(Kind::Image, url.clone())) {
-            sh.after_commit.push(Op::Ack(Kind::Image, lease.id));
-        }
+        let duplicate = row.duplicate_of.is_some();
+        let outcome = Outcome {
+            count: Some(if duplicate {
+                "duplicates"
+            } else {
+                "images_saved"
+            }),
+            row: Some(json.to_string()),
+            bytes: if duplicate { 0 } else { row.bytes },
+        };
+        sh.after_commit
+            .push(Op::Ack(Kind::Image, lease.id, outcome));
     }
 
     /// What waits for the local commit being sent now (taken with its batch: changes made while
@@ -203,8 +226,177 @@ impl Supervisor {
             return;
         }
         self.publish(ctx);
+        self.send_pauses(ctx);
+        self.retry_releases(ctx);
         if !self.stopping && self.fatal.is_none() {
             self.take(ctx);
+            self.ask_permits(ctx);
+        }
+    }
+
+    /// Asks the cluster for one request start to each host with jobs waiting here that has no
+    /// unused permit, while a worker has room; gives back permits of hosts with nothing waiting.
+    fn ask_permits(&mut self, ctx: &mut Context<Self>) {
+        let Some(sh) = &self.shared else {
+            return;
+        };
+        let waiting = self.frontier.waiting_hosts();
+        let idle: Vec<String> = sh
+            .permits
+            .keys()
+            .filter(|h| !waiting.contains(h))
+            .cloned()
+            .collect();
+        for host in idle {
+            self.drop_permits(&host, ctx);
+        }
+        let room = free_slot(&self.fetchers, PAGE_CREDIT).is_some()
+            || free_slot(&self.savers, IMAGE_CREDIT).is_some();
+        if !room {
+            return;
+        }
+        let per_host = self.settings.http.per_host_concurrency.get();
+        let sh = self.shared.as_ref().expect("checked above");
+        let ask: Vec<String> = waiting
+            .into_iter()
+            .filter(|h| {
+                !sh.asking.contains(h)
+                    && self.politeness.permits(h) == 0
+                    && !self.politeness.held(h)
+                    && self.politeness.inflight(h) < per_host
+            })
+            .collect();
+        for host in ask {
+            self.ask_permit(host, per_host, ctx);
+        }
+    }
+
+    fn ask_permit(&mut self, host: String, limit: usize, ctx: &mut Context<Self>) {
+        let delay = self.politeness.delay_for(&host);
+        let sh = self.shared.as_mut().expect("asking means shared");
+        sh.asking.insert(host.clone());
+        sh.next_token += 1;
+        let token = format!("{}#{}", sh.cluster.consumer(), sh.next_token);
+        let cluster = sh.cluster.clone();
+        let fut = async move {
+            let r = cluster.acquire(&host, &token, limit, delay).await;
+            (host, token, r)
+        };
+        ctx.spawn(fut.into_actor(self).map(|(host, token, r), act, ctx| {
+            let sh = act.shared.as_mut().expect("asking means shared");
+            let again = match r {
+                Ok(Acquired::Granted) => {
+                    sh.recovered();
+                    sh.asking.remove(&host);
+                    sh.permits.entry(host.clone()).or_default().push(token);
+                    act.politeness.grant(&host);
+                    None
+                }
+                Ok(Acquired::Busy) => Some(BUSY_POLL),
+                Ok(Acquired::Wait(d)) => Some(d),
+                Err(e) => {
+                    sh.asking.remove(&host);
+                    sh.backoff("ask for a request slot", &e);
+                    act.retry_later(ctx);
+                    None
+                }
+            };
+            if let Some(wait) = again {
+                ctx.run_later(wait, move |act, ctx| {
+                    if let Some(sh) = &mut act.shared {
+                        sh.asking.remove(&host);
+                    }
+                    act.pump(ctx);
+                });
+            }
+            act.pump(ctx);
+        }));
+    }
+
+    /// Gives back the unused permits of `host`.
+    fn drop_permits(&mut self, host: &str, ctx: &mut Context<Self>) {
+        let Some(sh) = &mut self.shared else {
+            return;
+        };
+        let tokens = sh.permits.remove(host).unwrap_or_default();
+        for _ in &tokens {
+            self.politeness.started(host, Instant::now());
+            self.politeness.finished(host);
+        }
+        for token in tokens {
+            self.release(host.to_string(), token, ctx);
+        }
+    }
+
+    fn release(&mut self, host: String, token: String, ctx: &mut Context<Self>) {
+        let Some(sh) = &self.shared else {
+            return;
+        };
+        let cluster = sh.cluster.clone();
+        let fut = async move {
+            let r = cluster.release(&host, &token).await;
+            (host, token, r)
+        };
+        ctx.spawn(fut.into_actor(self).map(|(host, token, r), act, _| {
+            if let (Err(e), Some(sh)) = (r, &mut act.shared) {
+                // Tried again with the next pump; until then the slot's lease keeps it.
+                log::debug!("Redis: cannot free a request slot of {host}: {e}");
+                sh.to_release.push((host, token));
+            }
+        }));
+    }
+
+    fn retry_releases(&mut self, ctx: &mut Context<Self>) {
+        let Some(sh) = &mut self.shared else {
+            return;
+        };
+        for (host, token) in std::mem::take(&mut sh.to_release) {
+            self.release(host, token, ctx);
+        }
+    }
+
+    /// A request booked as `id` to `host` starts: it uses one of the host's permits.
+    pub(super) fn use_permit(&mut self, id: u64, host: &str) {
+        if let Some(sh) = &mut self.shared {
+            if let Some(token) = sh.permits.get_mut(host).and_then(Vec::pop) {
+                sh.in_use.insert(id, (host.to_string(), token));
+            }
+        }
+    }
+
+    /// The request booked as `id` no longer holds its host's slot: free it in the cluster too.
+    pub(super) fn free_permit(&mut self, id: u64, ctx: &mut Context<Self>) {
+        let Some(sh) = &mut self.shared else {
+            return;
+        };
+        if let Some((host, token)) = sh.in_use.remove(&id) {
+            self.release(host, token, ctx);
+        }
+    }
+
+    /// A host asked (with `Retry-After`) for no requests during `wait`: tell every process.
+    pub(super) fn shared_pause(&mut self, host: &str, wait: Duration) {
+        if let Some(sh) = &mut self.shared {
+            sh.pauses.push((host.to_string(), wait));
+        }
+    }
+
+    fn send_pauses(&mut self, ctx: &mut Context<Self>) {
+        let Some(sh) = &mut self.shared else {
+            return;
+        };
+        let pauses = std::mem::take(&mut sh.pauses);
+        let cluster = sh.cluster.clone();
+        for (host, wait) in pauses {
+            let cluster = cluster.clone();
+            ctx.spawn(
+                async move {
+                    if let Err(e) = cluster.pause_host(&host, wait).await {
+                        log::warn!("Redis: cannot pause {host} for the other processes: {e}");
+                    }
+                }
+                .into_actor(self),
+            );
         }
     }
 
@@ -370,7 +562,7 @@ impl Supervisor {
             images.push(l.job);
         }
         for (url, id) in already {
-            sh.outbox.push(Op::Ack(Kind::Image, id));
+            sh.outbox.push(Op::Ack(Kind::Image, id, Outcome::default()));
             self.logger.do_send(CrawlEvent::ImageAlreadySaved { url });
         }
         self.queue_waiting(pages, images);
@@ -395,7 +587,11 @@ impl Supervisor {
         for ((kind, _), lease) in &sh.leases {
             ids.entry(*kind).or_default().push(lease.id.clone());
         }
-        if ids.is_empty() {
+        let mut slots: Vec<(String, String)> = sh.in_use.values().cloned().collect();
+        for (host, tokens) in &sh.permits {
+            slots.extend(tokens.iter().map(|t| (host.clone(), t.clone())));
+        }
+        if ids.is_empty() && slots.is_empty() {
             return;
         }
         let cluster = sh.cluster.clone();
@@ -403,7 +599,7 @@ impl Supervisor {
             for (kind, ids) in ids {
                 cluster.renew(kind, &ids).await?;
             }
-            Ok::<(), redis::RedisError>(())
+            cluster.renew_slots(&slots).await
         };
         ctx.spawn(fut.into_actor(self).map(|res, _, _| {
             if let Err(e) = res {
@@ -431,6 +627,11 @@ impl Supervisor {
             }
             log::info!("giving back {n} jobs held here to the shared crawl");
         }
+        let unused: Vec<String> = sh.permits.keys().cloned().collect();
+        for host in unused {
+            self.drop_permits(&host, ctx);
+        }
+        let sh = self.shared.as_mut().expect("checked above");
         if sh.publishing || !sh.outbox.is_empty() || !sh.after_commit.is_empty() {
             self.publish(ctx);
             return false;
