@@ -1,7 +1,10 @@
 //! The frontier: what is waiting to be fetched, what was already seen, and per-host politeness.
-//! The [`Frontier`] trait is the seam between the Supervisor and where this state lives; today it is
-//! [`MemoryFrontier`]; a persistent (SQLite) and a shared (Redis) implementation come later and the
-//! actors do not need to know which one they have.
+//! The [`Frontier`] trait is the seam between the Supervisor and where this state lives: the
+//! [`MemoryFrontier`], backed by the state database (jobs beyond `frontier_in_memory` wait there).
+//! In a shared crawl the waiting work and seen sets live in Redis ([`crate::cluster`], whose calls
+//! are asynchronous, so they sit beside this synchronous trait rather than behind it); the local
+//! frontier then holds the jobs leased to this process, still ordered by per-host politeness, and
+//! [`Politeness`] starts requests only with permits from the cluster.
 
 mod memory;
 
