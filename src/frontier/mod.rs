@@ -163,6 +163,13 @@ impl Politeness {
         }
     }
 
+    /// Takes back one unused permit of `host`.
+    pub fn revoke(&mut self, host: &str) {
+        if let Some(n) = self.permits.as_mut().and_then(|p| p.get_mut(host)) {
+            *n = n.saturating_sub(1);
+        }
+    }
+
     /// Unused permits for `host`.
     pub fn permits(&self, host: &str) -> usize {
         self.permits
@@ -208,9 +215,7 @@ impl Politeness {
 
     /// Records a request start to `host` at `now`.
     pub fn started(&mut self, host: &str, now: Instant) {
-        if let Some(n) = self.permits.as_mut().and_then(|p| p.get_mut(host)) {
-            *n = n.saturating_sub(1);
-        }
+        self.revoke(host);
         let h = self.hosts.entry(host.to_string()).or_default();
         h.inflight += 1;
         h.last_start = Some(now);
@@ -427,6 +432,27 @@ mod tests {
             Some(now + Duration::from_secs(5))
         );
         assert_eq!(pol.ready_at("c:80", now), Some(now));
+    }
+
+    #[test]
+    fn a_gated_host_starts_only_with_a_permit() {
+        let mut pol = Politeness::new(2, Duration::from_secs(10));
+        pol.gate();
+        let now = Instant::now();
+        assert_eq!(pol.ready_at("a:80", now), None, "no permit yet");
+        pol.grant("a:80");
+        pol.grant("a:80");
+        assert_eq!(pol.ready_at("a:80", now), Some(now), "the cluster keeps the delay");
+        pol.started("a:80", now);
+        assert_eq!(pol.permits("a:80"), 1);
+        pol.revoke("a:80");
+        assert_eq!(pol.ready_at("a:80", now), None, "the unused permit went back");
+        pol.grant("a:80");
+        pol.started("a:80", now);
+        pol.grant("a:80");
+        assert_eq!(pol.ready_at("a:80", now), None, "two in flight, the limit");
+        pol.finished("a:80");
+        assert_eq!(pol.ready_at("a:80", now), Some(now));
     }
 
     #[test]

@@ -320,8 +320,7 @@ impl Supervisor {
         };
         let tokens = sh.permits.remove(host).unwrap_or_default();
         for _ in &tokens {
-            self.politeness.started(host, Instant::now());
-            self.politeness.finished(host);
+            self.politeness.revoke(host);
         }
         for token in tokens {
             self.release(host.to_string(), token, ctx);
