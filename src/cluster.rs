@@ -310,7 +310,7 @@ return open
 
 /// Grants one request start to a host if the cluster's limits allow it. KEYS: the host's slots
 /// (a sorted set of tokens scored by lease expiry), its next allowed start and its pause. ARGV:
-/// token, in-flight limit, delay (ms), lease (ms). Returns 0 (granted), -1 (at the in-flight
+/// token, in-flight limit (1 while a delay is set), delay (ms), lease (ms). Returns 0 (granted), -1 (at the in-flight
 /// limit) or the milliseconds to wait. Redis's clock is the only one used, so processes on
 /// machines with different clocks agree.
 const ACQUIRE: &str = r#"
@@ -323,12 +323,33 @@ if pause > now then wait = pause - now end
 local next = tonumber(redis.call('GET', KEYS[2]) or '0')
 if next - now > wait then wait = next - now end
 if wait > 0 then return wait end
-if redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[2]) then return -1 end
+-- With a delay, one request at a time: the next is granted once this one's slot is freed (after
+-- the server had it) and a delay has passed, so no process's scheduling can bring two requests
+-- closer together at the server.
+local limit = tonumber(ARGV[2])
+local delay = tonumber(ARGV[3])
+if delay > 0 then limit = 1 end
+if redis.call('ZCARD', KEYS[1]) >= limit then return -1 end
 local lease = tonumber(ARGV[4])
 redis.call('ZADD', KEYS[1], now + lease, ARGV[1])
 redis.call('PEXPIRE', KEYS[1], lease)
-local delay = tonumber(ARGV[3])
 if delay > 0 then redis.call('SET', KEYS[2], now + delay, 'PX', delay + 1000) end
+return 0
+"#;
+
+/// Frees a request slot. KEYS: the host's slots and next start; ARGV: the token and the delay
+/// (ms). The next start is also pushed to a delay after now: the request reached the server
+/// before its slot was freed, so the server never sees two starts closer than the delay, however
+/// late a process's request left after its grant.
+const RELEASE: &str = r#"
+redis.call('ZREM', KEYS[1], ARGV[1])
+local delay = tonumber(ARGV[2])
+if delay > 0 then
+  local t = redis.call('TIME')
+  local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+  local next = tonumber(redis.call('GET', KEYS[2]) or '0')
+  if now + delay > next then redis.call('SET', KEYS[2], now + delay, 'PX', delay + 1000) end
+end
 return 0
 "#;
 
@@ -377,6 +398,7 @@ pub struct Cluster {
     max_pages: u64,
     publish: Arc<Script>,
     acquire: Arc<Script>,
+    release: Arc<Script>,
     pause: Arc<Script>,
     renew_slots: Arc<Script>,
 }
@@ -423,6 +445,7 @@ impl Cluster {
             max_pages: max_pages.unwrap_or(0),
             publish: Arc::new(Script::new(PUBLISH)),
             acquire: Arc::new(Script::new(ACQUIRE)),
+            release: Arc::new(Script::new(RELEASE)),
             pause: Arc::new(Script::new(PAUSE)),
             renew_slots: Arc::new(Script::new(RENEW_SLOTS)),
         };
@@ -652,13 +675,21 @@ impl Cluster {
         })
     }
 
-    /// Frees the request slot `token` held on `host`.
-    pub async fn release(&self, host: &str, token: &str) -> Result<(), RedisError> {
+    /// Frees the request slot `token` held on `host`; with a `delay`, no request to `host` starts
+    /// before `delay` from now (a request was made; zero for a permit given back unused).
+    pub async fn release(
+        &self,
+        host: &str,
+        token: &str,
+        delay: Duration,
+    ) -> Result<(), RedisError> {
         let mut con = self.con.clone();
-        redis::cmd("ZREM")
-            .arg(self.host_key(host, "slots"))
+        self.release
+            .key(self.host_key(host, "slots"))
+            .key(self.host_key(host, "next"))
             .arg(token)
-            .query_async(&mut con)
+            .arg(delay.as_millis() as u64)
+            .invoke_async(&mut con)
             .await
     }
 

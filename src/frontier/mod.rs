@@ -442,11 +442,19 @@ mod tests {
         assert_eq!(pol.ready_at("a:80", now), None, "no permit yet");
         pol.grant("a:80");
         pol.grant("a:80");
-        assert_eq!(pol.ready_at("a:80", now), Some(now), "the cluster keeps the delay");
+        assert_eq!(
+            pol.ready_at("a:80", now),
+            Some(now),
+            "the cluster keeps the delay"
+        );
         pol.started("a:80", now);
         assert_eq!(pol.permits("a:80"), 1);
         pol.revoke("a:80");
-        assert_eq!(pol.ready_at("a:80", now), None, "the unused permit went back");
+        assert_eq!(
+            pol.ready_at("a:80", now),
+            None,
+            "the unused permit went back"
+        );
         pol.grant("a:80");
         pol.started("a:80", now);
         pol.grant("a:80");

@@ -451,7 +451,11 @@ fn the_per_host_delay_holds_for_the_whole_cluster() {
     }
     assert!(workers >= 2, "only {workers} process saved images");
     // Each process fetches robots.txt for itself, outside the shared delay; every other request
-    // start is 60 ms after the one before, whichever process made it.
+    // reaches the server at least 60 ms after the one before, whichever process made it, however
+    // slow a process is between its grant and its request (a cold start, a loaded machine: with
+    // a delay, a request is granted only after the previous one's slot was freed). Without the
+    // shared delay, three processes each spacing their own requests by 60 ms interleave at about
+    // 20 ms, with gaps near zero.
     let mut starts: Vec<Instant> = server
         .log()
         .into_iter()
@@ -460,8 +464,9 @@ fn the_per_host_delay_holds_for_the_whole_cluster() {
         .collect();
     starts.sort();
     assert!(starts.len() > 10, "{} requests", starts.len());
-    let gaps: Vec<Duration> = starts.windows(2).map(|w| w[1] - w[0]).collect();
-    let shortest = gaps.iter().min().unwrap();
+    let mut gaps: Vec<Duration> = starts.windows(2).map(|w| w[1] - w[0]).collect();
+    gaps.sort();
+    let (shortest, median) = (gaps[0], gaps[gaps.len() / 2]);
     let mut log = server.log();
     log.sort();
     let t0 = log[0].0;
@@ -470,7 +475,7 @@ fn the_per_host_delay_holds_for_the_whole_cluster() {
         .map(|(t, p)| (t.duration_since(t0).as_millis(), p))
         .collect();
     assert!(
-        *shortest >= Duration::from_millis(60),
+        shortest >= Duration::from_millis(60) && median >= Duration::from_millis(60),
         "gaps between request starts: {gaps:?} in {log:?}"
     );
 }

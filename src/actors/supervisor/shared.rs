@@ -73,8 +73,8 @@ pub(super) struct Shared {
     next_token: u64,
     /// `Retry-After` pauses to tell the cluster: (host, how long).
     pauses: Vec<(String, Duration)>,
-    /// Request slots to free whose first attempt failed (Redis was away): (host, token).
-    to_release: Vec<(String, String)>,
+    /// Request slots to free whose first attempt failed (Redis was away): (host, token, delay).
+    to_release: Vec<(String, String, Duration)>,
 }
 
 impl Shared {
@@ -323,24 +323,26 @@ impl Supervisor {
             self.politeness.revoke(host);
         }
         for token in tokens {
-            self.release(host.to_string(), token, ctx);
+            self.release(host.to_string(), token, Duration::ZERO, ctx);
         }
     }
 
-    fn release(&mut self, host: String, token: String, ctx: &mut Context<Self>) {
+    /// Frees a request slot in the cluster; `delay` after a request was made (see
+    /// [`Cluster::release`]).
+    fn release(&mut self, host: String, token: String, delay: Duration, ctx: &mut Context<Self>) {
         let Some(sh) = &self.shared else {
             return;
         };
         let cluster = sh.cluster.clone();
         let fut = async move {
-            let r = cluster.release(&host, &token).await;
+            let r = cluster.release(&host, &token, delay).await;
             (host, token, r)
         };
-        ctx.spawn(fut.into_actor(self).map(|(host, token, r), act, _| {
+        ctx.spawn(fut.into_actor(self).map(move |(host, token, r), act, _| {
             if let (Err(e), Some(sh)) = (r, &mut act.shared) {
                 // Tried again with the next pump; until then the slot's lease keeps it.
                 log::debug!("Redis: cannot free a request slot of {host}: {e}");
-                sh.to_release.push((host, token));
+                sh.to_release.push((host, token, delay));
             }
         }));
     }
@@ -349,8 +351,8 @@ impl Supervisor {
         let Some(sh) = &mut self.shared else {
             return;
         };
-        for (host, token) in std::mem::take(&mut sh.to_release) {
-            self.release(host, token, ctx);
+        for (host, token, delay) in std::mem::take(&mut sh.to_release) {
+            self.release(host, token, delay, ctx);
         }
     }
 
@@ -369,7 +371,8 @@ impl Supervisor {
             return;
         };
         if let Some((host, token)) = sh.in_use.remove(&id) {
-            self.release(host, token, ctx);
+            let delay = self.politeness.delay_for(&host);
+            self.release(host, token, delay, ctx);
         }
     }
 
