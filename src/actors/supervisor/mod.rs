@@ -14,6 +14,7 @@
 
 mod admit;
 mod outcome;
+mod permits;
 mod shared;
 
 use std::collections::{HashMap, VecDeque};

@@ -4,16 +4,17 @@
 //! acknowledged once its outcome is stored; leases are renewed while jobs are held, and given back
 //! when the process stops. The crawl ends when Redis says that nothing is open anywhere.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::time::Duration;
 
 use actix::prelude::*;
 use tokio::time::Instant;
 use url::Url;
 
-use super::{free_slot, Delayed, Supervisor, IMAGE_CREDIT, PAGE_CREDIT};
+use super::permits::Permits;
+use super::{Delayed, Supervisor, IMAGE_CREDIT, PAGE_CREDIT};
 use crate::actors::logger::CrawlEvent;
-use crate::cluster::{encode_image, encode_page, Acquired, Cluster, Kind, Op, Outcome, Taken};
+use crate::cluster::{encode_image, encode_page, Cluster, Kind, Op, Outcome, Taken};
 use crate::frontier::{ImageJob, PageJob};
 use crate::records::ManifestRow;
 use crate::settings::Role;
@@ -21,8 +22,6 @@ use crate::state::StateOp;
 
 /// How often an idle process asks for work (and whether the crawl is complete).
 const POLL_EVERY: Duration = Duration::from_millis(150);
-/// How soon to ask again for a host that is at its in-flight limit across the cluster.
-const BUSY_POLL: Duration = Duration::from_millis(20);
 /// The longest pause between attempts while Redis is unreachable.
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
 
@@ -63,18 +62,8 @@ pub(super) struct Shared {
     poll_scheduled: bool,
     /// This process took a job (else a crawl found complete is reported as such).
     worked: bool,
-    /// Request starts the cluster granted and this process has not used yet: tokens by host.
-    permits: HashMap<String, Vec<String>>,
-    /// Hosts whose permit request is in flight or scheduled.
-    asking: HashSet<String>,
-    /// Request slots in use: (host, token) by booking id.
-    in_use: HashMap<u64, (String, String)>,
-    /// Numbers the tokens.
-    next_token: u64,
-    /// `Retry-After` pauses to tell the cluster: (host, how long).
-    pauses: Vec<(String, Duration)>,
-    /// Request slots to free whose first attempt failed (Redis was away): (host, token, delay).
-    to_release: Vec<(String, String, Duration)>,
+    /// Request starts granted by the cluster, in use, or being asked for.
+    pub(super) gate: Permits,
 }
 
 impl Shared {
@@ -94,12 +83,7 @@ impl Shared {
             paused_until: None,
             poll_scheduled: false,
             worked: false,
-            permits: HashMap::new(),
-            asking: HashSet::new(),
-            in_use: HashMap::new(),
-            next_token: 0,
-            pauses: Vec::new(),
-            to_release: Vec::new(),
+            gate: Permits::default(),
         }
     }
 
@@ -108,7 +92,7 @@ impl Shared {
         &self.cluster
     }
 
-    fn backoff(&mut self, what: &str, e: &redis::RedisError) {
+    pub(super) fn backoff(&mut self, what: &str, e: &redis::RedisError) {
         self.failures += 1;
         let wait = (Duration::from_millis(100) * 2u32.saturating_pow(self.failures.min(10)))
             .min(MAX_BACKOFF);
@@ -119,7 +103,7 @@ impl Shared {
         self.paused_until = Some(Instant::now() + wait);
     }
 
-    fn recovered(&mut self) {
+    pub(super) fn recovered(&mut self) {
         if self.failures > 0 {
             log::info!("Redis is back; the shared crawl goes on");
         }
@@ -127,7 +111,7 @@ impl Shared {
         self.paused_until = None;
     }
 
-    fn paused(&self) -> bool {
+    pub(super) fn paused(&self) -> bool {
         self.paused_until.is_some_and(|t| t > Instant::now())
     }
 }
@@ -231,174 +215,6 @@ impl Supervisor {
         if !self.stopping && self.fatal.is_none() {
             self.take(ctx);
             self.ask_permits(ctx);
-        }
-    }
-
-    /// Asks the cluster for one request start to each host with jobs waiting here that has no
-    /// unused permit, while a worker has room; gives back permits of hosts with nothing waiting.
-    fn ask_permits(&mut self, ctx: &mut Context<Self>) {
-        let Some(sh) = &self.shared else {
-            return;
-        };
-        let waiting = self.frontier.waiting_hosts();
-        let idle: Vec<String> = sh
-            .permits
-            .keys()
-            .filter(|h| !waiting.contains(h))
-            .cloned()
-            .collect();
-        for host in idle {
-            self.drop_permits(&host, ctx);
-        }
-        let room = free_slot(&self.fetchers, PAGE_CREDIT).is_some()
-            || free_slot(&self.savers, IMAGE_CREDIT).is_some();
-        if !room {
-            return;
-        }
-        let per_host = self.settings.http.per_host_concurrency.get();
-        let sh = self.shared.as_ref().expect("checked above");
-        let ask: Vec<String> = waiting
-            .into_iter()
-            .filter(|h| {
-                !sh.asking.contains(h)
-                    && self.politeness.permits(h) == 0
-                    && !self.politeness.held(h)
-                    && self.politeness.inflight(h) < per_host
-            })
-            .collect();
-        for host in ask {
-            self.ask_permit(host, per_host, ctx);
-        }
-    }
-
-    fn ask_permit(&mut self, host: String, limit: usize, ctx: &mut Context<Self>) {
-        let delay = self.politeness.delay_for(&host);
-        let sh = self.shared.as_mut().expect("asking means shared");
-        sh.asking.insert(host.clone());
-        sh.next_token += 1;
-        let token = format!("{}#{}", sh.cluster.consumer(), sh.next_token);
-        let cluster = sh.cluster.clone();
-        let fut = async move {
-            let r = cluster.acquire(&host, &token, limit, delay).await;
-            (host, token, r)
-        };
-        ctx.spawn(fut.into_actor(self).map(|(host, token, r), act, ctx| {
-            let sh = act.shared.as_mut().expect("asking means shared");
-            let again = match r {
-                Ok(Acquired::Granted) => {
-                    sh.recovered();
-                    sh.asking.remove(&host);
-                    sh.permits.entry(host.clone()).or_default().push(token);
-                    act.politeness.grant(&host);
-                    None
-                }
-                Ok(Acquired::Busy) => Some(BUSY_POLL),
-                Ok(Acquired::Wait(d)) => Some(d),
-                Err(e) => {
-                    sh.asking.remove(&host);
-                    sh.backoff("ask for a request slot", &e);
-                    act.retry_later(ctx);
-                    None
-                }
-            };
-            if let Some(wait) = again {
-                ctx.run_later(wait, move |act, ctx| {
-                    if let Some(sh) = &mut act.shared {
-                        sh.asking.remove(&host);
-                    }
-                    act.pump(ctx);
-                });
-            }
-            act.pump(ctx);
-        }));
-    }
-
-    /// Gives back the unused permits of `host`.
-    fn drop_permits(&mut self, host: &str, ctx: &mut Context<Self>) {
-        let Some(sh) = &mut self.shared else {
-            return;
-        };
-        let tokens = sh.permits.remove(host).unwrap_or_default();
-        for _ in &tokens {
-            self.politeness.revoke(host);
-        }
-        for token in tokens {
-            self.release(host.to_string(), token, Duration::ZERO, ctx);
-        }
-    }
-
-    /// Frees a request slot in the cluster; `delay` after a request was made (see
-    /// [`Cluster::release`]).
-    fn release(&mut self, host: String, token: String, delay: Duration, ctx: &mut Context<Self>) {
-        let Some(sh) = &self.shared else {
-            return;
-        };
-        let cluster = sh.cluster.clone();
-        let fut = async move {
-            let r = cluster.release(&host, &token, delay).await;
-            (host, token, r)
-        };
-        ctx.spawn(fut.into_actor(self).map(move |(host, token, r), act, _| {
-            if let (Err(e), Some(sh)) = (r, &mut act.shared) {
-                // Tried again with the next pump; until then the slot's lease keeps it.
-                log::debug!("Redis: cannot free a request slot of {host}: {e}");
-                sh.to_release.push((host, token, delay));
-            }
-        }));
-    }
-
-    fn retry_releases(&mut self, ctx: &mut Context<Self>) {
-        let Some(sh) = &mut self.shared else {
-            return;
-        };
-        for (host, token, delay) in std::mem::take(&mut sh.to_release) {
-            self.release(host, token, delay, ctx);
-        }
-    }
-
-    /// A request booked as `id` to `host` starts: it uses one of the host's permits.
-    pub(super) fn use_permit(&mut self, id: u64, host: &str) {
-        if let Some(sh) = &mut self.shared {
-            if let Some(token) = sh.permits.get_mut(host).and_then(Vec::pop) {
-                sh.in_use.insert(id, (host.to_string(), token));
-            }
-        }
-    }
-
-    /// The request booked as `id` no longer holds its host's slot: free it in the cluster too.
-    pub(super) fn free_permit(&mut self, id: u64, ctx: &mut Context<Self>) {
-        let Some(sh) = &mut self.shared else {
-            return;
-        };
-        if let Some((host, token)) = sh.in_use.remove(&id) {
-            let delay = self.politeness.delay_for(&host);
-            self.release(host, token, delay, ctx);
-        }
-    }
-
-    /// A host asked (with `Retry-After`) for no requests during `wait`: tell every process.
-    pub(super) fn shared_pause(&mut self, host: &str, wait: Duration) {
-        if let Some(sh) = &mut self.shared {
-            sh.pauses.push((host.to_string(), wait));
-        }
-    }
-
-    fn send_pauses(&mut self, ctx: &mut Context<Self>) {
-        let Some(sh) = &mut self.shared else {
-            return;
-        };
-        let pauses = std::mem::take(&mut sh.pauses);
-        let cluster = sh.cluster.clone();
-        for (host, wait) in pauses {
-            let cluster = cluster.clone();
-            ctx.spawn(
-                async move {
-                    if let Err(e) = cluster.pause_host(&host, wait).await {
-                        log::warn!("Redis: cannot pause {host} for the other processes: {e}");
-                    }
-                }
-                .into_actor(self),
-            );
         }
     }
 
@@ -570,7 +386,7 @@ impl Supervisor {
         self.queue_waiting(pages, images);
     }
 
-    fn retry_later(&mut self, ctx: &mut Context<Self>) {
+    pub(super) fn retry_later(&mut self, ctx: &mut Context<Self>) {
         let Some(at) = self.shared.as_ref().and_then(|sh| sh.paused_until) else {
             return;
         };
@@ -589,8 +405,8 @@ impl Supervisor {
         for ((kind, _), lease) in &sh.leases {
             ids.entry(*kind).or_default().push(lease.id.clone());
         }
-        let mut slots: Vec<(String, String)> = sh.in_use.values().cloned().collect();
-        for (host, tokens) in &sh.permits {
+        let mut slots: Vec<(String, String)> = sh.gate.in_use.values().cloned().collect();
+        for (host, tokens) in &sh.gate.permits {
             slots.extend(tokens.iter().map(|t| (host.clone(), t.clone())));
         }
         if ids.is_empty() && slots.is_empty() {
@@ -629,7 +445,7 @@ impl Supervisor {
             }
             log::info!("giving back {n} jobs held here to the shared crawl");
         }
-        let unused: Vec<String> = sh.permits.keys().cloned().collect();
+        let unused: Vec<String> = sh.gate.permits.keys().cloned().collect();
         for host in unused {
             self.drop_permits(&host, ctx);
         }

@@ -26,16 +26,19 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+mod scripts;
+mod wire;
+
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::streams::{StreamAutoClaimReply, StreamReadReply};
 use redis::{ErrorKind, RedisError, Script};
-use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
-use url::Url;
 
 use crate::error::Error;
 use crate::frontier::{ImageJob, PageJob};
 use crate::settings::Distributed;
+use scripts::{ACQUIRE, PAUSE, PUBLISH, RELEASE, RENEW_SLOTS};
+use wire::{decode_image, decode_page};
+pub use wire::{encode_image, encode_page, url_hash};
 
 /// The consumer group every process reads the job streams with.
 const GROUP: &str = "workers";
@@ -108,96 +111,6 @@ impl Keys {
     }
 }
 
-/// A page as it travels through the shared queue.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-struct WirePage {
-    url: String,
-    depth: u32,
-    #[serde(default, skip_serializing_if = "is_zero")]
-    attempts: u32,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    from: Vec<String>,
-}
-
-/// An image as it travels through the shared queue.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-struct WireImage {
-    url: String,
-    page: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    name: Option<String>,
-    #[serde(default, skip_serializing_if = "is_zero")]
-    attempts: u32,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    from: Vec<String>,
-}
-
-fn is_zero(n: &u32) -> bool {
-    *n == 0
-}
-
-fn urls(from: &[Url]) -> Vec<String> {
-    from.iter().map(|u| u.to_string()).collect()
-}
-
-fn parse_urls(from: &[String]) -> Option<Vec<Url>> {
-    from.iter().map(|u| Url::parse(u).ok()).collect()
-}
-
-/// The JSON form of a page job.
-pub fn encode_page(job: &PageJob) -> String {
-    serde_json::to_string(&WirePage {
-        url: job.url.to_string(),
-        depth: job.depth,
-        attempts: job.attempts,
-        from: urls(&job.redirected_from),
-    })
-    .expect("a page job always serialises")
-}
-
-/// The JSON form of an image job.
-pub fn encode_image(job: &ImageJob) -> String {
-    serde_json::to_string(&WireImage {
-        url: job.url.to_string(),
-        page: job.page.to_string(),
-        name: job.name.clone(),
-        attempts: job.attempts,
-        from: urls(&job.redirected_from),
-    })
-    .expect("an image job always serialises")
-}
-
-fn decode_page(json: &str) -> Option<PageJob> {
-    let w: WirePage = serde_json::from_str(json).ok()?;
-    Some(PageJob {
-        url: Url::parse(&w.url).ok()?,
-        depth: w.depth,
-        attempts: w.attempts,
-        losses: 0,
-        redirected_from: parse_urls(&w.from)?,
-    })
-}
-
-fn decode_image(json: &str) -> Option<ImageJob> {
-    let w: WireImage = serde_json::from_str(json).ok()?;
-    Some(ImageJob {
-        url: Url::parse(&w.url).ok()?,
-        page: Url::parse(&w.page).ok()?,
-        name: w.name,
-        attempts: w.attempts,
-        losses: 0,
-        redirected_from: parse_urls(&w.from)?,
-    })
-}
-
-/// The fixed-size key of a URL in the shared seen sets.
-pub fn url_hash(url: &Url) -> [u8; 16] {
-    let digest = Sha256::digest(url.as_str().as_bytes());
-    let mut key = [0u8; 16];
-    key.copy_from_slice(&digest[..16]);
-    key
-}
-
 /// One change to the shared crawl, applied in order by [`Cluster::publish`].
 #[derive(Debug, Clone, PartialEq)]
 pub enum Op {
@@ -254,126 +167,6 @@ pub struct Taken {
     /// The crawl is complete: nothing waits or is leased anywhere.
     pub complete: bool,
 }
-
-/// Applies a batch of [`Op`]s atomically. See the module documentation for the keys.
-const PUBLISH: &str = r#"
-local group = ARGV[1]
-local max_pages = tonumber(ARGV[2])
-local acked = 0
-local i = 3
-local function stream(k) if k == 'p' then return KEYS[1] else return KEYS[2] end end
-while i <= #ARGV do
-  local op = ARGV[i]
-  if op == 'P' or op == 'I' then
-    local seen = KEYS[4]
-    if op == 'P' then seen = KEYS[3] end
-    if redis.call('SADD', seen, ARGV[i + 1]) == 1 then
-      local ok = true
-      if op == 'P' and max_pages > 0 then
-        ok = redis.call('INCR', KEYS[9]) <= max_pages
-      end
-      if ok then
-        local s = KEYS[2]
-        if op == 'P' then s = KEYS[1] end
-        redis.call('XADD', s, '*', 'j', ARGV[i + 2])
-        redis.call('INCR', KEYS[5])
-      end
-    end
-    i = i + 3
-  elseif op == 'A' then
-    -- kind, id, counter to add 1 to ('' for none), manifest row ('' for none), bytes saved
-    local s = stream(ARGV[i + 1])
-    if redis.call('XACK', s, group, ARGV[i + 2]) == 1 then
-      redis.call('XDEL', s, ARGV[i + 2])
-      redis.call('DECR', KEYS[5])
-      acked = acked + 1
-      if ARGV[i + 3] ~= '' then redis.call('HINCRBY', KEYS[7], ARGV[i + 3], 1) end
-      if ARGV[i + 4] ~= '' then redis.call('RPUSH', KEYS[8], ARGV[i + 4]) end
-      if tonumber(ARGV[i + 5]) > 0 then redis.call('HINCRBY', KEYS[7], 'bytes_saved', ARGV[i + 5]) end
-    end
-    i = i + 6
-  elseif op == 'R' then
-    local s = stream(ARGV[i + 1])
-    if redis.call('XACK', s, group, ARGV[i + 2]) == 1 then
-      redis.call('XDEL', s, ARGV[i + 2])
-      redis.call('XADD', s, '*', 'j', ARGV[i + 3])
-    end
-    i = i + 4
-  else
-    return redis.error_reply('imgcrawl: unknown operation ' .. tostring(op))
-  end
-end
-local open = tonumber(redis.call('GET', KEYS[5]) or '0')
-if acked > 0 and open <= 0 then redis.call('SET', KEYS[6], '1') end
-return open
-"#;
-
-/// Grants one request start to a host if the cluster's limits allow it. KEYS: the host's slots
-/// (a sorted set of tokens scored by lease expiry), its next allowed start and its pause. ARGV:
-/// token, in-flight limit (1 while a delay is set), delay (ms), lease (ms). Returns 0 (granted), -1 (at the in-flight
-/// limit) or the milliseconds to wait. Redis's clock is the only one used, so processes on
-/// machines with different clocks agree.
-const ACQUIRE: &str = r#"
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
-local wait = 0
-local pause = tonumber(redis.call('GET', KEYS[3]) or '0')
-if pause > now then wait = pause - now end
-local next = tonumber(redis.call('GET', KEYS[2]) or '0')
-if next - now > wait then wait = next - now end
-if wait > 0 then return wait end
--- With a delay, one request at a time: the next is granted once this one's slot is freed (after
--- the server had it) and a delay has passed, so no process's scheduling can bring two requests
--- closer together at the server.
-local limit = tonumber(ARGV[2])
-local delay = tonumber(ARGV[3])
-if delay > 0 then limit = 1 end
-if redis.call('ZCARD', KEYS[1]) >= limit then return -1 end
-local lease = tonumber(ARGV[4])
-redis.call('ZADD', KEYS[1], now + lease, ARGV[1])
-redis.call('PEXPIRE', KEYS[1], lease)
-if delay > 0 then redis.call('SET', KEYS[2], now + delay, 'PX', delay + 1000) end
-return 0
-"#;
-
-/// Frees a request slot. KEYS: the host's slots and next start; ARGV: the token and the delay
-/// (ms). The next start is also pushed to a delay after now: the request reached the server
-/// before its slot was freed, so the server never sees two starts closer than the delay, however
-/// late a process's request left after its grant.
-const RELEASE: &str = r#"
-redis.call('ZREM', KEYS[1], ARGV[1])
-local delay = tonumber(ARGV[2])
-if delay > 0 then
-  local t = redis.call('TIME')
-  local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-  local next = tonumber(redis.call('GET', KEYS[2]) or '0')
-  if now + delay > next then redis.call('SET', KEYS[2], now + delay, 'PX', delay + 1000) end
-end
-return 0
-"#;
-
-/// Pauses a host for ARGV[1] ms from now (never shortening a longer pause). KEYS: its pause.
-const PAUSE: &str = r#"
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local untl = now + tonumber(ARGV[1])
-local old = tonumber(redis.call('GET', KEYS[1]) or '0')
-if untl > old then redis.call('SET', KEYS[1], untl, 'PX', tonumber(ARGV[1]) + 1000) end
-return 0
-"#;
-
-/// Renews request slots: KEYS are slot sets, ARGV the token in each and then the lease (ms).
-const RENEW_SLOTS: &str = r#"
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local lease = tonumber(ARGV[#ARGV])
-for i, key in ipairs(KEYS) do
-  redis.call('ZADD', key, 'XX', now + lease, ARGV[i])
-  redis.call('PEXPIRE', key, lease)
-end
-return 0
-"#;
 
 /// What [`Cluster::acquire`] answered.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -763,29 +556,5 @@ mod tests {
             .script_keys()
             .iter()
             .all(|key| key.starts_with("imgcrawl:{gallery-1}:")));
-    }
-
-    #[test]
-    fn jobs_survive_the_wire() {
-        let page = PageJob {
-            url: Url::parse("http://h/list?page=2").unwrap(),
-            depth: 3,
-            attempts: 1,
-            losses: 2,
-            redirected_from: vec![Url::parse("http://h/old").unwrap()],
-        };
-        let back = decode_page(&encode_page(&page)).unwrap();
-        assert_eq!(back, PageJob { losses: 0, ..page });
-        let image = ImageJob {
-            url: Url::parse("http://h/a.png").unwrap(),
-            page: Url::parse("http://h/list").unwrap(),
-            name: Some("猫 cat".into()),
-            attempts: 0,
-            losses: 0,
-            redirected_from: Vec::new(),
-        };
-        assert_eq!(decode_image(&encode_image(&image)).unwrap(), image);
-        assert!(decode_page("{\"url\": \"not a url\", \"depth\": 0}").is_none());
-        assert!(decode_image("[]").is_none());
     }
 }

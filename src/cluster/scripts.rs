@@ -1,0 +1,122 @@
+//! The Lua scripts of the shared crawl: each runs atomically inside Redis, on Redis's clock,
+//! touching only the keys of one crawl (one Redis Cluster slot).
+
+/// Applies a batch of [`super::Op`]s atomically. See the module documentation for the keys.
+pub(super) const PUBLISH: &str = r#"
+local group = ARGV[1]
+local max_pages = tonumber(ARGV[2])
+local acked = 0
+local i = 3
+local function stream(k) if k == 'p' then return KEYS[1] else return KEYS[2] end end
+while i <= #ARGV do
+  local op = ARGV[i]
+  if op == 'P' or op == 'I' then
+    local seen = KEYS[4]
+    if op == 'P' then seen = KEYS[3] end
+    if redis.call('SADD', seen, ARGV[i + 1]) == 1 then
+      local ok = true
+      if op == 'P' and max_pages > 0 then
+        ok = redis.call('INCR', KEYS[9]) <= max_pages
+      end
+      if ok then
+        local s = KEYS[2]
+        if op == 'P' then s = KEYS[1] end
+        redis.call('XADD', s, '*', 'j', ARGV[i + 2])
+        redis.call('INCR', KEYS[5])
+      end
+    end
+    i = i + 3
+  elseif op == 'A' then
+    -- kind, id, counter to add 1 to ('' for none), manifest row ('' for none), bytes saved
+    local s = stream(ARGV[i + 1])
+    if redis.call('XACK', s, group, ARGV[i + 2]) == 1 then
+      redis.call('XDEL', s, ARGV[i + 2])
+      redis.call('DECR', KEYS[5])
+      acked = acked + 1
+      if ARGV[i + 3] ~= '' then redis.call('HINCRBY', KEYS[7], ARGV[i + 3], 1) end
+      if ARGV[i + 4] ~= '' then redis.call('RPUSH', KEYS[8], ARGV[i + 4]) end
+      if tonumber(ARGV[i + 5]) > 0 then redis.call('HINCRBY', KEYS[7], 'bytes_saved', ARGV[i + 5]) end
+    end
+    i = i + 6
+  elseif op == 'R' then
+    local s = stream(ARGV[i + 1])
+    if redis.call('XACK', s, group, ARGV[i + 2]) == 1 then
+      redis.call('XDEL', s, ARGV[i + 2])
+      redis.call('XADD', s, '*', 'j', ARGV[i + 3])
+    end
+    i = i + 4
+  else
+    return redis.error_reply('imgcrawl: unknown operation ' .. tostring(op))
+  end
+end
+local open = tonumber(redis.call('GET', KEYS[5]) or '0')
+if acked > 0 and open <= 0 then redis.call('SET', KEYS[6], '1') end
+return open
+"#;
+
+/// Grants one request start to a host if the cluster's limits allow it. KEYS: the host's slots
+/// (a sorted set of tokens scored by lease expiry), its next allowed start and its pause. ARGV:
+/// token, in-flight limit (1 while a delay is set), delay (ms), lease (ms). Returns 0 (granted), -1 (at the in-flight
+/// limit) or the milliseconds to wait. Redis's clock is the only one used, so processes on
+/// machines with different clocks agree.
+pub(super) const ACQUIRE: &str = r#"
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
+local wait = 0
+local pause = tonumber(redis.call('GET', KEYS[3]) or '0')
+if pause > now then wait = pause - now end
+local next = tonumber(redis.call('GET', KEYS[2]) or '0')
+if next - now > wait then wait = next - now end
+if wait > 0 then return wait end
+-- With a delay, one request at a time: the next is granted once this one's slot is freed (after
+-- the server had it) and a delay has passed, so no process's scheduling can bring two requests
+-- closer together at the server.
+local limit = tonumber(ARGV[2])
+local delay = tonumber(ARGV[3])
+if delay > 0 then limit = 1 end
+if redis.call('ZCARD', KEYS[1]) >= limit then return -1 end
+local lease = tonumber(ARGV[4])
+redis.call('ZADD', KEYS[1], now + lease, ARGV[1])
+redis.call('PEXPIRE', KEYS[1], lease)
+if delay > 0 then redis.call('SET', KEYS[2], now + delay, 'PX', delay + 1000) end
+return 0
+"#;
+
+/// Frees a request slot. KEYS: the host's slots and next start; ARGV: the token and the delay
+/// (ms). The next start is also pushed to a delay after now: the request reached the server
+/// before its slot was freed, so the server never sees two starts closer than the delay, however
+/// late a process's request left after its grant.
+pub(super) const RELEASE: &str = r#"
+redis.call('ZREM', KEYS[1], ARGV[1])
+local delay = tonumber(ARGV[2])
+if delay > 0 then
+  local t = redis.call('TIME')
+  local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+  local next = tonumber(redis.call('GET', KEYS[2]) or '0')
+  if now + delay > next then redis.call('SET', KEYS[2], now + delay, 'PX', delay + 1000) end
+end
+return 0
+"#;
+
+/// Pauses a host for ARGV[1] ms from now (never shortening a longer pause). KEYS: its pause.
+pub(super) const PAUSE: &str = r#"
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local untl = now + tonumber(ARGV[1])
+local old = tonumber(redis.call('GET', KEYS[1]) or '0')
+if untl > old then redis.call('SET', KEYS[1], untl, 'PX', tonumber(ARGV[1]) + 1000) end
+return 0
+"#;
+
+/// Renews request slots: KEYS are slot sets, ARGV the token in each and then the lease (ms).
+pub(super) const RENEW_SLOTS: &str = r#"
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local lease = tonumber(ARGV[#ARGV])
+for i, key in ipairs(KEYS) do
+  redis.call('ZADD', key, 'XX', now + lease, ARGV[i])
+  redis.call('PEXPIRE', key, lease)
+end
+return 0
+"#;
