@@ -183,8 +183,16 @@ fn serve_connection(stream: TcpStream, routes: &Routes, seen: &Seen) {
             .push((Instant::now(), path.clone()));
         let now_active = seen.active.fetch_add(1, Ordering::SeqCst) + 1;
         seen.max_active.fetch_max(now_active, Ordering::SeqCst);
-        let keep = respond(&mut stream, routes(&path));
+        let mut reply = routes(&path);
+        while let Reply::Delayed(wait, inner) = reply {
+            std::thread::sleep(wait);
+            reply = *inner;
+        }
+        // Counted as served before the answer is written: once the client has the whole answer it
+        // may start its next request, which must not find this one still counted (on a loaded
+        // machine this thread can be descheduled between the write and the count).
         seen.active.fetch_sub(1, Ordering::SeqCst);
+        let keep = respond(&mut stream, reply);
         if !keep {
             return;
         }
