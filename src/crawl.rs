@@ -44,7 +44,17 @@ impl CrawlBuilder {
     pub async fn start(self) -> Result<Crawl, Error> {
         let settings = Arc::new(self.settings);
         let cluster = match &settings.distributed {
-            Some(d) => Some(Cluster::connect(d, settings.scope.max_pages).await?),
+            Some(d) => {
+                let cluster = Cluster::connect(d, settings.scope.max_pages).await?;
+                log::info!(
+                    "joined the shared crawl {} on {} as {} (role {})",
+                    d.crawl_id,
+                    d.redacted_url(),
+                    cluster.consumer(),
+                    d.role
+                );
+                Some(cluster)
+            }
             None => None,
         };
         let prototype = DiskWriter::new(settings.out_dir.clone(), settings.filename.clone());

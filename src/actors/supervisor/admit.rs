@@ -122,24 +122,17 @@ impl Supervisor {
             self.logger.do_send(CrawlEvent::ImageOutOfScope { url });
             return false;
         }
-        let job = ImageJob {
-            url,
-            page,
-            name,
-            attempts: 0,
-            losses: 0,
-            redirected_from: from,
-        };
-        let Some(ImageJob {
-            url,
-            page,
-            name,
-            redirected_from: from,
-            ..
-        }) = self.share_image(job)
-        else {
+        if self.shared.is_some() {
+            self.share_image(ImageJob {
+                url,
+                page,
+                name,
+                attempts: 0,
+                losses: 0,
+                redirected_from: from,
+            });
             return true;
-        };
+        }
         self.note_host(&url);
         let spilled = self
             .spill_images

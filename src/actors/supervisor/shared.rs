@@ -133,15 +133,11 @@ impl Supervisor {
         true
     }
 
-    /// In a shared crawl, sends a newly found image to the shared queue; in a local crawl, gives
-    /// the job back.
-    pub(super) fn share_image(&mut self, job: ImageJob) -> Option<ImageJob> {
-        match &mut self.shared {
-            Some(sh) => {
-                sh.outbox.push(Op::Image(job));
-                None
-            }
-            None => Some(job),
+    /// In a shared crawl, sends a newly found image to the shared queue (which drops it if any
+    /// process saw its URL before).
+    pub(super) fn share_image(&mut self, job: ImageJob) {
+        if let Some(sh) = &mut self.shared {
+            sh.outbox.push(Op::Image(job));
         }
     }
 
