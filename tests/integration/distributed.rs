@@ -479,3 +479,42 @@ fn the_per_host_delay_holds_for_the_whole_cluster() {
         "gaps between request starts: {gaps:?} in {log:?}"
     );
 }
+
+#[test]
+fn a_stopped_process_gives_its_jobs_back_at_once() {
+    let site = SampleSite {
+        pages: 2,
+        per_page: 20,
+        page_kb: 0,
+    };
+    let server = TestServer::sample(site, |p| {
+        p.starts_with("/img/").then_some(Duration::from_millis(100))
+    });
+    let redis = RedisServer::start();
+    let tmp = tempfile::tempdir().unwrap();
+    let (a, b) = (tmp.path().join("a"), tmp.path().join("b"));
+    // Leases of a minute: only a give-back lets the second process finish in time.
+    let long = [("IMGCRAWL_DISTRIBUTED__LEASE_SECS", "60")];
+    let first = shared_crawl(&server, site, &redis.url(), ("s1", "all"), &a, &long);
+    wait_for_files(&a, 3, Duration::from_secs(60));
+    // SAFETY: kill only sends SIGINT (Ctrl-C) to the child this test started.
+    unsafe { libc::kill(first.id() as libc::pid_t, libc::SIGINT) };
+    let o = finish(first, Duration::from_secs(30));
+    assert_eq!(o.status.code(), Some(130), "{}", output_text(&o));
+    assert!(
+        output_text(&o).contains("giving back"),
+        "{}",
+        output_text(&o)
+    );
+    let pending: (u64, redis::Value, redis::Value, redis::Value) = redis::cmd("XPENDING")
+        .arg("imgcrawl:{s1}:images")
+        .arg("workers")
+        .query(&mut redis.con())
+        .unwrap();
+    assert_eq!(pending.0, 0, "images still leased to the stopped process");
+    let second = shared_crawl(&server, site, &redis.url(), ("s1", "all"), &b, &long);
+    let o = finish(second, Duration::from_secs(40));
+    assert_clean_exit(&o, &b);
+    let all: HashSet<String> = saved_urls(&a).into_iter().chain(saved_urls(&b)).collect();
+    assert_same(&all, &good_images(site, &server), "saved between them");
+}
