@@ -122,37 +122,31 @@ impl Supervisor {
             self.logger.do_send(CrawlEvent::ImageOutOfScope { url });
             return false;
         }
+        let job = ImageJob {
+            url,
+            page,
+            name,
+            attempts: 0,
+            losses: 0,
+            redirected_from: from,
+        };
         if self.shared.is_some() {
-            self.share_image(ImageJob {
-                url,
-                page,
-                name,
-                attempts: 0,
-                losses: 0,
-                redirected_from: from,
-            });
+            self.share_image(job);
             return true;
         }
-        self.note_host(&url);
+        self.note_host(&job.url);
         let spilled = self
             .spill_images
             .spills(self.frontier.images_waiting(), self.in_memory());
         self.pending.push(StateOp::ImageQueued {
-            url: url.clone(),
-            page: page.clone(),
-            name: name.clone(),
-            redirected_from: from.clone(),
+            url: job.url.clone(),
+            page: job.page.clone(),
+            name: job.name.clone(),
+            redirected_from: job.redirected_from.clone(),
             spilled,
         });
         if !spilled {
-            self.frontier.push_image(ImageJob {
-                url,
-                page,
-                name,
-                attempts: 0,
-                losses: 0,
-                redirected_from: from,
-            });
+            self.frontier.push_image(job);
         }
         true
     }
