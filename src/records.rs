@@ -35,6 +35,10 @@ pub struct ManifestRow {
     /// written for this URL).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub duplicate_of: Option<PathBuf>,
+    /// In a shared crawl, when another process holds those bytes: that process (its consumer
+    /// name); `path` and `duplicate_of` are then in its output directory, not this one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub duplicate_on: Option<String>,
 }
 
 /// What failed: a page or an image.

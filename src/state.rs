@@ -615,6 +615,7 @@ mod tests {
             width: None,
             height: None,
             duplicate_of: None,
+            duplicate_on: None,
         }
     }
 

@@ -394,12 +394,14 @@ impl DiskWriter {
     }
 
     /// Saved images whose file is missing or has another size (deleted by hand, or a rename lost
-    /// with a power cut) go back to waiting, so that they are downloaded again.
+    /// with a power cut) go back to waiting, so that they are downloaded again. Rows whose bytes
+    /// another process of a shared crawl holds have no file here to check.
     fn requeue_missing(&self, db: &mut StateDb, resume: &Resume) -> rusqlite::Result<usize> {
         let out = &self.shared.out_dir;
         let lost: Vec<Url> = resume
             .saved
             .iter()
+            .filter(|row| row.duplicate_on.is_none())
             .filter(|row| {
                 !(safe_relative(&row.path)
                     && fs::metadata(out.join(&row.path)).is_ok_and(|m| m.len() == row.bytes))

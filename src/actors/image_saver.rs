@@ -5,9 +5,13 @@
 //!
 //! Takes: [`SaveImage`] (answers `Result<ImageDone, Failure>`), [`Crash`]. Sends [`AppendTemp`],
 //! [`WriteImage`] and [`DiscardTemp`] to the DiskWriter, awaiting each, so a slow disk slows the
-//! downloads instead of filling memory. Holds a [`DeathGuard`] like the PageFetcher.
+//! downloads instead of filling memory. In a shared crawl, first sends [`ClaimBytes`] to the
+//! Supervisor: bytes another process already stores are not stored again. Holds a [`DeathGuard`]
+//! like the PageFetcher.
 
+use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
 use actix::prelude::*;
 use bytes::BytesMut;
@@ -16,6 +20,7 @@ use url::Url;
 
 use super::disk_writer::{AppendTemp, DiscardTemp, DiskWriter, ImageName, WriteImage};
 use super::{Crash, DeathGuard};
+use crate::cluster::BytesClaim;
 use crate::error::{Failure, FailureKind};
 use crate::frontier::ImageJob;
 use crate::http::{self, BodyDone};
@@ -34,6 +39,15 @@ pub struct SaveImage {
     pub tmp: u64,
     /// Fired once the body is in, before it is checked and stored.
     pub body_done: BodyDone,
+}
+
+/// Asks the shared crawl whether another process stores these bytes already, or claims them for
+/// this one (answers an error text when Redis cannot be asked).
+#[derive(Debug, Message)]
+#[rtype(result = "Result<BytesClaim, String>")]
+pub struct ClaimBytes {
+    /// Hex SHA-256 of the bytes.
+    pub sha256: String,
 }
 
 /// What downloading an image gave.
@@ -57,23 +71,41 @@ const HEAD_BYTES: usize = 64 * 1024;
 
 /// An image-downloading actor; see the module documentation.
 pub struct ImageSaver {
+    /// What a download uses (cloned into each one).
+    io: Io,
+    /// Reports this actor's death to the Supervisor when dropped.
+    _guard: DeathGuard,
+}
+
+/// What a download uses.
+#[derive(Clone)]
+struct Io {
     /// This saver's HTTP client, built on its arbiter thread.
     client: awc::Client,
     /// The crawl's configuration.
     settings: Arc<Settings>,
     /// Where verified bytes go.
     writer: Addr<DiskWriter>,
-    /// Reports this actor's death to the Supervisor when dropped.
-    _guard: DeathGuard,
+    /// In a shared crawl: who to ask before storing bytes.
+    claims: Option<Recipient<ClaimBytes>>,
 }
 
 impl ImageSaver {
-    /// A saver for `settings`; call on the arbiter thread it will run on.
-    pub fn new(settings: Arc<Settings>, writer: Addr<DiskWriter>, guard: DeathGuard) -> Self {
+    /// A saver for `settings`; call on the arbiter thread it will run on. In a shared crawl,
+    /// `claims` is asked before any bytes are stored.
+    pub fn new(
+        settings: Arc<Settings>,
+        writer: Addr<DiskWriter>,
+        claims: Option<Recipient<ClaimBytes>>,
+        guard: DeathGuard,
+    ) -> Self {
         ImageSaver {
-            client: http::client(&settings.http),
-            settings,
-            writer,
+            io: Io {
+                client: http::client(&settings.http),
+                settings,
+                writer,
+                claims,
+            },
             _guard: guard,
         }
     }
@@ -116,15 +148,51 @@ fn lost_writer(e: MailboxError) -> Failure {
     Failure::new(FailureKind::Disk, format!("disk writer unavailable: {e}"))
 }
 
+/// Longest pause between two asks while another process is storing the same bytes.
+const CLAIM_POLL: Duration = Duration::from_millis(100);
+
+/// In a shared crawl, where another process already stores the bytes with `sha256` (its consumer
+/// name and path), or `None` when this process is to store them. While another process is
+/// storing them, waits for it to finish (or for its claim to run out, if it died). When Redis
+/// cannot be asked, this process stores them: at worst a second copy, never a lost image.
+async fn stored_elsewhere(
+    claims: &Recipient<ClaimBytes>,
+    sha256: &str,
+) -> Option<(String, PathBuf)> {
+    loop {
+        let asked = claims
+            .send(ClaimBytes {
+                sha256: sha256.to_string(),
+            })
+            .await;
+        match asked {
+            Ok(Ok(BytesClaim::Mine)) => return None,
+            Ok(Ok(BytesClaim::Stored { by, path })) => return Some((by, path)),
+            Ok(Ok(BytesClaim::Wait(d))) => actix_rt::time::sleep(d.min(CLAIM_POLL)).await,
+            Ok(Err(e)) => {
+                log::debug!(
+                    "cannot ask the shared crawl about bytes {sha256}: {e}; storing them here"
+                );
+                return None;
+            }
+            Err(_) => return None,
+        }
+    }
+}
+
 async fn download(
-    client: awc::Client,
-    settings: Arc<Settings>,
-    writer: Addr<DiskWriter>,
+    io: Io,
     job: ImageJob,
     tmp: u64,
     body: &mut Body,
     done: &mut BodyDone,
 ) -> Result<ImageDone, Failure> {
+    let Io {
+        client,
+        settings,
+        writer,
+        claims,
+    } = io;
     let limit = settings.http.max_image_bytes;
     let mut fetched = match http::get(&client, &job.url, &settings.http).await? {
         http::Answer::Redirect(to) => return Ok(ImageDone::Redirected(to)),
@@ -170,6 +238,34 @@ async fn download(
     let found = job.redirected_from.first().unwrap_or(&job.url);
     let stem = urls::file_stem(found).unwrap_or_else(|| "image".to_string());
     let name = job.name.clone().unwrap_or_else(|| stem.clone());
+    let (width, height) = sniff::dimensions(&body.head).unzip();
+    let total = body.total;
+    let row =
+        |path: PathBuf, duplicate_of: Option<PathBuf>, duplicate_on: Option<String>| ManifestRow {
+            url: found.to_string(),
+            page: job.page.to_string(),
+            name: name.clone(),
+            duplicate_of,
+            duplicate_on,
+            path,
+            bytes: total,
+            sha256: sha256.clone(),
+            content_type: kind.mime().to_string(),
+            width,
+            height,
+        };
+    if let Some(claims) = &claims {
+        if let Some((by, path)) = stored_elsewhere(claims, &sha256).await {
+            // Another process holds these bytes: record where, store nothing.
+            if body.spilled {
+                writer.do_send(DiscardTemp { tmp });
+            }
+            return Ok(ImageDone::Saved {
+                temp: None,
+                row: row(path.clone(), Some(path), Some(by)),
+            });
+        }
+    }
     let request = WriteImage {
         tmp,
         data: body.pending.split().freeze(),
@@ -183,21 +279,10 @@ async fn download(
         },
     };
     let stored = writer.send(request).await.map_err(lost_writer)??;
-    let (width, height) = sniff::dimensions(&body.head).unzip();
+    let duplicate_of = stored.duplicate.then(|| stored.path.clone());
     Ok(ImageDone::Saved {
         temp: stored.temp,
-        row: ManifestRow {
-            url: found.to_string(),
-            page: job.page.to_string(),
-            name,
-            duplicate_of: stored.duplicate.then(|| stored.path.clone()),
-            path: stored.path,
-            bytes: body.total,
-            sha256,
-            content_type: kind.mime().to_string(),
-            width,
-            height,
-        },
+        row: row(stored.path, duplicate_of, None),
     })
 }
 
@@ -212,24 +297,12 @@ impl Handler<SaveImage> for ImageSaver {
     type Result = ResponseActFuture<Self, Result<ImageDone, Failure>>;
 
     fn handle(&mut self, m: SaveImage, _: &mut Context<Self>) -> Self::Result {
-        let (client, settings, writer) = (
-            self.client.clone(),
-            self.settings.clone(),
-            self.writer.clone(),
-        );
+        let io = self.io.clone();
         Box::pin(
             async move {
                 let (mut body, mut done) = (Body::default(), m.body_done);
-                let result = download(
-                    client,
-                    settings,
-                    writer.clone(),
-                    m.job,
-                    m.tmp,
-                    &mut body,
-                    &mut done,
-                )
-                .await;
+                let writer = io.writer.clone();
+                let result = download(io, m.job, m.tmp, &mut body, &mut done).await;
                 if result.is_err() && body.spilled {
                     writer.do_send(DiscardTemp { tmp: m.tmp });
                 }

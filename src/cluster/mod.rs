@@ -14,6 +14,8 @@
 //! | `done` | string | set once `open` reaches 0: the crawl is complete |
 //! | `stats` | hash | whole-crawl counters |
 //! | `manifest` | list | one JSON manifest row per saved image, with the process that saved it |
+//! | `bytes` | hash | SHA-256 (32 bytes) of every stored image to `process\npath`: where those bytes are |
+//! | `bytes:claims` | hash | SHA-256 to `process expiry`: bytes a process is storing now |
 //!
 //! A job is an entry in its stream. XREADGROUP leases it to one process; the process acknowledges
 //! it (XACK, XDEL, `open` - 1) only once its outcome is stored: a page once the links and images it
@@ -23,6 +25,7 @@
 //! one Lua script, so `open` never disagrees with the streams.
 
 use std::collections::HashMap;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -36,7 +39,7 @@ use redis::{ErrorKind, RedisError, Script};
 use crate::error::Error;
 use crate::frontier::{ImageJob, PageJob};
 use crate::settings::Distributed;
-use scripts::{ACQUIRE, PAUSE, PUBLISH, RELEASE, RENEW_SLOTS};
+use scripts::{ACQUIRE, CLAIM_BYTES, PAUSE, PUBLISH, RELEASE, RENEW_SLOTS};
 use wire::{decode_image, decode_page};
 pub use wire::{encode_image, encode_page, url_hash};
 
@@ -95,7 +98,7 @@ impl Keys {
     }
 
     /// The keys the publish script touches, in the order it expects them.
-    fn script_keys(&self) -> [String; 9] {
+    fn script_keys(&self) -> [String; 11] {
         [
             "pages",
             "images",
@@ -106,6 +109,8 @@ impl Keys {
             "stats",
             "manifest",
             "admitted",
+            "bytes",
+            "bytes:claims",
         ]
         .map(|k| self.key(k))
     }
@@ -134,6 +139,9 @@ pub struct Outcome {
     pub row: Option<String>,
     /// Bytes written.
     pub bytes: u64,
+    /// The hex SHA-256 and path (in this process's `out_dir`) of image bytes this process now
+    /// holds, so that other processes link to them instead of storing a copy.
+    pub stored: Option<(String, String)>,
 }
 
 impl Outcome {
@@ -179,6 +187,22 @@ pub enum Acquired {
     Wait(Duration),
 }
 
+/// What [`Cluster::claim_bytes`] answered.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BytesClaim {
+    /// No process holds these bytes: this one stores them.
+    Mine,
+    /// A process stores them already.
+    Stored {
+        /// That process's consumer name.
+        by: String,
+        /// The file, in that process's `out_dir`.
+        path: PathBuf,
+    },
+    /// Another process is storing them now: ask again after this long at most.
+    Wait(Duration),
+}
+
 /// A connection to one shared crawl. Cheap to clone; clones share the connection, which
 /// reconnects by itself after Redis went away.
 #[derive(Clone)]
@@ -194,6 +218,7 @@ pub struct Cluster {
     release: Arc<Script>,
     pause: Arc<Script>,
     renew_slots: Arc<Script>,
+    claim_bytes: Arc<Script>,
 }
 
 impl std::fmt::Debug for Cluster {
@@ -241,6 +266,7 @@ impl Cluster {
             release: Arc::new(Script::new(RELEASE)),
             pause: Arc::new(Script::new(PAUSE)),
             renew_slots: Arc::new(Script::new(RENEW_SLOTS)),
+            claim_bytes: Arc::new(Script::new(CLAIM_BYTES)),
         };
         let mut con = cluster.con.clone();
         redis::cmd("PING")
@@ -295,7 +321,7 @@ impl Cluster {
         for k in self.keys.script_keys() {
             inv.key(k);
         }
-        inv.arg(GROUP).arg(self.max_pages);
+        inv.arg(GROUP).arg(self.max_pages).arg(&self.consumer);
         for op in ops {
             match op {
                 Op::Page(job) => {
@@ -315,6 +341,12 @@ impl Cluster {
                         .arg(outcome.count.unwrap_or(""))
                         .arg(outcome.row.as_deref().unwrap_or(""))
                         .arg(outcome.bytes);
+                    match &outcome.stored {
+                        Some((sha256, path)) => inv
+                            .arg(&sha_key(sha256)[..])
+                            .arg(format!("{}\n{path}", self.consumer)),
+                        None => inv.arg("").arg(""),
+                    };
                 }
                 Op::GiveBack(kind, id, json) => {
                     inv.arg("R").arg(kind.code()).arg(id).arg(json);
@@ -510,6 +542,44 @@ impl Cluster {
         inv.invoke_async(&mut con).await
     }
 
+    /// Asks to be the process that stores the image bytes with hex SHA-256 `sha256`.
+    pub async fn claim_bytes(&self, sha256: &str) -> Result<BytesClaim, RedisError> {
+        let mut con = self.con.clone();
+        let answer: Vec<String> = self
+            .claim_bytes
+            .key(self.keys.key("bytes"))
+            .key(self.keys.key("bytes:claims"))
+            .arg(&sha_key(sha256)[..])
+            .arg(&self.consumer)
+            .arg(self.lease.as_millis() as u64)
+            .invoke_async(&mut con)
+            .await?;
+        let ms = |v: &str| {
+            v.parse::<u64>()
+                .ok()
+                .map(|n| Duration::from_millis(n.max(1)))
+        };
+        Ok(match answer.as_slice() {
+            [code] if code == "0" => BytesClaim::Mine,
+            [code, stored] if code == "1" => {
+                let (by, path) = stored.split_once('\n').unwrap_or(("", stored));
+                BytesClaim::Stored {
+                    by: by.to_string(),
+                    path: PathBuf::from(path),
+                }
+            }
+            [code, wait] if code == "2" && ms(wait).is_some() => {
+                BytesClaim::Wait(ms(wait).unwrap_or_default())
+            }
+            _ => {
+                return Err(RedisError::from((
+                    ErrorKind::UnexpectedReturnType,
+                    "unexpected answer from the bytes claim script",
+                )))
+            }
+        })
+    }
+
     /// The whole crawl's counters.
     pub async fn stats(&self) -> Result<HashMap<String, i64>, RedisError> {
         let mut con = self.con.clone();
@@ -529,6 +599,14 @@ impl Cluster {
             .query_async(&mut con)
             .await
     }
+}
+
+/// The key of image bytes in the `bytes` hashes: their SHA-256, from hex to its 32 raw bytes
+/// (half the memory of the hex text).
+fn sha_key(hex: &str) -> Vec<u8> {
+    (0..hex.len() / 2)
+        .filter_map(|i| u8::from_str_radix(hex.get(2 * i..2 * i + 2)?, 16).ok())
+        .collect()
 }
 
 /// A consumer name unique to this process: host name, process id and start time.

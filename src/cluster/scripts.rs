@@ -5,8 +5,9 @@
 pub(super) const PUBLISH: &str = r#"
 local group = ARGV[1]
 local max_pages = tonumber(ARGV[2])
+local consumer = ARGV[3]
 local acked = 0
-local i = 3
+local i = 4
 local function stream(k) if k == 'p' then return KEYS[1] else return KEYS[2] end end
 while i <= #ARGV do
   local op = ARGV[i]
@@ -27,7 +28,16 @@ while i <= #ARGV do
     end
     i = i + 3
   elseif op == 'A' then
-    -- kind, id, counter to add 1 to ('' for none), manifest row ('' for none), bytes saved
+    -- kind, id, counter to add 1 to ('' for none), manifest row ('' for none), bytes saved,
+    -- SHA-256 of bytes now on this process's disk ('' for none) and where they are
+    if ARGV[i + 6] ~= '' then
+      -- Registered even when the job was taken over: the file is there either way.
+      redis.call('HSETNX', KEYS[10], ARGV[i + 6], ARGV[i + 7])
+      local claim = redis.call('HGET', KEYS[11], ARGV[i + 6])
+      if claim and string.sub(claim, 1, #consumer + 1) == consumer .. ' ' then
+        redis.call('HDEL', KEYS[11], ARGV[i + 6])
+      end
+    end
     local s = stream(ARGV[i + 1])
     if redis.call('XACK', s, group, ARGV[i + 2]) == 1 then
       redis.call('XDEL', s, ARGV[i + 2])
@@ -37,7 +47,7 @@ while i <= #ARGV do
       if ARGV[i + 4] ~= '' then redis.call('RPUSH', KEYS[8], ARGV[i + 4]) end
       if tonumber(ARGV[i + 5]) > 0 then redis.call('HINCRBY', KEYS[7], 'bytes_saved', ARGV[i + 5]) end
     end
-    i = i + 6
+    i = i + 8
   elseif op == 'R' then
     local s = stream(ARGV[i + 1])
     if redis.call('XACK', s, group, ARGV[i + 2]) == 1 then
@@ -97,6 +107,26 @@ if delay > 0 then
   if now + delay > next then redis.call('SET', KEYS[2], now + delay, 'PX', delay + 1000) end
 end
 return 0
+"#;
+
+/// Asks to be the process that stores some bytes. KEYS: where stored bytes are (`bytes`: SHA-256
+/// to "consumer\npath") and who is storing which (`bytes:claims`: SHA-256 to "consumer expiry").
+/// ARGV: the SHA-256, this consumer, the lease (ms). Returns `{'1', "consumer\npath"}` when the
+/// bytes are already stored, `{'2', ms}` when another live process is storing them now (ask again; a claim
+/// whose process died runs out with its lease), or `{'0'}`: the claim is this process's, until the
+/// acknowledgement that registers the file (or the lease) ends it.
+pub(super) const CLAIM_BYTES: &str = r#"
+local stored = redis.call('HGET', KEYS[1], ARGV[1])
+if stored then return {'1', stored} end
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local claim = redis.call('HGET', KEYS[2], ARGV[1])
+if claim then
+  local who, expiry = string.match(claim, '^(.*) (%d+)$')
+  if who ~= ARGV[2] and tonumber(expiry) > now then return {'2', tostring(tonumber(expiry) - now)} end
+end
+redis.call('HSET', KEYS[2], ARGV[1], ARGV[2] .. ' ' .. (now + tonumber(ARGV[3])))
+return {'0'}
 "#;
 
 /// Pauses a host for ARGV[1] ms from now (never shortening a longer pause). KEYS: its pause.

@@ -1,6 +1,7 @@
 //! One crawl shared by several `imgcrawl` processes through a real `redis-server` that each test
 //! starts on a free loopback port with a password: mixed roles, a process killed with SIGKILL,
-//! Redis restarted mid-crawl, and a wrong password.
+//! Redis restarted mid-crawl, a wrong password, the cluster-wide delay, byte-identical images
+//! stored once across the processes, and Ctrl-C.
 
 use std::collections::{HashMap, HashSet};
 use std::net::TcpListener;
@@ -103,8 +104,8 @@ impl Drop for RedisServer {
 }
 
 /// `imgcrawl crawl` of `site`'s list pages into `out`, in the shared crawl `id` on `redis` with
-/// `role`, leases of 2 s (unless `IMGCRAWL_DISTRIBUTED__LEASE_SECS` is in `env`) and a short retry
-/// backoff.
+/// `role`, 6 savers (unless `IMGCRAWL_SAVERS` is in `env`), leases of 2 s (unless
+/// `IMGCRAWL_DISTRIBUTED__LEASE_SECS` is) and a short retry backoff.
 fn shared_crawl(
     server: &TestServer,
     site: SampleSite,
@@ -117,9 +118,10 @@ fn shared_crawl(
     cmd.arg("crawl")
         .args(list_urls(server, site))
         .args(["--redis", redis, "--crawl-id", id, "--role", role])
-        .args(["--savers", "6", "--fetchers", "2", "-o"])
+        .args(["--fetchers", "2", "-o"])
         .arg(out)
         .env_remove("RUST_LOG")
+        .env("IMGCRAWL_SAVERS", "6")
         .env("IMGCRAWL_DISTRIBUTED__LEASE_SECS", "2")
         .env("IMGCRAWL_HTTP__RETRY_BACKOFF_MS", "20")
         .envs(env.iter().copied())
@@ -187,6 +189,38 @@ fn assert_same(got: &HashSet<String>, want: &HashSet<String>, what: &str) {
         missing.is_empty() && extra.is_empty(),
         "{what}: missing {missing:?}, extra {extra:?}"
     );
+}
+
+/// Hex SHA-256 of `bytes`.
+fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::{Digest, Sha256};
+    format!("{:x}", Sha256::digest(bytes))
+}
+
+/// The SHA-256 of every image file in `dirs`, with the file, failing the test if two files hold
+/// the same bytes.
+fn stored_once(dirs: &[PathBuf]) -> HashMap<String, PathBuf> {
+    let mut by_sha: HashMap<String, PathBuf> = HashMap::new();
+    for dir in dirs {
+        for rel in image_files(dir) {
+            let path = dir.join(rel);
+            let sha = sha256_hex(&std::fs::read(&path).unwrap());
+            if let Some(first) = by_sha.insert(sha, path.clone()) {
+                panic!("the same bytes stored twice: {first:?} and {path:?}");
+            }
+        }
+    }
+    by_sha
+}
+
+/// The consumer name a process logged when it joined its shared crawl.
+fn consumer_of(o: &Output) -> String {
+    let text = output_text(o);
+    let after = text
+        .split_once(" as ")
+        .map(|(_, rest)| rest)
+        .unwrap_or_else(|| panic!("no join line in {text}"));
+    after.split_whitespace().next().unwrap().to_string()
 }
 
 fn open_jobs(redis: &RedisServer, id: &str) -> i64 {
@@ -284,6 +318,8 @@ fn mixed_roles_and_a_killed_process_save_every_image_once_between_them() {
         }
     }
     assert!(by_url.values().all(|&n| n == 1), "a survivor saved twice");
+    // Nor stored the same bytes twice (under the site's byte-identical URLs).
+    stored_once(&dirs[..3]);
     let killed = saved_urls(&dirs[3]);
     assert!(killed.len() >= 20, "the killed process saved {killed:?}");
     let twice = killed.iter().filter(|u| by_url.contains_key(*u)).count();
@@ -478,6 +514,83 @@ fn the_per_host_delay_holds_for_the_whole_cluster() {
         shortest >= Duration::from_millis(60) && median >= Duration::from_millis(60),
         "gaps between request starts: {gaps:?} in {log:?}"
     );
+}
+
+#[test]
+fn identical_bytes_are_stored_once_across_the_processes() {
+    // Every 20th image is a byte-identical copy of the one before it, under its own URL: 8 pairs.
+    // With one saver each, a process leases about two images at a time, so most pairs are split
+    // between two processes, often downloaded at the same moment.
+    let site = SampleSite {
+        pages: 8,
+        per_page: 20,
+        page_kb: 0,
+    };
+    let server = TestServer::sample(site, |p| {
+        p.starts_with("/img/").then_some(Duration::from_millis(10))
+    });
+    let redis = RedisServer::start();
+    let tmp = tempfile::tempdir().unwrap();
+    let dirs: Vec<PathBuf> = (0..3).map(|n| tmp.path().join(n.to_string())).collect();
+    let crawls: Vec<Child> = dirs
+        .iter()
+        .map(|dir| {
+            let one = [("IMGCRAWL_SAVERS", "1")];
+            shared_crawl(&server, site, &redis.url(), ("b1", "all"), dir, &one)
+        })
+        .collect();
+    let mut dir_of: HashMap<String, PathBuf> = HashMap::new();
+    for (child, dir) in crawls.into_iter().zip(&dirs) {
+        let o = finish(child, Duration::from_secs(120));
+        assert_clean_exit(&o, dir);
+        dir_of.insert(consumer_of(&o), dir.clone());
+    }
+    let workers = dirs.iter().filter(|d| !manifest(d).is_empty()).count();
+    assert!(workers >= 2, "only {workers} process saved images");
+    // Each distinct good image is stored once, in one of the processes' directories.
+    let stored = stored_once(&dirs);
+    let distinct: HashSet<String> = site
+        .images()
+        .iter()
+        .filter_map(|i| i.bytes.as_deref().map(sha256_hex))
+        .collect();
+    assert_eq!(
+        stored.keys().cloned().collect::<HashSet<_>>(),
+        distinct,
+        "the files stored between them"
+    );
+    // Every URL is in some process's manifest, and each row leads to its bytes: in that process's
+    // directory, or, for bytes another process holds, in that one's.
+    let mut urls = HashSet::new();
+    let mut elsewhere = 0;
+    for dir in &dirs {
+        for row in manifest(dir) {
+            let holder = match &row.duplicate_on {
+                Some(by) => {
+                    elsewhere += 1;
+                    dir_of
+                        .get(by)
+                        .unwrap_or_else(|| panic!("unknown process {by}"))
+                }
+                None => dir,
+            };
+            let bytes = std::fs::read(holder.join(&row.path)).unwrap();
+            assert_eq!(sha256_hex(&bytes), row.sha256, "{row:?}");
+            assert!(urls.insert(row.url.clone()), "{} listed twice", row.url);
+        }
+    }
+    assert_same(&urls, &good_images(site, &server), "the manifests");
+    let stats: HashMap<String, u64> = redis::cmd("HGETALL")
+        .arg("imgcrawl:{b1}:stats")
+        .query(&mut redis.con())
+        .unwrap();
+    assert_eq!(stats["images_saved"] as usize, distinct.len(), "{stats:?}");
+    assert_eq!(
+        stats["duplicates"] as usize,
+        urls.len() - distinct.len(),
+        "{stats:?}"
+    );
+    eprintln!("{elsewhere} images recorded as bytes another process holds");
 }
 
 #[test]

@@ -391,6 +391,7 @@ impl Supervisor {
         ctx: &Context<Self>,
     ) -> Addr<ImageSaver> {
         let (settings, writer) = (self.settings.clone(), self.writer.clone());
+        let claims = self.shared.as_ref().map(|_| ctx.address().recipient());
         let guard = DeathGuard {
             kind: WorkerKind::ImageSaver,
             slot,
@@ -398,7 +399,7 @@ impl Supervisor {
             supervisor: ctx.address().recipient(),
         };
         ImageSaver::start_in_arbiter(&self.arbiters[arbiter].handle(), move |_| {
-            ImageSaver::new(settings, writer, guard)
+            ImageSaver::new(settings, writer, claims, guard)
         })
     }
 

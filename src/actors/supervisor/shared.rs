@@ -13,8 +13,9 @@ use url::Url;
 
 use super::permits::Permits;
 use super::{Delayed, Supervisor, IMAGE_CREDIT, PAGE_CREDIT};
+use crate::actors::image_saver::ClaimBytes;
 use crate::actors::logger::CrawlEvent;
-use crate::cluster::{encode_image, encode_page, Cluster, Kind, Op, Outcome, Taken};
+use crate::cluster::{encode_image, encode_page, BytesClaim, Cluster, Kind, Op, Outcome, Taken};
 use crate::frontier::{ImageJob, PageJob};
 use crate::records::ManifestRow;
 use crate::settings::Role;
@@ -176,6 +177,11 @@ impl Supervisor {
             }),
             row: Some(json.to_string()),
             bytes: if duplicate { 0 } else { row.bytes },
+            // Bytes on this disk (new, or a copy of a file here): other processes link to them.
+            stored: row
+                .duplicate_on
+                .is_none()
+                .then(|| (row.sha256.clone(), row.path.display().to_string())),
         };
         sh.after_commit
             .push(Op::Ack(Kind::Image, lease.id, outcome));
@@ -475,6 +481,22 @@ impl Supervisor {
                     );
                 }
                 Err(e) => log::warn!("Redis: cannot read the whole crawl's counters: {e}"),
+            }
+        })
+    }
+}
+
+impl Handler<ClaimBytes> for Supervisor {
+    type Result = ResponseFuture<Result<BytesClaim, String>>;
+
+    /// Asked by an ImageSaver before it stores bytes: Redis answers, the Supervisor's state is
+    /// not touched (the connection lives on this arbiter, so the savers' threads never drive it).
+    fn handle(&mut self, m: ClaimBytes, _: &mut Context<Self>) -> Self::Result {
+        let cluster = self.shared.as_ref().map(|sh| sh.cluster.clone());
+        Box::pin(async move {
+            match cluster {
+                Some(c) => c.claim_bytes(&m.sha256).await.map_err(|e| e.to_string()),
+                None => Ok(BytesClaim::Mine),
             }
         })
     }
