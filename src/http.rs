@@ -290,6 +290,15 @@ where
             .and_then(|v| v.trim().parse().ok())
     }
 
+    /// The length of the body after decoding, when the server announced it (an unencoded body
+    /// with a Content-Length).
+    pub fn announced_body(&self) -> Option<u64> {
+        match self.decoder {
+            Decoder::Identity => self.announced_length(),
+            _ => None,
+        }
+    }
+
     /// Fails at once when the announced length of an unencoded body is over `limit`.
     pub fn check_announced(&self, limit: u64) -> Result<(), Failure> {
         match (&self.decoder, self.announced_length()) {

@@ -86,6 +86,9 @@ pub struct Stats {
     pub images_already_saved: u64,
     /// Image URLs not requested because their host is outside `scope.allowed_hosts`.
     pub images_out_of_scope: u64,
+    /// Images not kept because of a `[filter]` key, by that key (e.g. "filter.min_width": 3).
+    #[serde(default)]
+    pub images_skipped: BTreeMap<String, u64>,
     /// Bytes of the new files written.
     pub bytes_saved: u64,
     /// Retries made after retryable failures.

@@ -84,7 +84,7 @@ pub enum StateOp {
         /// The temporary file to move into place, relative to `out_dir`.
         temp: Option<PathBuf>,
     },
-    /// An image failed for good (or is not to be fetched).
+    /// An image failed for good, or is not to be fetched or kept (a filter skipped it).
     ImageFailed(Url),
     /// An image URL redirected to another one, queued in its place.
     ImageRedirected(Url),

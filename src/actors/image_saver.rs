@@ -62,6 +62,8 @@ pub enum ImageDone {
     },
     /// The URL redirects to this one; the Supervisor decides whether to follow.
     Redirected(Url),
+    /// Not kept because of this `[filter]` key; abandoned as soon as that was known.
+    Skipped(&'static str),
 }
 
 /// Bytes kept in memory before a download is spilled to its temporary file.
@@ -194,12 +196,21 @@ async fn download(
         claims,
     } = io;
     let limit = settings.http.max_image_bytes;
+    let filter = &settings.filter;
     let mut fetched = match http::get(&client, &job.url, &settings.http).await? {
         http::Answer::Redirect(to) => return Ok(ImageDone::Redirected(to)),
         http::Answer::Body(fetched) => fetched,
     };
     fetched.check_announced(limit)?;
+    if let Some(skip) = fetched
+        .announced_body()
+        .and_then(|n| filter.wrong_size(n, true))
+    {
+        return Ok(ImageDone::Skipped(skip));
+    }
     let mut kind = None;
+    // Whether the dimensions still have to be read (and checked) from the first bytes.
+    let mut measure = filter.min_width > 0 || filter.min_height > 0;
     while let Some(chunk) = fetched.next_chunk(limit).await? {
         body.total += chunk.len() as u64;
         body.hasher.update(&chunk);
@@ -210,6 +221,18 @@ async fn download(
         if kind.is_none() && body.head.len() >= SNIFF_LEN {
             // Decide early: an HTML error page is abandoned after its first bytes.
             kind = Some(sniff::sniff(&body.head).ok_or_else(not_image)?);
+        }
+        if let Some(skip) = filter.wrong_size(body.total, false) {
+            return Ok(ImageDone::Skipped(skip));
+        }
+        if measure && kind.is_some() {
+            // A too-small image is abandoned here, without the rest of its bytes.
+            if let Some((w, h)) = sniff::dimensions(&body.head) {
+                measure = false;
+                if let Some(skip) = filter.too_small(w, h) {
+                    return Ok(ImageDone::Skipped(skip));
+                }
+            }
         }
         body.pending.extend_from_slice(&chunk);
         if body.pending.len() >= SPILL_BYTES {
@@ -232,6 +255,9 @@ async fn download(
             FailureKind::Truncated,
             format!("{} data ends early", kind.extension()),
         ));
+    }
+    if let Some(skip) = filter.wrong_size(body.total, true) {
+        return Ok(ImageDone::Skipped(skip));
     }
     let sha256 = format!("{:x}", std::mem::take(&mut body.hasher).finalize());
     // Records and names follow the URL as the page gave it, wherever redirects led.
@@ -257,9 +283,6 @@ async fn download(
     if let Some(claims) = &claims {
         if let Some((by, path)) = stored_elsewhere(claims, &sha256).await {
             // Another process holds these bytes: record where, store nothing.
-            if body.spilled {
-                writer.do_send(DiscardTemp { tmp });
-            }
             return Ok(ImageDone::Saved {
                 temp: None,
                 row: row(path.clone(), Some(path), Some(by)),
@@ -303,7 +326,9 @@ impl Handler<SaveImage> for ImageSaver {
                 let (mut body, mut done) = (Body::default(), m.body_done);
                 let writer = io.writer.clone();
                 let result = download(io, m.job, m.tmp, &mut body, &mut done).await;
-                if result.is_err() && body.spilled {
+                // Bytes spilled to the temporary file stay only for an image stored here.
+                let stored = matches!(&result, Ok(ImageDone::Saved { temp: Some(_), .. }));
+                if body.spilled && !stored {
                     writer.do_send(DiscardTemp { tmp: m.tmp });
                 }
                 result

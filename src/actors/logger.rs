@@ -60,6 +60,14 @@ pub enum CrawlEvent {
         /// Its URL.
         url: Url,
     },
+    /// An image was not kept because of a `[filter]` key (`reason`): excluded before any request,
+    /// or abandoned as soon as its size or dimensions showed it.
+    ImageSkipped {
+        /// Its URL.
+        url: Url,
+        /// The filter key, e.g. "filter.min_width".
+        reason: &'static str,
+    },
     /// An image on a host outside the scope was skipped.
     ImageOutOfScope {
         /// Its URL.
@@ -206,6 +214,10 @@ impl Logger {
                 push_json(&mut self.errors, row);
             }
             CrawlEvent::ImageAlreadySaved { .. } => s.images_already_saved += 1,
+            CrawlEvent::ImageSkipped { url, reason } => {
+                log::debug!("skipped {url} ({reason})");
+                *s.images_skipped.entry((*reason).to_string()).or_default() += 1;
+            }
             CrawlEvent::ImageOutOfScope { url } => {
                 if s.images_out_of_scope == 0 {
                     log::info!("skipping images on hosts outside the scope, e.g. {url}; add the host to scope.allowed_hosts to get them");

@@ -25,6 +25,7 @@ const LIST_KEYS: &[&str] = &[
     "scope.include",
     "scope.exclude",
     "scope.strip_query",
+    "filter.exclude",
 ];
 
 /// Where a configuration value came from.

@@ -67,6 +67,8 @@ pub struct RawSettings {
     pub http: RawHttp,
     /// How saved files are named.
     pub output: RawOutput,
+    /// Which images are worth keeping.
+    pub filter: RawFilter,
     /// The optional shared crawl on Redis.
     pub distributed: RawDistributed,
 }
@@ -157,6 +159,22 @@ pub struct RawOutput {
     pub filename: String,
 }
 
+/// `[filter]` as written.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawFilter {
+    /// Narrowest image kept, in pixels (0: any).
+    pub min_width: u32,
+    /// Lowest image kept, in pixels (0: any).
+    pub min_height: u32,
+    /// Smallest image kept, in bytes (0: any).
+    pub min_bytes: u64,
+    /// Largest image kept, in bytes (0: any, up to `http.max_image_bytes`).
+    pub max_bytes: u64,
+    /// Image URLs matching any of these regexes are not downloaded.
+    pub exclude: Vec<String>,
+}
+
 impl Default for RawSettings {
     /// The built-in defaults: exactly `config/default.toml`.
     fn default() -> Self {
@@ -181,8 +199,56 @@ pub struct Settings {
     pub http: HttpSettings,
     /// File naming.
     pub filename: FilenameTemplate,
+    /// Which images are kept.
+    pub filter: Filter,
     /// The shared crawl this process takes part in; `None` for a local crawl.
     pub distributed: Option<Distributed>,
+}
+
+/// Which images are kept. An image that fails a filter is skipped, counted by the filter's key,
+/// and not stored; a skip is not a failure.
+#[derive(Debug, Clone, Default)]
+pub struct Filter {
+    /// Narrowest image kept, in pixels (0: any).
+    pub min_width: u32,
+    /// Lowest image kept, in pixels (0: any).
+    pub min_height: u32,
+    /// Smallest image kept, in bytes (0: any).
+    pub min_bytes: u64,
+    /// Largest image kept, in bytes.
+    pub max_bytes: Option<u64>,
+    /// Image URLs matching any of these are not downloaded.
+    pub exclude: Vec<Regex>,
+}
+
+impl Filter {
+    /// The `filter.exclude` pattern `url` matches, if any.
+    pub fn excluded(&self, url: &Url) -> Option<&Regex> {
+        self.exclude.iter().find(|r| r.is_match(url.as_str()))
+    }
+
+    /// Why an image of this size is not kept (the filter key), once its dimensions are known.
+    pub fn too_small(&self, width: u32, height: u32) -> Option<&'static str> {
+        if width < self.min_width {
+            Some("filter.min_width")
+        } else if height < self.min_height {
+            Some("filter.min_height")
+        } else {
+            None
+        }
+    }
+
+    /// Why an image of `bytes` bytes is not kept (the filter key); `complete` is false while
+    /// more may come (then only the upper bound applies).
+    pub fn wrong_size(&self, bytes: u64, complete: bool) -> Option<&'static str> {
+        if self.max_bytes.is_some_and(|max| bytes > max) {
+            Some("filter.max_bytes")
+        } else if complete && bytes < self.min_bytes {
+            Some("filter.min_bytes")
+        } else {
+            None
+        }
+    }
 }
 
 /// Actor and thread counts.
@@ -407,6 +473,7 @@ impl RawSettings {
             http: self.http.validate()?,
             filename: FilenameTemplate::parse(&self.output.filename)
                 .map_err(|e| bad("output.filename", e))?,
+            filter: self.filter.validate()?,
             distributed: self.distributed.validate()?,
         })
     }
@@ -489,6 +556,28 @@ impl RawScope {
                 .map(|p| p.trim().to_ascii_lowercase())
                 .filter(|p| !p.is_empty())
                 .collect(),
+        })
+    }
+}
+
+impl RawFilter {
+    fn validate(&self) -> Result<Filter, KeyError> {
+        let max_bytes = (self.max_bytes > 0).then_some(self.max_bytes);
+        if max_bytes.is_some_and(|max| max < self.min_bytes) {
+            return Err(bad(
+                "filter.max_bytes",
+                format!(
+                    "{} is below filter.min_bytes ({}): no image could be kept",
+                    self.max_bytes, self.min_bytes
+                ),
+            ));
+        }
+        Ok(Filter {
+            min_width: self.min_width,
+            min_height: self.min_height,
+            min_bytes: self.min_bytes,
+            max_bytes,
+            exclude: compile_regexes("filter.exclude", &self.exclude)?,
         })
     }
 }

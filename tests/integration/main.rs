@@ -7,6 +7,7 @@ mod crawl;
 mod distributed;
 mod embed;
 mod failures;
+mod filters;
 mod hostile;
 mod polite;
 mod resume;

@@ -37,6 +37,9 @@ pub enum Reply {
     /// A chunked 200 of this type (no Content-Length) streaming `total` bytes: these first, then
     /// zeros.
     Stream(&'static str, Vec<u8>, usize),
+    /// A 200 with this type and body (Content-Length announced), written 16 KiB at a time with a
+    /// pause of `every` between writes, until the body is sent or the client has gone.
+    Paced(&'static str, Vec<u8>, Duration),
 }
 
 impl Reply {
@@ -62,6 +65,8 @@ struct Seen {
     active: AtomicUsize,
     max_active: AtomicUsize,
     user_agents: Mutex<Vec<String>>,
+    /// Body bytes written to the client, by path (for [`Reply::Paced`]).
+    sent: Mutex<HashMap<String, usize>>,
 }
 
 /// A test HTTP server; lives until the test process ends.
@@ -140,6 +145,17 @@ impl TestServer {
         self.seen.hits.lock().unwrap().clone()
     }
 
+    /// Body bytes the client accepted before it hung up, by path (only for [`Reply::Paced`]).
+    pub fn sent(&self, path: &str) -> usize {
+        self.seen
+            .sent
+            .lock()
+            .unwrap()
+            .get(path)
+            .copied()
+            .unwrap_or(0)
+    }
+
     /// Requests being answered right now.
     pub fn active(&self) -> usize {
         self.seen.active.load(Ordering::SeqCst)
@@ -192,10 +208,48 @@ fn serve_connection(stream: TcpStream, routes: &Routes, seen: &Seen) {
         // may start its next request, which must not find this one still counted (on a loaded
         // machine this thread can be descheduled between the write and the count).
         seen.active.fetch_sub(1, Ordering::SeqCst);
+        if let Reply::Paced(ctype, body, every) = reply {
+            paced(&mut stream, ctype, &body, every, &path, seen);
+            return;
+        }
         let keep = respond(&mut stream, reply);
         if !keep {
             return;
         }
+    }
+}
+
+/// Writes a [`Reply::Paced`] answer, counting the body bytes written before the client hung up.
+fn paced(
+    stream: &mut TcpStream,
+    ctype: &str,
+    body: &[u8],
+    every: Duration,
+    path: &str,
+    seen: &Seen,
+) {
+    let head = format!(
+        "HTTP/1.1 200 X\r\ncontent-type: {ctype}\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+        body.len()
+    );
+    if stream.write_all(head.as_bytes()).is_err() {
+        return;
+    }
+    for chunk in body.chunks(16 * 1024) {
+        if stream
+            .write_all(chunk)
+            .and_then(|_| stream.flush())
+            .is_err()
+        {
+            return;
+        }
+        *seen
+            .sent
+            .lock()
+            .unwrap()
+            .entry(path.to_string())
+            .or_default() += chunk.len();
+        std::thread::sleep(every);
     }
 }
 
@@ -244,6 +298,7 @@ fn respond(stream: &mut TcpStream, reply: Reply) -> bool {
             std::thread::sleep(Duration::from_secs(120));
             return false;
         }
+        Reply::Paced(..) => unreachable!("paced replies are written by `paced`"),
         Reply::Stream(ctype, prefix, total) => {
             let head = format!(
                 "HTTP/1.1 200 X\r\ncontent-type: {ctype}\r\ntransfer-encoding: chunked\r\n\r\n"

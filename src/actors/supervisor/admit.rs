@@ -122,6 +122,13 @@ impl Supervisor {
             self.logger.do_send(CrawlEvent::ImageOutOfScope { url });
             return false;
         }
+        if self.settings.filter.excluded(&url).is_some() {
+            self.logger.do_send(CrawlEvent::ImageSkipped {
+                url,
+                reason: "filter.exclude",
+            });
+            return false;
+        }
         let job = ImageJob {
             url,
             page,

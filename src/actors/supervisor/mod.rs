@@ -661,6 +661,7 @@ impl Supervisor {
                     });
                 }
                 Ok(Ok(ImageDone::Redirected(to))) => act.image_redirected(job, to),
+                Ok(Ok(ImageDone::Skipped(reason))) => act.image_skipped(job, reason),
                 Ok(Err(failure)) if failure.kind == FailureKind::Disk => {
                     // The image stays waiting in the state; the crawl cannot go on.
                     act.fail(format!("{}: {}", job.url, failure.detail), ctx);

@@ -165,6 +165,16 @@ impl Supervisor {
         }));
     }
 
+    /// An image was not kept because of the `[filter]` key `reason`: done, without a file and
+    /// without an error.
+    pub(super) fn image_skipped(&mut self, job: ImageJob, reason: &'static str) {
+        self.pending.push(StateOp::ImageFailed(job.url.clone()));
+        self.shared_done(Kind::Image, &job.url, Some("images_skipped"));
+        let url = job.redirected_from.first().cloned().unwrap_or(job.url);
+        self.logger
+            .do_send(CrawlEvent::ImageSkipped { url, reason });
+    }
+
     pub(super) fn image_lost(&mut self, mut job: ImageJob) {
         job.losses += 1;
         if job.losses > MAX_LOSSES {
