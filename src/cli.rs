@@ -31,6 +31,9 @@ pub enum Command {
     Manifest(ManifestArgs),
     /// Write the sample gallery as static files, to serve with any web server (the benchmark).
     SampleSite(SampleSiteArgs),
+    /// Print the configuration `crawl` would use with the same arguments, as TOML, with where each
+    /// value comes from (default, file, environment variable or flag).
+    Config(CrawlArgs),
 }
 
 /// Flags shared by every command that crawls.

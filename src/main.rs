@@ -28,6 +28,7 @@ fn main() -> ExitCode {
             }
         }
         Command::Demo(args) => run_crawl(demo(args.common)),
+        Command::Config(args) => show_config(&args),
         Command::ServeSample(args) => serve_sample(args),
         Command::SampleSite(args) => {
             let site = SampleSite {
@@ -74,6 +75,33 @@ fn main() -> ExitCode {
         },
     };
     ExitCode::from(code)
+}
+
+/// Prints the merged configuration with the origin of each value. Exit 2 if it is broken, or if
+/// a crawl would refuse it (the reason follows the printout), except for a missing start URL,
+/// which `crawl` may still be given.
+fn show_config(args: &imgcrawl::cli::CrawlArgs) -> u8 {
+    let sources = args.sources(std::env::vars().collect());
+    match sources.effective() {
+        Ok((text, invalid)) => {
+            print!("{text}");
+            match invalid {
+                None => 0,
+                Some(e) if e.key == "start_urls" => {
+                    eprintln!("note: no start URL yet; give them to `imgcrawl crawl` as arguments");
+                    0
+                }
+                Some(e) => {
+                    eprintln!("imgcrawl: a crawl would refuse this configuration: {e}");
+                    2
+                }
+            }
+        }
+        Err(e) => {
+            eprintln!("imgcrawl: {e}");
+            2
+        }
+    }
 }
 
 /// Prints the whole manifest of shared crawl `id` on the Redis at `url`, one JSON line per saved

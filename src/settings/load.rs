@@ -96,6 +96,16 @@ impl ConfigSources {
 
     /// Merges, deserialises and validates every layer.
     pub fn load(&self) -> Result<Settings, SettingsError> {
+        let (raw, file_text) = self.merged()?;
+        raw.validate_keys().map_err(|(key, message)| SettingsError {
+            origin: self.origin_of(key, file_text.as_deref()),
+            key: key.to_string(),
+            message,
+        })
+    }
+
+    /// Every layer merged and deserialised (not yet validated), with the file's text.
+    fn merged(&self) -> Result<(RawSettings, Option<String>), SettingsError> {
         let file_text = match &self.file {
             Some(path) => Some(std::fs::read_to_string(path).map_err(|e| SettingsError {
                 key: String::new(),
@@ -132,11 +142,34 @@ impl ConfigSources {
             key,
             message,
         })?;
-        raw.validate_keys().map_err(|(key, message)| SettingsError {
-            origin: self.origin_of(key, file_text.as_deref()),
-            key: key.to_string(),
-            message,
-        })
+        Ok((raw, file_text))
+    }
+
+    /// The merged configuration as TOML, each value followed by the layer it came from, and
+    /// whether it would be accepted (the validation error otherwise). Secrets are shown as `***`.
+    pub fn effective(&self) -> Result<(String, Option<SettingsError>), SettingsError> {
+        let (raw, file_text) = self.merged()?;
+        let invalid = raw
+            .validate_keys()
+            .err()
+            .map(|(key, message)| SettingsError {
+                origin: self.origin_of(key, file_text.as_deref()),
+                key: key.to_string(),
+                message,
+            });
+        let table = toml::Table::try_from(&raw).map_err(|e| SettingsError {
+            key: String::new(),
+            origin: Origin::Default,
+            message: format!("cannot show the configuration as TOML: {e}"),
+        })?;
+        let mut out = String::from(
+            "# The configuration a crawl with these layers uses, and where each value comes from\n\
+             # (built-in defaults < -c file < IMGCRAWL_* environment < flags). Unset optional keys\n\
+             # are not shown.\n",
+        );
+        let origin = |key: &str| self.origin_of(key, file_text.as_deref());
+        write_table(&mut out, "", &table, &origin);
+        Ok((out, invalid))
     }
 
     fn environment(&self) -> Environment {
@@ -185,6 +218,69 @@ impl ConfigSources {
             }
         }
         Origin::Default
+    }
+}
+
+/// Writes the plain keys of `table` (under the dotted `prefix`), then its sub-tables as sections.
+fn write_table(
+    out: &mut String,
+    prefix: &str,
+    table: &toml::Table,
+    origin: &dyn Fn(&str) -> Origin,
+) {
+    let key_of = |k: &str| {
+        if prefix.is_empty() {
+            k.to_string()
+        } else {
+            format!("{prefix}.{k}")
+        }
+    };
+    for (k, v) in table.iter().filter(|(_, v)| !v.is_table()) {
+        let key = key_of(k);
+        let shown = match (key.as_str(), v) {
+            ("distributed.redis_url", toml::Value::String(url)) => {
+                toml::Value::String(redact_password(url))
+            }
+            _ => v.clone(),
+        };
+        let line = format!("{} = {shown}", toml_key(k));
+        let from = match origin(&key) {
+            Origin::Default => "default".to_string(),
+            Origin::File(p) => format!("file {}", p.display()),
+            Origin::Env(var) => format!("env {var}"),
+            Origin::Flag(flag) => format!("flag {flag}"),
+        };
+        out.push_str(&format!("{line:<44} # {from}\n"));
+    }
+    for (k, v) in table.iter() {
+        if let toml::Value::Table(inner) = v {
+            let key = key_of(k);
+            out.push_str(&format!("\n[{key}]\n"));
+            write_table(out, &key, inner, origin);
+        }
+    }
+}
+
+/// A key as TOML writes it: bare when it can be.
+fn toml_key(k: &str) -> String {
+    if !k.is_empty()
+        && k.chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+    {
+        k.to_string()
+    } else {
+        toml::Value::String(k.to_string()).to_string()
+    }
+}
+
+/// `url` with its password replaced by `***`.
+fn redact_password(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut u) if u.password().is_some() => {
+            let _ = u.set_password(Some("***"));
+            u.to_string()
+        }
+        _ => url.to_string(),
     }
 }
 

@@ -203,3 +203,98 @@ fn the_documented_defaults_are_the_built_in_defaults() {
         format!("imgcrawl/{}", env!("CARGO_PKG_VERSION"))
     );
 }
+
+/// Runs `imgcrawl config ARGS` with `env` added; returns (exit status, stdout, stderr).
+fn config_command(args: &[&str], env: &[(&str, &str)]) -> (Option<i32>, String, String) {
+    let o = std::process::Command::new(env!("CARGO_BIN_EXE_imgcrawl"))
+        .arg("config")
+        .args(args)
+        .env_remove("RUST_LOG")
+        .envs(env.iter().copied())
+        .output()
+        .unwrap();
+    (
+        o.status.code(),
+        String::from_utf8_lossy(&o.stdout).into_owned(),
+        String::from_utf8_lossy(&o.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn the_config_command_prints_valid_toml_with_each_values_origin() {
+    let (_d, path) = file(
+        "fetchers = 5\n[http]\ndelay_ms = 100\ntimeout_secs = 9\n[filter]\nexclude = ['/ads/']\n",
+    );
+    let p = path.to_str().unwrap();
+    let (code, out, err) = config_command(
+        &[
+            "-c",
+            p,
+            "--max-depth",
+            "2",
+            "--redis",
+            "redis://:hunter2@127.0.0.1:6379/0",
+            "--crawl-id",
+            "g1",
+            "http://a.example/",
+        ],
+        &[
+            ("IMGCRAWL_SAVERS", "7"),
+            ("IMGCRAWL_HTTP__TIMEOUT_SECS", "12"),
+        ],
+    );
+    assert_eq!(code, Some(0), "{out}{err}");
+    assert!(!out.contains("hunter2"), "the password is shown: {out}");
+    // The printout is TOML a user can save and load again: the same values.
+    let table: toml::Table = toml::from_str(&out).unwrap_or_else(|e| panic!("{e}\n{out}"));
+    assert_eq!(table["fetchers"].as_integer(), Some(5));
+    assert_eq!(table["savers"].as_integer(), Some(7));
+    assert_eq!(table["http"]["timeout_secs"].as_float(), Some(12.0));
+    assert_eq!(table["scope"]["max_depth"].as_integer(), Some(2));
+    assert_eq!(
+        table["distributed"]["redis_url"].as_str(),
+        Some("redis://:***@127.0.0.1:6379/0")
+    );
+    // Each value's line names the layer that set it last.
+    let origin = |section: &str, key: &str| -> String {
+        let mut in_section = section.is_empty();
+        for line in out.lines() {
+            if line.starts_with('[') {
+                in_section = line == format!("[{section}]");
+            } else if in_section && line.starts_with(&format!("{key} = ")) {
+                return line.rsplit_once(" # ").unwrap().1.to_string();
+            }
+        }
+        panic!("no {section}.{key} in {out}");
+    };
+    assert_eq!(origin("", "fetchers"), format!("file {p}"));
+    assert_eq!(origin("", "savers"), "env IMGCRAWL_SAVERS");
+    assert_eq!(origin("", "writers"), "default");
+    assert_eq!(origin("", "start_urls"), "flag START_URL");
+    assert_eq!(origin("http", "delay_ms"), format!("file {p}"));
+    assert_eq!(
+        origin("http", "timeout_secs"),
+        "env IMGCRAWL_HTTP__TIMEOUT_SECS"
+    );
+    assert_eq!(origin("http", "retries"), "default");
+    assert_eq!(origin("scope", "max_depth"), "flag --max-depth");
+    assert_eq!(origin("filter", "exclude"), format!("file {p}"));
+    assert_eq!(origin("distributed", "redis_url"), "flag --redis");
+
+    // Without start URLs the printout still works (crawl may be given them).
+    let (code, out, _) = config_command(&[], &[]);
+    assert_eq!(code, Some(0));
+    assert!(out.contains("fetchers = 3"), "{out}");
+    // A broken layer is an error naming the key and its origin.
+    let (code, _, err) = config_command(&["http://a.example/"], &[("IMGCRAWL_FETCHERS", "eight")]);
+    assert_eq!(code, Some(2));
+    assert!(
+        err.contains("IMGCRAWL_FETCHERS") && err.contains("fetchers"),
+        "{err}"
+    );
+    // A value a crawl would refuse is shown, then named.
+    let (code, out, err) = config_command(&["http://a.example/", "--fetchers", "0"], &[]);
+    assert_eq!(code, Some(2));
+    assert!(out.contains("fetchers = 0"), "{out}");
+    assert!(err.contains("--fetchers"), "{err}");
+}
