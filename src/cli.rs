@@ -31,6 +31,9 @@ pub enum Command {
     Manifest(ManifestArgs),
     /// Write the sample gallery as static files, to serve with any web server (the benchmark).
     SampleSite(SampleSiteArgs),
+    /// Fetch one page with the configured rules and show what a crawl would do with it: each
+    /// image with its name and file path, each link followed or skipped and why. Saves nothing.
+    Check(CheckArgs),
     /// Print the configuration `crawl` would use with the same arguments, as TOML, with where each
     /// value comes from (default, file, environment variable or flag).
     Config(CrawlArgs),
@@ -107,6 +110,26 @@ impl CrawlArgs {
                 s.flag(key, flag, v.clone());
             }
         }
+        s
+    }
+}
+
+/// `imgcrawl check`.
+#[derive(Debug, Args)]
+pub struct CheckArgs {
+    /// The page to check (also the crawl's start URL for the scope's default hosts).
+    #[arg(value_name = "URL")]
+    pub url: String,
+    /// Configuration flags.
+    #[command(flatten)]
+    pub common: CommonArgs,
+}
+
+impl CheckArgs {
+    /// The configuration layers, with the page as the start URL.
+    pub fn sources(&self, env: HashMap<String, String>) -> ConfigSources {
+        let mut s = self.common.sources(env);
+        s.flag("start_urls", "URL", vec![self.url.clone()]);
         s
     }
 }

@@ -39,6 +39,9 @@ pub enum Error {
     /// The shared crawl's Redis refused the credentials of `distributed.redis_url`.
     #[error("{0}")]
     ClusterAuth(String),
+    /// `imgcrawl check` could not fetch or read the page.
+    #[error("{0}")]
+    Check(String),
     /// The crawl's actors stopped answering (for example the System was shut down under it).
     #[error("crawl aborted: {0}")]
     Aborted(String),

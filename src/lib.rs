@@ -31,6 +31,7 @@
 //! runs in.
 
 pub mod actors;
+pub mod check;
 pub mod cli;
 pub mod cluster;
 mod crawl;

@@ -29,6 +29,7 @@ fn main() -> ExitCode {
         }
         Command::Demo(args) => run_crawl(demo(args.common)),
         Command::Config(args) => show_config(&args),
+        Command::Check(args) => check_page(&args),
         Command::ServeSample(args) => serve_sample(args),
         Command::SampleSite(args) => {
             let site = SampleSite {
@@ -75,6 +76,33 @@ fn main() -> ExitCode {
         },
     };
     ExitCode::from(code)
+}
+
+/// `imgcrawl check`: the dry run of one page. Exit 2 for a configuration error, 1 when the page
+/// cannot be fetched.
+fn check_page(args: &imgcrawl::cli::CheckArgs) -> u8 {
+    let settings = match Settings::load(&args.sources(std::env::vars().collect())) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("imgcrawl: {e}");
+            return 2;
+        }
+    };
+    let Some(url) = settings.start_urls.first().cloned() else {
+        eprintln!("imgcrawl: no page to check");
+        return 2;
+    };
+    let system = actix::System::new();
+    match system.block_on(async move { imgcrawl::check::check(&settings, &url).await }) {
+        Ok(report) => {
+            println!("{report}");
+            0
+        }
+        Err(e) => {
+            eprintln!("imgcrawl: {e}");
+            1
+        }
+    }
 }
 
 /// Prints the merged configuration with the origin of each value. Exit 2 if it is broken, or if

@@ -2,6 +2,7 @@
 //! started by the test itself, each in a fresh temporary output directory.
 
 mod binary;
+mod check;
 mod config;
 mod crawl;
 mod distributed;
