@@ -469,10 +469,20 @@ async fn serve(req: HttpRequest, data: web::Data<(SampleSite, Hits)>) -> HttpRes
     match r.cut_at {
         None => builder.body(r.body),
         Some(cut) => {
-            // Announce the full length but end the body early: the server drops the connection,
-            // as one that died mid-transfer would.
+            // Announce the full length, send part of the body, then drop the connection, as a
+            // server that died mid-transfer would. The pause lets the part go out first: a body
+            // that errors (or ends short) at once makes actix-web drop the connection with the
+            // headers still unsent.
+            use futures_util::StreamExt;
             let part = r.body.slice(..cut);
-            let stream = futures_util::stream::once(async move { Ok::<_, std::io::Error>(part) });
+            let stream = futures_util::stream::once(async move { Ok(part) }).chain(
+                futures_util::stream::once(async {
+                    actix_rt::time::sleep(std::time::Duration::from_millis(20)).await;
+                    Err(std::io::Error::other(
+                        "the sample server cuts this body short",
+                    ))
+                }),
+            );
             builder.no_chunking(r.body.len() as u64).streaming(stream)
         }
     }
