@@ -15,6 +15,12 @@ pub struct Cli {
     /// What to do.
     #[command(subcommand)]
     pub command: Command,
+    /// Only errors and the final summary (no progress display, no status lines).
+    #[arg(short, long, global = true, conflicts_with = "verbose")]
+    pub quiet: bool,
+    /// More log detail: -v debug, -vv trace (RUST_LOG, when set, wins).
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
 }
 
 /// The subcommands.
@@ -88,6 +94,9 @@ pub struct CrawlArgs {
     /// What this process does in a shared crawl: pages, images or all (key distributed.role).
     #[arg(long, value_name = "ROLE")]
     pub role: Option<String>,
+    /// Print the final counters as JSON on stdout instead of the summary table.
+    #[arg(long)]
+    pub json: bool,
     /// Configuration flags.
     #[command(flatten)]
     pub common: CommonArgs,
@@ -137,6 +146,9 @@ impl CheckArgs {
 /// `imgcrawl demo`.
 #[derive(Debug, Args)]
 pub struct DemoArgs {
+    /// Print the final counters as JSON on stdout instead of the summary table.
+    #[arg(long)]
+    pub json: bool,
     /// Configuration flags (the output directory defaults to imgcrawl-demo).
     #[command(flatten)]
     pub common: CommonArgs,

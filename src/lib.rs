@@ -41,6 +41,7 @@ pub mod extract;
 pub mod frontier;
 pub mod http;
 pub mod paths;
+pub mod progress;
 pub mod records;
 pub mod robots;
 pub mod sample_site;

@@ -1,7 +1,7 @@
 //! The `imgcrawl` binary: command line -> settings -> logging -> actix System -> crawl -> exit
 //! status (0 done, 3 some failures, 2 usage or configuration error, 1 fatal error, 130 stopped).
 
-use std::io::Write;
+use std::io::{IsTerminal, Write};
 use std::process::ExitCode;
 
 use clap::Parser;
@@ -12,22 +12,26 @@ use imgcrawl::{Crawl, CrawlReport, Error, Settings};
 fn main() -> ExitCode {
     limit_malloc_arenas();
     let cli = Cli::parse();
-    init_logging();
+    // The live display only for a crawl on a terminal, and not with -q.
+    let live = matches!(cli.command, Command::Crawl(_) | Command::Demo(_))
+        && !cli.quiet
+        && std::io::stderr().is_terminal();
+    let multi = init_logging(cli.quiet, cli.verbose, live);
     // awc's rustls needs exactly one process-wide crypto provider; we build with ring only.
     let _ = rustls::crypto::ring::default_provider().install_default();
     let code = match cli.command {
         Command::Crawl(args) => {
             let sources = args.sources(std::env::vars().collect());
-            let fresh = args.fresh;
+            let (fresh, json) = (args.fresh, args.json);
             match Settings::load(&sources) {
-                Ok(settings) => run_crawl(async move { crawl(settings, fresh).await }),
+                Ok(settings) => run_crawl(async move { crawl(settings, fresh, multi).await }, json),
                 Err(e) => {
                     eprintln!("imgcrawl: {e}");
                     2
                 }
             }
         }
-        Command::Demo(args) => run_crawl(demo(args.common)),
+        Command::Demo(args) => run_crawl(demo(args.common, multi), args.json),
         Command::Config(args) => show_config(&args),
         Command::Check(args) => check_page(&args),
         Command::ServeSample(args) => serve_sample(args),
@@ -180,11 +184,19 @@ fn shared_manifest(url: &str, id: &str) -> u8 {
     }
 }
 
-fn init_logging() {
-    env_logger::Builder::from_env(
-        env_logger::Env::default().default_filter_or("info,actix_server=warn,actix_web=warn"),
-    )
-    .format(|buf, record| {
+/// Sets up `log`: errors only with `quiet`, debug or trace with `verbose` (RUST_LOG, when set,
+/// wins). With `live`, log lines go through indicatif-log-bridge above the progress display, and
+/// the `MultiProgress` to add its bar to is returned; the plain status lines are then off.
+fn init_logging(quiet: bool, verbose: u8, live: bool) -> Option<indicatif::MultiProgress> {
+    let default = match (quiet, verbose) {
+        (true, _) => "error",
+        (false, 0) => "info,actix_server=warn,actix_web=warn",
+        (false, 1) => "info,imgcrawl=debug,actix_server=warn,actix_web=warn",
+        (false, _) => "debug,imgcrawl=trace",
+    };
+    let mut builder =
+        env_logger::Builder::from_env(env_logger::Env::default().default_filter_or(default));
+    builder.format(|buf, record| {
         let level = record.level();
         writeln!(
             buf,
@@ -192,16 +204,41 @@ fn init_logging() {
             buf.timestamp_seconds(),
             record.args()
         )
-    })
-    .init();
+    });
+    if !live {
+        builder.init();
+        return None;
+    }
+    // The bar shows what the status lines would.
+    builder.filter_module("imgcrawl::progress", log::LevelFilter::Off);
+    let logger = builder.build();
+    let level = logger.filter();
+    let multi = indicatif::MultiProgress::new();
+    if indicatif_log_bridge::LogWrapper::new(multi.clone(), logger)
+        .try_init()
+        .is_err()
+    {
+        return None;
+    }
+    // try_init only guesses the level, wrongly with per-module filters.
+    log::set_max_level(level);
+    Some(multi)
 }
 
 /// Runs `fut` in a new System and maps its outcome to an exit status.
-fn run_crawl(fut: impl std::future::Future<Output = Result<CrawlReport, Error>> + 'static) -> u8 {
+/// With `json`, the final counters are printed as JSON instead of the summary table.
+fn run_crawl(
+    fut: impl std::future::Future<Output = Result<CrawlReport, Error>> + 'static,
+    json: bool,
+) -> u8 {
     let system = actix::System::new();
     match system.block_on(fut) {
         Ok(report) => {
-            println!("{report}");
+            if json {
+                println!("{}", report.to_json());
+            } else {
+                println!("{report}");
+            }
             report.exit_code() as u8
         }
         Err(e @ (Error::Settings(_) | Error::Resume(_) | Error::ClusterAuth(_))) => {
@@ -218,10 +255,22 @@ fn run_crawl(fut: impl std::future::Future<Output = Result<CrawlReport, Error>> 
 /// Crawls with `settings` (resuming unless `fresh`). The first Ctrl-C or SIGTERM stops handing
 /// out work and gives requests in flight a few seconds; a second Ctrl-C exits at once (the state
 /// on disk is consistent at every moment, so nothing is corrupted).
-async fn crawl(settings: Settings, fresh: bool) -> Result<CrawlReport, Error> {
+async fn crawl(
+    settings: Settings,
+    fresh: bool,
+    multi: Option<indicatif::MultiProgress>,
+) -> Result<CrawlReport, Error> {
     // Listen before starting, so that a signal during start-up is not lost (nor fatal).
     let mut stop = StopSignals::listen();
-    let crawl = Crawl::builder(settings).fresh(fresh).start().await?;
+    let mut builder = Crawl::builder(settings).fresh(fresh);
+    let view = multi.map(|m| {
+        use actix::Actor;
+        imgcrawl::progress::ProgressView::new(m.add(indicatif::ProgressBar::new(0))).start()
+    });
+    if let Some(v) = &view {
+        builder = builder.subscribe(v.clone().recipient());
+    }
+    let crawl = builder.start().await?;
     let handle = crawl.clone();
     actix_rt::spawn(async move {
         if stop.next().await {
@@ -232,7 +281,12 @@ async fn crawl(settings: Settings, fresh: bool) -> Result<CrawlReport, Error> {
             }
         }
     });
-    crawl.wait().await
+    let report = crawl.wait().await;
+    if let Some(v) = view {
+        // The bar is cleared before the summary is printed.
+        let _ = v.send(imgcrawl::progress::Clear).await;
+    }
+    report
 }
 
 /// Ctrl-C and (on Unix) SIGTERM, registered when created.
@@ -286,7 +340,10 @@ impl StopSignals {
 }
 
 /// Serves the sample gallery in this System and crawls it.
-async fn demo(mut common: CommonArgs) -> Result<CrawlReport, Error> {
+async fn demo(
+    mut common: CommonArgs,
+    multi: Option<indicatif::MultiProgress>,
+) -> Result<CrawlReport, Error> {
     let site = SampleSite::default();
     let server = SampleServer::start(site, 0)
         .map_err(|e| Error::io("cannot serve the sample site on", "127.0.0.1", e))?;
@@ -303,7 +360,7 @@ async fn demo(mut common: CommonArgs) -> Result<CrawlReport, Error> {
     sources.flag("pages", "demo", vec![1u64, site.pages]);
     let settings = Settings::load(&sources)?;
     // The sample site gets a new port each time, so a demo always starts over.
-    let result = crawl(settings, true).await;
+    let result = crawl(settings, true, multi).await;
     server.stop().await;
     result
 }

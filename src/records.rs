@@ -103,6 +103,9 @@ pub struct Stats {
     pub images_per_sec: f64,
     /// Failures by kind (e.g. "status 404": 2).
     pub errors_by_kind: BTreeMap<String, u64>,
+    /// One URL that failed, for each kind of failure.
+    #[serde(default)]
+    pub error_examples: BTreeMap<String, String>,
 }
 
 impl Stats {
@@ -152,51 +155,110 @@ impl CrawlReport {
     }
 }
 
+impl CrawlReport {
+    /// The final counters as one JSON object, with the outcome and the output directory (what
+    /// `--json` prints).
+    pub fn to_json(&self) -> String {
+        let mut v = serde_json::to_value(&self.stats).expect("stats serialise to JSON");
+        v["outcome"] = serde_json::to_value(self.outcome).expect("an outcome serialises");
+        v["out_dir"] = self.out_dir.display().to_string().into();
+        v.to_string()
+    }
+}
+
 impl fmt::Display for CrawlReport {
-    /// The human summary printed at the end.
+    /// The human summary printed at the end: a compact table of counts, bytes and rates, the
+    /// errors by kind with an example URL each, and where the outputs are.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let s = &self.stats;
         let state = match self.outcome {
             Outcome::Finished => "finished",
             Outcome::Stopped => "stopped before the end (run again to continue)",
         };
+        let secs = s.elapsed_secs.max(1e-6);
         writeln!(f, "imgcrawl {state} in {:.1} s", s.elapsed_secs)?;
-        writeln!(
+        writeln!(f, "  {:<16} {:>9} {:>10}", "", "count", "per second")?;
+        let row = |f: &mut fmt::Formatter<'_>, what: &str, n: u64, rate: bool, note: String| {
+            let per_sec = if rate {
+                format!("{:.1}", n as f64 / secs)
+            } else {
+                String::new()
+            };
+            let line = format!("  {what:<16} {n:>9} {per_sec:>10}  {note}");
+            writeln!(f, "{}", line.trim_end())
+        };
+        row(f, "pages fetched", s.pages_fetched, true, String::new())?;
+        row(f, "pages failed", s.pages_failed, false, String::new())?;
+        row(
             f,
-            "  pages   {:>8} fetched  {:>6} failed   {:>8.1}/s",
-            s.pages_fetched, s.pages_failed, s.pages_per_sec
+            "images saved",
+            s.images_saved,
+            true,
+            format!(
+                "{:.1} MB, {:.2} MB/s",
+                s.bytes_saved as f64 / 1e6,
+                s.bytes_saved as f64 / 1e6 / secs
+            ),
         )?;
-        writeln!(
+        row(
             f,
-            "  images  {:>8} saved    {:>6} failed   {:>8.1}/s  {} duplicates, {} already saved",
-            s.images_saved, s.images_failed, s.images_per_sec, s.duplicates, s.images_already_saved
+            "duplicates",
+            s.duplicates,
+            false,
+            "same bytes as a saved file".into(),
         )?;
-        writeln!(
-            f,
-            "  bytes   {:>8.1} MB written",
-            s.bytes_saved as f64 / 1e6
-        )?;
-        if s.images_out_of_scope > 0 {
-            writeln!(
+        row(f, "images failed", s.images_failed, false, String::new())?;
+        if s.images_already_saved > 0 {
+            row(
                 f,
-                "  skipped {:>8} images on hosts outside scope.allowed_hosts",
-                s.images_out_of_scope
+                "already saved",
+                s.images_already_saved,
+                false,
+                "by an earlier run".into(),
+            )?;
+        }
+        let skipped: u64 = s.images_skipped.values().sum();
+        if skipped > 0 {
+            let why: Vec<String> = s
+                .images_skipped
+                .iter()
+                .map(|(k, n)| format!("{k} {n}"))
+                .collect();
+            row(f, "images skipped", skipped, false, why.join(", "))?;
+        }
+        if s.images_out_of_scope > 0 {
+            row(
+                f,
+                "out of scope",
+                s.images_out_of_scope,
+                false,
+                "images on hosts outside scope.allowed_hosts".into(),
             )?;
         }
         if s.retries > 0 || s.worker_restarts > 0 {
-            writeln!(
+            row(
                 f,
-                "  retries {:>8}          restarts {}",
-                s.retries, s.worker_restarts
+                "retries",
+                s.retries,
+                false,
+                format!("{} worker restarts", s.worker_restarts),
             )?;
         }
-        for (kind, n) in &s.errors_by_kind {
-            writeln!(f, "  error   {n:>8} × {kind}")?;
+        if !s.errors_by_kind.is_empty() {
+            writeln!(f, "  errors by kind")?;
+            for (kind, n) in &s.errors_by_kind {
+                let example = s
+                    .error_examples
+                    .get(kind)
+                    .map(|u| format!("e.g. {u}"))
+                    .unwrap_or_default();
+                writeln!(f, "    {kind:<22} {n:>5}  {example}")?;
+            }
         }
+        let out = self.out_dir.display();
         write!(
             f,
-            "  output  {} (manifest.jsonl, errors.jsonl, stats.json)",
-            self.out_dir.display()
+            "  output  {out}/ (images), {out}/manifest.jsonl, {out}/errors.jsonl, {out}/stats.json"
         )
     }
 }

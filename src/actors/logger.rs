@@ -100,6 +100,91 @@ pub enum CrawlEvent {
     },
 }
 
+/// What a crawl's events add up to: the counters of `stats.json` and the latest queue snapshot.
+/// The Logger keeps one for the records and status lines, the progress display another.
+#[derive(Debug, Default, Clone)]
+pub struct Tally {
+    /// The counters.
+    pub stats: Stats,
+    /// Pages waiting, images waiting and requests in flight, from the latest
+    /// [`CrawlEvent::Progress`].
+    pub queues: (usize, usize, usize),
+}
+
+impl Tally {
+    /// Counts one event.
+    pub fn count(&mut self, event: &CrawlEvent) {
+        let s = &mut self.stats;
+        let mut error = |row: &ErrorRow| {
+            *s.errors_by_kind.entry(row.error.clone()).or_default() += 1;
+            s.error_examples
+                .entry(row.error.clone())
+                .or_insert_with(|| row.url.clone());
+        };
+        match event {
+            CrawlEvent::PageFetched { .. } => s.pages_fetched += 1,
+            CrawlEvent::PageFailed(row) => {
+                error(row);
+                s.pages_failed += 1;
+            }
+            CrawlEvent::ImageSaved(row) if row.duplicate_of.is_some() => s.duplicates += 1,
+            CrawlEvent::ImageSaved(row) => {
+                s.images_saved += 1;
+                s.bytes_saved += row.bytes;
+            }
+            CrawlEvent::ImageFailed(row) => {
+                error(row);
+                s.images_failed += 1;
+            }
+            CrawlEvent::ImageAlreadySaved { .. } => s.images_already_saved += 1,
+            CrawlEvent::ImageSkipped { reason, .. } => {
+                *s.images_skipped.entry((*reason).to_string()).or_default() += 1;
+            }
+            CrawlEvent::ImageOutOfScope { .. } => s.images_out_of_scope += 1,
+            CrawlEvent::Retrying { .. } => s.retries += 1,
+            CrawlEvent::WorkerRestarted { .. } => s.worker_restarts += 1,
+            CrawlEvent::Progress {
+                pages_waiting,
+                images_waiting,
+                in_flight,
+            } => self.queues = (*pages_waiting, *images_waiting, *in_flight),
+            CrawlEvent::Started { .. } => {}
+        }
+    }
+
+    /// Jobs finished so far, whatever their outcome.
+    pub fn jobs_done(&self) -> u64 {
+        let s = &self.stats;
+        s.pages_fetched
+            + s.pages_failed
+            + s.images_saved
+            + s.duplicates
+            + s.images_skipped.values().sum::<u64>()
+            + s.images_failed
+    }
+
+    /// Jobs waiting or in flight.
+    pub fn jobs_open(&self) -> u64 {
+        let (pw, iw, fl) = self.queues;
+        (pw + iw + fl) as u64
+    }
+
+    /// One line of counters, e.g. `pages 120 done, 14 waiting | images 96 saved, ...`.
+    pub fn status(&self) -> String {
+        let s = &self.stats;
+        let (pw, iw, fl) = self.queues;
+        format!(
+            "pages {} done, {pw} waiting | images {} saved, {} duplicates, {} skipped, {} failed, {iw} waiting | {fl} in flight | {:.1} MB",
+            s.pages_fetched,
+            s.images_saved,
+            s.duplicates,
+            s.images_skipped.values().sum::<u64>(),
+            s.images_failed + s.pages_failed,
+            s.bytes_saved as f64 / 1e6
+        )
+    }
+}
+
 /// Adds a subscriber that receives every later event.
 #[derive(Message)]
 #[rtype(result = "()")]
@@ -118,8 +203,9 @@ pub struct Finish {
     pub outcome: Outcome,
 }
 
-/// How often a status line is logged.
-const STATUS_EVERY: Duration = Duration::from_secs(5);
+/// How often a status line is logged (off a terminal; on one, the progress display shows the
+/// same).
+const STATUS_EVERY: Duration = Duration::from_secs(3);
 /// How often buffered records are written.
 const FLUSH_EVERY: Duration = Duration::from_millis(250);
 /// Buffered record bytes that trigger a write at once.
@@ -134,7 +220,7 @@ pub struct Logger {
     /// Who else wants the events.
     subscribers: Vec<Recipient<CrawlEvent>>,
     /// The counters.
-    stats: Stats,
+    tally: Tally,
     /// When the crawl started, for rates.
     started: Instant,
     /// Manifest lines not yet written.
@@ -143,8 +229,6 @@ pub struct Logger {
     errors: String,
     /// The first record write that failed; the crawl's end reports it.
     write_error: Option<String>,
-    /// The latest queue snapshot, for status lines.
-    progress: (usize, usize, usize),
     /// Set by [`Finish`]: the counters and timings are final.
     finished: bool,
 }
@@ -160,18 +244,17 @@ impl Logger {
             settings,
             writer,
             subscribers,
-            stats: Stats::default(),
+            tally: Tally::default(),
             started: Instant::now(),
             manifest: String::new(),
             errors: String::new(),
             write_error: None,
-            progress: (0, 0, 0),
             finished: false,
         }
     }
 
+    /// Logs and records `event`, then counts it.
     fn count(&mut self, event: &CrawlEvent) {
-        let s = &mut self.stats;
         match event {
             CrawlEvent::Started {
                 fetchers,
@@ -191,69 +274,53 @@ impl Logger {
                     log::info!("{previously_saved} images saved by earlier runs will not be downloaded again");
                 }
             }
-            CrawlEvent::PageFetched { .. } => s.pages_fetched += 1,
+            CrawlEvent::PageFetched {
+                url,
+                depth,
+                images,
+                links,
+            } => {
+                log::debug!("page {url} (depth {depth}): {images} new images, {links} new pages");
+            }
             CrawlEvent::PageFailed(row) => {
-                s.pages_failed += 1;
-                *s.errors_by_kind.entry(row.error.clone()).or_default() += 1;
                 log::warn!("page failed: {} ({}: {})", row.url, row.error, row.detail);
                 push_json(&mut self.errors, row);
             }
             CrawlEvent::ImageSaved(row) => {
-                if row.duplicate_of.is_some() {
-                    s.duplicates += 1;
-                } else {
-                    s.images_saved += 1;
-                    s.bytes_saved += row.bytes;
+                match &row.duplicate_of {
+                    Some(first) => log::debug!("{} has the bytes of {}", row.url, first.display()),
+                    None => log::debug!(
+                        "saved {} as {} ({} bytes)",
+                        row.url,
+                        row.path.display(),
+                        row.bytes
+                    ),
                 }
                 push_json(&mut self.manifest, row);
             }
             CrawlEvent::ImageFailed(row) => {
-                s.images_failed += 1;
-                *s.errors_by_kind.entry(row.error.clone()).or_default() += 1;
                 log::debug!("image failed: {} ({}: {})", row.url, row.error, row.detail);
                 push_json(&mut self.errors, row);
             }
-            CrawlEvent::ImageAlreadySaved { .. } => s.images_already_saved += 1,
-            CrawlEvent::ImageSkipped { url, reason } => {
-                log::debug!("skipped {url} ({reason})");
-                *s.images_skipped.entry((*reason).to_string()).or_default() += 1;
-            }
-            CrawlEvent::ImageOutOfScope { url } => {
-                if s.images_out_of_scope == 0 {
-                    log::info!("skipping images on hosts outside the scope, e.g. {url}; add the host to scope.allowed_hosts to get them");
-                }
-                s.images_out_of_scope += 1;
+            CrawlEvent::ImageSkipped { url, reason } => log::debug!("skipped {url} ({reason})"),
+            CrawlEvent::ImageOutOfScope { url } if self.tally.stats.images_out_of_scope == 0 => {
+                log::info!("skipping images on hosts outside the scope, e.g. {url}; add the host to scope.allowed_hosts to get them");
             }
             CrawlEvent::Retrying {
                 url,
                 attempt,
                 error,
-            } => {
-                s.retries += 1;
-                log::debug!("retrying {url} after attempt {attempt}: {error}");
-            }
+            } => log::debug!("retrying {url} after attempt {attempt}: {error}"),
             CrawlEvent::WorkerRestarted { kind, slot } => {
-                s.worker_restarts += 1;
                 log::warn!("{kind:?} {slot} died; replaced it and put its jobs back in the queue");
             }
-            CrawlEvent::Progress {
-                pages_waiting,
-                images_waiting,
-                in_flight,
-            } => {
-                self.progress = (*pages_waiting, *images_waiting, *in_flight);
-            }
+            _ => {}
         }
+        self.tally.count(event);
     }
 
     fn status_line(&self) {
-        let s = &self.stats;
-        let (pw, iw, fl) = self.progress;
-        log::info!(
-            target: "imgcrawl::progress",
-            "pages {} done, {pw} waiting | images {} saved, {} duplicates, {} failed, {iw} waiting | {fl} in flight | {:.1} MB",
-            s.pages_fetched, s.images_saved, s.duplicates, s.images_failed + s.pages_failed, s.bytes_saved as f64 / 1e6
-        );
+        log::info!(target: "imgcrawl::progress", "{}", self.tally.status());
     }
 
     /// Writes buffered records, pausing the mailbox until the DiskWriter is done.
@@ -336,7 +403,7 @@ impl Handler<GetStats> for Logger {
     type Result = MessageResult<GetStats>;
 
     fn handle(&mut self, _: GetStats, _: &mut Context<Self>) -> Self::Result {
-        let mut stats = self.stats.clone();
+        let mut stats = self.tally.stats.clone();
         if !self.finished {
             stats.finish_timing(self.started.elapsed().as_secs_f64());
         }
@@ -349,10 +416,11 @@ impl Handler<Finish> for Logger {
 
     fn handle(&mut self, m: Finish, ctx: &mut Context<Self>) -> Self::Result {
         self.flush(ctx);
-        self.stats
+        self.tally
+            .stats
             .finish_timing(self.started.elapsed().as_secs_f64());
         let report = CrawlReport {
-            stats: self.stats.clone(),
+            stats: self.tally.stats.clone(),
             outcome: m.outcome,
             out_dir: self.settings.out_dir.clone(),
         };

@@ -114,5 +114,99 @@ fn the_demo_crawls_the_bundled_gallery() {
         site.image_count(),
         "{all}"
     );
-    assert!(all.contains("3 failed"), "{all}");
+    // Each broken image fails the way it is broken, the cut one too (the server announces its
+    // length, sends half and drops the connection).
+    let errors = std::fs::read_to_string(out.path().join("errors.jsonl")).unwrap();
+    let mut kinds: Vec<String> = errors
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["error"].to_string())
+        .collect();
+    kinds.sort();
+    assert_eq!(
+        kinds,
+        ["\"not an image\"", "\"status 404\"", "\"truncated body\""],
+        "{errors}"
+    );
+}
+
+#[test]
+fn off_a_terminal_status_lines_come_every_few_seconds_and_quiet_leaves_the_summary() {
+    // List pages 1 and 2 at depth 0: 20 images, the 20th a byte copy of the 19th; page 3 holds
+    // the site's deliberately broken images and is not reached.
+    let site = SampleSite {
+        pages: 3,
+        per_page: 10,
+        page_kb: 0,
+    };
+    // Slow images (20 × 0.4 s over 2 savers): the first crawl lasts about 4 s, past the 3 s
+    // status period. The other runs need not be slow.
+    let slow = TestServer::sample(site, |p| {
+        p.starts_with("/img/")
+            .then_some(std::time::Duration::from_millis(400))
+    });
+    let fast = TestServer::sample(site, |_| None);
+    let out = tempfile::tempdir().unwrap();
+    let run = |server: &TestServer, name: &str, extra: &[&str], env: &[(&str, &str)]| {
+        let dir = out.path().join(name);
+        let (one, two) = (server.url("/list/1.html"), server.url("/list/2.html"));
+        let mut args = vec![
+            "crawl",
+            &one,
+            &two,
+            "-o",
+            dir.to_str().unwrap(),
+            "--savers",
+            "2",
+            "--max-depth",
+            "0",
+        ];
+        args.extend(extra);
+        (imgcrawl(&args, env), dir)
+    };
+
+    let (o, _) = run(&slow, "a", &[], &[]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(0), "{}", output_text(&o));
+    // Piped: plain status lines with the counters, no progress bar drawing.
+    let status: Vec<&str> = err.lines().filter(|l| l.contains(" done, ")).collect();
+    assert!(!status.is_empty(), "no status line in:\n{err}");
+    assert!(
+        status
+            .iter()
+            .all(|l| l.contains("images ") && l.contains(" MB")),
+        "{status:?}"
+    );
+    assert!(
+        !err.contains('\u{1b}'),
+        "terminal escapes off a terminal:\n{err}"
+    );
+    // The summary table on stdout.
+    let out_text = String::from_utf8_lossy(&o.stdout);
+    assert!(out_text.contains("images saved"), "{out_text}");
+
+    // -q: nothing on stderr but errors; the summary stays.
+    let (o, _) = run(&fast, "b", &["-q"], &[]);
+    assert_eq!(o.status.code(), Some(0), "{}", output_text(&o));
+    assert_eq!(String::from_utf8_lossy(&o.stderr), "");
+    assert!(String::from_utf8_lossy(&o.stdout).contains("imgcrawl finished"));
+
+    // --json: the final counters as one JSON object on stdout.
+    let (o, dir) = run(&fast, "c", &["--json", "-q"], &[]);
+    let stats: serde_json::Value =
+        serde_json::from_slice(&o.stdout).unwrap_or_else(|e| panic!("{e}: {}", output_text(&o)));
+    assert_eq!(stats["images_saved"], 19, "{stats}");
+    assert_eq!(stats["duplicates"], 1, "{stats}");
+    assert_eq!(stats["outcome"], "finished");
+    assert_eq!(stats["out_dir"], dir.to_str().unwrap());
+
+    // -v: debug lines; RUST_LOG still wins over it.
+    let (o, _) = run(&fast, "d", &["-v"], &[]);
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("DEBUG"),
+        "{}",
+        output_text(&o)
+    );
+    let (o, _) = run(&fast, "e", &["-v"], &[("RUST_LOG", "warn")]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!err.contains("DEBUG") && !err.contains("INFO"), "{err}");
 }

@@ -216,10 +216,11 @@ fn stored_once(dirs: &[PathBuf]) -> HashMap<String, PathBuf> {
 /// The consumer name a process logged when it joined its shared crawl.
 fn consumer_of(o: &Output) -> String {
     let text = output_text(o);
-    let after = text
-        .split_once(" as ")
-        .map(|(_, rest)| rest)
+    let join = text
+        .lines()
+        .find(|l| l.contains("joined the shared crawl"))
         .unwrap_or_else(|| panic!("no join line in {text}"));
+    let (_, after) = join.split_once(" as ").unwrap();
     after.split_whitespace().next().unwrap().to_string()
 }
 
