@@ -72,6 +72,10 @@ pub struct CommonArgs {
     /// Link hops to follow from a start page (key scope.max_depth).
     #[arg(long, value_name = "N")]
     pub max_depth: Option<u32>,
+    /// Serve /metrics (Prometheus) and /status (JSON) on this address while crawling, e.g.
+    /// 127.0.0.1:9898 (key metrics).
+    #[arg(long, value_name = "IP:PORT")]
+    pub metrics: Option<String>,
 }
 
 /// `imgcrawl crawl`.
@@ -214,6 +218,9 @@ impl CommonArgs {
         };
         if let Some(d) = &self.out_dir {
             s.flag("out_dir", "--out-dir", d.to_string_lossy().into_owned());
+        }
+        if let Some(a) = &self.metrics {
+            s.flag("metrics", "--metrics", a.clone());
         }
         let numbers = [
             ("fetchers", "--fetchers", self.fetchers.map(u64::from)),

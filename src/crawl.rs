@@ -9,7 +9,8 @@ use actix::prelude::*;
 use crate::actors::disk_writer::{DiskWriter, OpenOutput};
 use crate::actors::logger::{CrawlEvent, GetStats, Logger, Subscribe};
 use crate::actors::supervisor::{
-    AwaitReport, GetQueues, GetWorkers, QueueState, StopCrawl, Supervisor, WorkerAddrs,
+    Activity, AwaitReport, GetActivity, GetQueues, GetWorkers, QueueState, StopCrawl, Supervisor,
+    WorkerAddrs,
 };
 use crate::cluster::Cluster;
 use crate::error::Error;
@@ -112,6 +113,11 @@ impl Crawl {
     /// The sizes of the queues.
     pub async fn queues(&self) -> Result<QueueState, Error> {
         self.supervisor.send(GetQueues).await.map_err(gone)
+    }
+
+    /// What the crawl is doing now: its state, queues, requests per host and response times.
+    pub async fn activity(&self) -> Result<Activity, Error> {
+        self.supervisor.send(GetActivity).await.map_err(gone)
     }
 
     /// The current workers' addresses (for example to watch or test them).

@@ -42,6 +42,9 @@ pub enum Error {
     /// `imgcrawl check` could not fetch or read the page.
     #[error("{0}")]
     Check(String),
+    /// The metrics server (`metrics`) could not listen on its address.
+    #[error("{0}")]
+    Metrics(String),
     /// The crawl's actors stopped answering (for example the System was shut down under it).
     #[error("crawl aborted: {0}")]
     Aborted(String),

@@ -15,6 +15,7 @@
 //! - [`records`]: the manifest, error and stats records and the final report.
 //! - [`cluster`]: the shared crawl on Redis (key layout, leases, publish and take) that several
 //!   processes on several machines join with `distributed.redis_url` and `distributed.crawl_id`.
+//! - [`metrics`]: `/metrics` (Prometheus) and `/status` (JSON) of a running crawl.
 //! - [`sample_site`]: the bundled gallery served by `imgcrawl demo` and used by the tests.
 //!
 //! # Example
@@ -40,6 +41,7 @@ pub mod error;
 pub mod extract;
 pub mod frontier;
 pub mod http;
+pub mod metrics;
 pub mod paths;
 pub mod progress;
 pub mod records;

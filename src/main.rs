@@ -188,14 +188,17 @@ fn shared_manifest(url: &str, id: &str) -> u8 {
 /// wins). With `live`, log lines go through indicatif-log-bridge above the progress display, and
 /// the `MultiProgress` to add its bar to is returned; the plain status lines are then off.
 fn init_logging(quiet: bool, verbose: u8, live: bool) -> Option<indicatif::MultiProgress> {
-    let default = match (quiet, verbose) {
+    let ours = match (quiet, verbose) {
         (true, _) => "error",
-        (false, 0) => "info,actix_server=warn,actix_web=warn",
-        (false, 1) => "info,imgcrawl=debug,actix_server=warn,actix_web=warn",
+        (false, 0) => "info",
+        (false, 1) => "info,imgcrawl=debug",
         (false, _) => "debug,imgcrawl=trace",
     };
+    // The servers in this binary are the sample gallery (whose cut image makes actix-http log an
+    // error on purpose) and the metrics endpoint: their lifecycle lines are noise here.
+    let default = format!("{ours},actix_server=warn,actix_web=warn,actix_http::h1::dispatcher=off");
     let mut builder =
-        env_logger::Builder::from_env(env_logger::Env::default().default_filter_or(default));
+        env_logger::Builder::from_env(env_logger::Env::default().default_filter_or(&default));
     builder.format(|buf, record| {
         let level = record.level();
         writeln!(
@@ -262,6 +265,8 @@ async fn crawl(
 ) -> Result<CrawlReport, Error> {
     // Listen before starting, so that a signal during start-up is not lost (nor fatal).
     let mut stop = StopSignals::listen();
+    // A busy metrics address stops us before any work is done.
+    let listener = settings.metrics.map(imgcrawl::metrics::bind).transpose()?;
     let mut builder = Crawl::builder(settings).fresh(fresh);
     let view = multi.map(|m| {
         use actix::Actor;
@@ -271,6 +276,17 @@ async fn crawl(
         builder = builder.subscribe(v.clone().recipient());
     }
     let crawl = builder.start().await?;
+    let metrics = match listener {
+        Some(l) => {
+            let server = imgcrawl::metrics::MetricsServer::start(&crawl, l)?;
+            log::info!(
+                "metrics at http://{0}/metrics, status at http://{0}/status",
+                server.addr()
+            );
+            Some(server)
+        }
+        None => None,
+    };
     let handle = crawl.clone();
     actix_rt::spawn(async move {
         if stop.next().await {
@@ -282,6 +298,9 @@ async fn crawl(
         }
     });
     let report = crawl.wait().await;
+    if let Some(m) = metrics {
+        m.stop().await;
+    }
     if let Some(v) = view {
         // The bar is cleared before the summary is printed.
         let _ = v.send(imgcrawl::progress::Clear).await;

@@ -261,6 +261,14 @@ impl Politeness {
     pub fn inflight(&self, host: &str) -> usize {
         self.hosts.get(host).map_or(0, |h| h.inflight)
     }
+
+    /// Every host with requests in flight, and how many.
+    pub fn hosts_in_flight(&self) -> impl Iterator<Item = (&str, usize)> {
+        self.hosts
+            .iter()
+            .filter(|(_, h)| h.inflight > 0)
+            .map(|(host, h)| (host.as_str(), h.inflight))
+    }
 }
 
 /// A pause between request starts, lengthened a little (2 %, at least 5 ms) so that the gap the

@@ -7,6 +7,7 @@ mod load;
 
 use std::collections::BTreeSet;
 use std::fmt;
+use std::net::SocketAddr;
 use std::num::NonZeroUsize;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -59,6 +60,8 @@ pub struct RawSettings {
     pub threads: usize,
     /// Waiting jobs of each kind kept in memory; the rest wait in the state database.
     pub frontier_in_memory: usize,
+    /// `IP:PORT` to serve `/metrics` and `/status` on; empty is off.
+    pub metrics: String,
     /// What may be crawled.
     pub scope: RawScope,
     /// How images, links and names are found in pages.
@@ -203,6 +206,8 @@ pub struct Settings {
     pub filter: Filter,
     /// The shared crawl this process takes part in; `None` for a local crawl.
     pub distributed: Option<Distributed>,
+    /// Where the binary serves `/metrics` and `/status` while crawling; `None` is off.
+    pub metrics: Option<SocketAddr>,
 }
 
 /// Which images are kept. An image that fails a filter is skipped, counted by the filter's key,
@@ -475,6 +480,15 @@ impl RawSettings {
                 .map_err(|e| bad("output.filename", e))?,
             filter: self.filter.validate()?,
             distributed: self.distributed.validate()?,
+            metrics: match self.metrics.trim() {
+                "" => None,
+                a => Some(a.parse().map_err(|_| {
+                    bad(
+                        "metrics",
+                        format!("`{a}` is not an IP address and port, e.g. 127.0.0.1:9898"),
+                    )
+                })?),
+            },
         })
     }
 

@@ -114,6 +114,11 @@ fn the_demo_crawls_the_bundled_gallery() {
         site.image_count(),
         "{all}"
     );
+    // The sample server's deliberate faults are not reported as imgcrawl's errors.
+    assert!(
+        !String::from_utf8_lossy(&o.stderr).contains("ERROR"),
+        "{all}"
+    );
     // Each broken image fails the way it is broken, the cut one too (the server announces its
     // length, sends half and drops the connection).
     let errors = std::fs::read_to_string(out.path().join("errors.jsonl")).unwrap();

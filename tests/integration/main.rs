@@ -10,6 +10,7 @@ mod embed;
 mod failures;
 mod filters;
 mod hostile;
+mod metrics;
 mod polite;
 mod resume;
 mod support;

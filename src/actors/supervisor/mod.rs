@@ -8,7 +8,7 @@
 //!
 //! Takes: [`WorkerDown`] (from workers' death guards), [`BodyIn`] (a request's body is in: its host
 //! slot is free), [`StopCrawl`], [`AwaitReport`],
-//! [`GetWorkers`], [`GetQueues`]. Sends [`FetchRobots`], [`FetchPage`] and [`SaveImage`] with `send`
+//! [`GetWorkers`], [`GetQueues`], [`GetActivity`]. Sends [`FetchRobots`], [`FetchPage`] and [`SaveImage`] with `send`
 //! (each job is tracked until its answer), [`CrawlEvent`]s and [`Finish`] to the Logger. Runs on the
 //! arbiter that started the crawl; its handlers never block.
 
@@ -17,7 +17,7 @@ mod outcome;
 mod permits;
 mod shared;
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -37,6 +37,7 @@ use crate::frontier::{
     host_key, Blocked, Frontier, ImageJob, MemoryFrontier, PageJob, Politeness, SeenSet,
 };
 use crate::http::{BodyDone, BodyIn};
+use crate::metrics::ResponseTimes;
 use crate::records::{CrawlReport, Outcome};
 use crate::robots::RobotsBook;
 use crate::settings::Settings;
@@ -98,6 +99,40 @@ pub struct QueueState {
     pub pages_spilled: usize,
     /// Of the waiting images, those kept only in the state database.
     pub images_spilled: usize,
+}
+
+/// Answers with what the crawl is doing now (for metrics and status pages).
+#[derive(Debug, Message)]
+#[rtype(result = "Activity")]
+pub struct GetActivity;
+
+/// Where a crawl is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CrawlState {
+    /// Handing out work.
+    Running,
+    /// Stopped handing out work; requests in flight finish.
+    Stopping,
+    /// Ended: everything reachable was done.
+    Finished,
+    /// Ended before the end (Ctrl-C or [`crate::Crawl::stop`]).
+    Stopped,
+    /// Ended by an error (the disk, the actors).
+    Failed,
+}
+
+/// What a crawl is doing now: its queues, the requests in flight per host, its response times.
+#[derive(Debug, Clone)]
+pub struct Activity {
+    /// Where it is in its life.
+    pub state: CrawlState,
+    /// The sizes of the queues.
+    pub queues: QueueState,
+    /// Requests in flight, by host (only hosts with some).
+    pub hosts_in_flight: BTreeMap<String, usize>,
+    /// How long requests took, by kind.
+    pub response_times: ResponseTimes,
 }
 
 /// Pages one fetcher may have in flight at once.
@@ -211,6 +246,10 @@ impl Spill {
 /// A request booked by [`Supervisor::begin`].
 #[derive(Debug)]
 struct Booking {
+    /// Which pool took it.
+    kind: WorkerKind,
+    /// When it was handed out.
+    started: Instant,
     /// The generation of the worker that took it.
     generation: u64,
     /// The politeness key of its host.
@@ -275,6 +314,8 @@ pub struct Supervisor {
     images_in_flight: usize,
     /// Requests handed out and not answered, by booking id.
     bookings: HashMap<u64, Booking>,
+    /// How long requests took until their response was in.
+    response_times: ResponseTimes,
     /// Jobs waiting for their retry time.
     delayed: Vec<(Instant, Delayed)>,
     /// Pages kept only in the state database.
@@ -350,6 +391,7 @@ impl Supervisor {
             pages_in_flight: 0,
             images_in_flight: 0,
             bookings: HashMap::new(),
+            response_times: ResponseTimes::default(),
             delayed: Vec::new(),
             spill_pages: Spill::default(),
             spill_images: Spill::default(),
@@ -542,6 +584,8 @@ impl Supervisor {
         self.bookings.insert(
             id,
             Booking {
+                kind,
+                started: now,
                 generation: self.generation(kind, slot),
                 host: host.to_string(),
                 freed: false,
@@ -570,6 +614,10 @@ impl Supervisor {
             .remove(&id)
             .expect("every answer has its booking");
         if !booking.freed {
+            if !lost {
+                self.response_times
+                    .observe(booking.kind, booking.started.elapsed());
+            }
             self.politeness.finished(&booking.host);
             self.free_permit(id, ctx);
         }
@@ -960,6 +1008,7 @@ impl Handler<BodyIn> for Supervisor {
         if let Some(b) = self.bookings.get_mut(&m.0) {
             if !b.freed {
                 b.freed = true;
+                self.response_times.observe(b.kind, b.started.elapsed());
                 self.politeness.finished(&b.host);
                 self.free_permit(m.0, ctx);
                 self.pump(ctx);
@@ -1023,6 +1072,30 @@ impl Handler<GetWorkers> for Supervisor {
         MessageResult(WorkerAddrs {
             fetchers: self.fetchers.iter().map(|s| s.addr.clone()).collect(),
             savers: self.savers.iter().map(|s| s.addr.clone()).collect(),
+        })
+    }
+}
+
+impl Handler<GetActivity> for Supervisor {
+    type Result = MessageResult<GetActivity>;
+
+    fn handle(&mut self, _: GetActivity, _: &mut Context<Self>) -> Self::Result {
+        let state = match &self.report {
+            Some(Ok(r)) if r.outcome == Outcome::Finished => CrawlState::Finished,
+            Some(Ok(_)) => CrawlState::Stopped,
+            Some(Err(_)) => CrawlState::Failed,
+            None if self.stopping => CrawlState::Stopping,
+            None => CrawlState::Running,
+        };
+        MessageResult(Activity {
+            state,
+            queues: self.queues(),
+            hosts_in_flight: self
+                .politeness
+                .hosts_in_flight()
+                .map(|(h, n)| (h.to_string(), n))
+                .collect(),
+            response_times: self.response_times.clone(),
         })
     }
 }

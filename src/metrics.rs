@@ -1,0 +1,461 @@
+//! Live metrics of a running crawl: Prometheus text at `/metrics` and a JSON status at `/status`,
+//! served by actix-web inside the crawl's own System (`--metrics ADDR`), or mounted by an
+//! application that embeds the crawler with [`routes`]. Counters come from the Logger's
+//! [`Stats`], gauges and response times from the Supervisor's [`Activity`].
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::net::{SocketAddr, TcpListener};
+use std::time::Duration;
+
+use actix_web::dev::ServerHandle;
+use actix_web::{web, App, HttpResponse, HttpServer};
+use serde::Serialize;
+
+use crate::actors::supervisor::{Activity, CrawlState};
+use crate::actors::WorkerKind;
+use crate::error::Error;
+use crate::records::Stats;
+use crate::Crawl;
+
+/// Upper bounds of the response-time buckets, in seconds.
+pub const BUCKETS: [f64; 12] = [
+    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+];
+
+/// A histogram of durations over [`BUCKETS`] (and one bucket above the last bound).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Histogram {
+    /// Observations per bucket (not cumulative); the last one is above every bound.
+    counts: [u64; BUCKETS.len() + 1],
+    /// Sum of the observations, in seconds.
+    sum: f64,
+}
+
+impl Histogram {
+    /// Records one duration of `secs` seconds.
+    pub fn observe(&mut self, secs: f64) {
+        let i = BUCKETS.partition_point(|&bound| bound < secs);
+        self.counts[i] += 1;
+        self.sum += secs;
+    }
+
+    /// Number of observations.
+    pub fn count(&self) -> u64 {
+        self.counts.iter().sum()
+    }
+
+    /// Sum of the observations, in seconds.
+    pub fn sum(&self) -> f64 {
+        self.sum
+    }
+
+    /// `(upper bound, observations at or below it)` for each bound, cumulative as Prometheus wants
+    /// them; the `+Inf` bucket is [`count`](Self::count).
+    pub fn cumulative(&self) -> impl Iterator<Item = (f64, u64)> + '_ {
+        BUCKETS
+            .iter()
+            .zip(self.counts)
+            .scan(0, |total, (&bound, n)| {
+                *total += n;
+                Some((bound, *total))
+            })
+    }
+}
+
+/// How long requests took, from the moment one was started to the moment its response was in
+/// (the body read in full, or the failure known), by what they fetched.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ResponseTimes {
+    /// Pages (robots.txt included).
+    pub pages: Histogram,
+    /// Images.
+    pub images: Histogram,
+}
+
+impl ResponseTimes {
+    /// Records a request of the `kind` of worker that took `took`.
+    pub fn observe(&mut self, kind: WorkerKind, took: Duration) {
+        match kind {
+            WorkerKind::PageFetcher => &mut self.pages,
+            WorkerKind::ImageSaver => &mut self.images,
+        }
+        .observe(took.as_secs_f64());
+    }
+}
+
+/// Escapes a Prometheus label value.
+fn label(value: &str) -> String {
+    value
+        .replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+/// Writes one metric family: its help, its type, and its samples (`labels` is `k="v",...` or
+/// empty).
+fn family<'a>(
+    out: &mut String,
+    name: &str,
+    kind: &str,
+    help: &str,
+    samples: impl IntoIterator<Item = (String, f64)> + 'a,
+) {
+    let _ = writeln!(out, "# HELP {name} {help}");
+    let _ = writeln!(out, "# TYPE {name} {kind}");
+    for (labels, value) in samples {
+        if labels.is_empty() {
+            let _ = writeln!(out, "{name} {value}");
+        } else {
+            let _ = writeln!(out, "{name}{{{labels}}} {value}");
+        }
+    }
+}
+
+/// The crawl's metrics in the Prometheus text exposition format (version 0.0.4).
+pub fn prometheus_text(stats: &Stats, activity: &Activity) -> String {
+    let mut out = String::new();
+    let s = stats;
+    let one = |v: u64| vec![(String::new(), v as f64)];
+    let by = |key: &str, pairs: &[(&str, u64)]| -> Vec<(String, f64)> {
+        pairs
+            .iter()
+            .map(|(v, n)| (format!("{key}=\"{v}\""), *n as f64))
+            .collect()
+    };
+    family(
+        &mut out,
+        "imgcrawl_pages_total",
+        "counter",
+        "Pages done, by outcome.",
+        by(
+            "outcome",
+            &[("fetched", s.pages_fetched), ("failed", s.pages_failed)],
+        ),
+    );
+    family(
+        &mut out,
+        "imgcrawl_images_total",
+        "counter",
+        "Image URLs done, by outcome (duplicate: same bytes as a saved file).",
+        by(
+            "outcome",
+            &[
+                ("saved", s.images_saved),
+                ("duplicate", s.duplicates),
+                ("failed", s.images_failed),
+                ("already_saved", s.images_already_saved),
+                ("out_of_scope", s.images_out_of_scope),
+            ],
+        ),
+    );
+    family(
+        &mut out,
+        "imgcrawl_images_skipped_total",
+        "counter",
+        "Images not kept because of a [filter] key, by that key.",
+        s.images_skipped
+            .iter()
+            .map(|(k, n)| (format!("reason=\"{}\"", label(k)), *n as f64)),
+    );
+    family(
+        &mut out,
+        "imgcrawl_saved_bytes_total",
+        "counter",
+        "Bytes of the new image files written.",
+        one(s.bytes_saved),
+    );
+    family(
+        &mut out,
+        "imgcrawl_errors_total",
+        "counter",
+        "Pages and images that failed for good, by kind of error.",
+        s.errors_by_kind
+            .iter()
+            .map(|(k, n)| (format!("kind=\"{}\"", label(k)), *n as f64)),
+    );
+    family(
+        &mut out,
+        "imgcrawl_retries_total",
+        "counter",
+        "Retries made after retryable failures.",
+        one(s.retries),
+    );
+    family(
+        &mut out,
+        "imgcrawl_worker_restarts_total",
+        "counter",
+        "Workers that died and were replaced.",
+        one(s.worker_restarts),
+    );
+    let q = &activity.queues;
+    family(
+        &mut out,
+        "imgcrawl_frontier_jobs",
+        "gauge",
+        "Jobs waiting (spilled to the state database included), by kind.",
+        by(
+            "kind",
+            &[
+                ("page", q.pages_waiting as u64),
+                ("image", q.images_waiting as u64),
+            ],
+        ),
+    );
+    family(
+        &mut out,
+        "imgcrawl_frontier_spilled_jobs",
+        "gauge",
+        "Of the waiting jobs, those kept only in the state database, by kind.",
+        by(
+            "kind",
+            &[
+                ("page", q.pages_spilled as u64),
+                ("image", q.images_spilled as u64),
+            ],
+        ),
+    );
+    family(
+        &mut out,
+        "imgcrawl_in_flight_requests",
+        "gauge",
+        "Requests being served, by kind.",
+        by(
+            "kind",
+            &[
+                ("page", q.pages_in_flight as u64),
+                ("image", q.images_in_flight as u64),
+            ],
+        ),
+    );
+    family(
+        &mut out,
+        "imgcrawl_host_in_flight_requests",
+        "gauge",
+        "Requests being served, by host (hosts with none are left out).",
+        activity
+            .hosts_in_flight
+            .iter()
+            .map(|(h, n)| (format!("host=\"{}\"", label(h)), *n as f64)),
+    );
+    family(
+        &mut out,
+        "imgcrawl_running",
+        "gauge",
+        "1 while the crawl runs (or is stopping), 0 once it has ended.",
+        one(u64::from(matches!(
+            activity.state,
+            CrawlState::Running | CrawlState::Stopping
+        ))),
+    );
+    let name = "imgcrawl_response_seconds";
+    let _ = writeln!(
+        out,
+        "# HELP {name} Seconds from a request's start until its response was in (body read in full, or the failure known), by kind."
+    );
+    let _ = writeln!(out, "# TYPE {name} histogram");
+    for (kind, h) in [
+        ("page", &activity.response_times.pages),
+        ("image", &activity.response_times.images),
+    ] {
+        for (bound, n) in h.cumulative() {
+            let _ = writeln!(out, "{name}_bucket{{kind=\"{kind}\",le=\"{bound}\"}} {n}");
+        }
+        let _ = writeln!(
+            out,
+            "{name}_bucket{{kind=\"{kind}\",le=\"+Inf\"}} {}",
+            h.count()
+        );
+        let _ = writeln!(out, "{name}_sum{{kind=\"{kind}\"}} {}", h.sum());
+        let _ = writeln!(out, "{name}_count{{kind=\"{kind}\"}} {}", h.count());
+    }
+    out
+}
+
+/// The JSON answered at `/status`.
+#[derive(Debug, Serialize)]
+pub struct Status<'a> {
+    /// running, stopping, finished, stopped or failed.
+    pub state: CrawlState,
+    /// The counters so far.
+    pub stats: &'a Stats,
+    /// Waiting and in-flight jobs.
+    pub queues: QueueSizes,
+    /// Requests in flight per host.
+    pub hosts_in_flight: &'a BTreeMap<String, usize>,
+    /// Response times: count and mean seconds, by kind.
+    pub response_seconds: BTreeMap<&'static str, Mean>,
+}
+
+/// Queue sizes, for [`Status`].
+#[derive(Debug, Serialize)]
+pub struct QueueSizes {
+    /// Pages waiting.
+    pub pages_waiting: usize,
+    /// Images waiting.
+    pub images_waiting: usize,
+    /// Pages being fetched.
+    pub pages_in_flight: usize,
+    /// Images being downloaded.
+    pub images_in_flight: usize,
+    /// Waiting pages kept only in the state database.
+    pub pages_spilled: usize,
+    /// Waiting images kept only in the state database.
+    pub images_spilled: usize,
+}
+
+/// A count and a mean, for [`Status`].
+#[derive(Debug, Serialize)]
+pub struct Mean {
+    /// Observations.
+    pub count: u64,
+    /// Their mean, in seconds (0 without any).
+    pub mean: f64,
+}
+
+impl Mean {
+    fn of(h: &Histogram) -> Mean {
+        let count = h.count();
+        Mean {
+            count,
+            mean: if count == 0 {
+                0.0
+            } else {
+                h.sum() / count as f64
+            },
+        }
+    }
+}
+
+/// The crawl's status as JSON.
+pub fn status_json(stats: &Stats, activity: &Activity) -> String {
+    let q = activity.queues;
+    let status = Status {
+        state: activity.state,
+        stats,
+        queues: QueueSizes {
+            pages_waiting: q.pages_waiting,
+            images_waiting: q.images_waiting,
+            pages_in_flight: q.pages_in_flight,
+            images_in_flight: q.images_in_flight,
+            pages_spilled: q.pages_spilled,
+            images_spilled: q.images_spilled,
+        },
+        hosts_in_flight: &activity.hosts_in_flight,
+        response_seconds: [
+            ("page", Mean::of(&activity.response_times.pages)),
+            ("image", Mean::of(&activity.response_times.images)),
+        ]
+        .into_iter()
+        .collect(),
+    };
+    serde_json::to_string_pretty(&status).expect("the status serialises to JSON")
+}
+
+/// The counters and the activity, or the answer that says they could not be read.
+async fn read(crawl: &Crawl) -> Result<(Stats, Activity), HttpResponse> {
+    let (stats, activity) = futures_util::join!(crawl.stats(), crawl.activity());
+    match (stats, activity) {
+        (Ok(s), Ok(a)) => Ok((s, a)),
+        (Err(e), _) | (_, Err(e)) => {
+            Err(HttpResponse::ServiceUnavailable().body(format!("the crawl is gone: {e}\n")))
+        }
+    }
+}
+
+async fn metrics(crawl: web::Data<Crawl>) -> HttpResponse {
+    match read(&crawl).await {
+        Ok((s, a)) => HttpResponse::Ok()
+            .content_type("text/plain; version=0.0.4; charset=utf-8")
+            .body(prometheus_text(&s, &a)),
+        Err(r) => r,
+    }
+}
+
+async fn status(crawl: web::Data<Crawl>) -> HttpResponse {
+    match read(&crawl).await {
+        Ok((s, a)) => HttpResponse::Ok()
+            .content_type("application/json")
+            .body(status_json(&s, &a)),
+        Err(r) => r,
+    }
+}
+
+/// The `/metrics` and `/status` routes for `crawl`, to mount in an application's own actix-web
+/// server: `App::new().configure(imgcrawl::metrics::routes(crawl.clone()))`.
+pub fn routes(crawl: Crawl) -> impl FnOnce(&mut web::ServiceConfig) {
+    move |cfg| {
+        cfg.app_data(web::Data::new(crawl))
+            .route("/metrics", web::get().to(metrics))
+            .route("/status", web::get().to(status));
+    }
+}
+
+/// Opens the listening socket for the metrics server, before the crawl starts, so that a busy
+/// address stops imgcrawl before any work is done.
+pub fn bind(addr: SocketAddr) -> Result<TcpListener, Error> {
+    TcpListener::bind(addr)
+        .map_err(|e| Error::Metrics(format!("cannot serve metrics on {addr} (key metrics): {e}")))
+}
+
+/// The metrics server of one crawl, running in the current System.
+pub struct MetricsServer {
+    handle: ServerHandle,
+    addr: SocketAddr,
+}
+
+impl MetricsServer {
+    /// Serves `crawl`'s `/metrics` and `/status` on `listener` (see [`bind`]), with one worker
+    /// thread and no signal handling of its own (the crawl owns Ctrl-C).
+    pub fn start(crawl: &Crawl, listener: TcpListener) -> Result<MetricsServer, Error> {
+        let addr = listener
+            .local_addr()
+            .map_err(|e| Error::Metrics(format!("metrics socket: {e}")))?;
+        let crawl = crawl.clone();
+        let server = HttpServer::new(move || App::new().configure(routes(crawl.clone())))
+            .workers(1)
+            .disable_signals()
+            .shutdown_timeout(1)
+            .listen(listener)
+            .map_err(|e| Error::Metrics(format!("cannot serve metrics on {addr}: {e}")))?
+            .run();
+        let handle = server.handle();
+        actix_rt::spawn(server);
+        Ok(MetricsServer { handle, addr })
+    }
+
+    /// The address it listens on.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Stops serving.
+    pub async fn stop(self) {
+        self.handle.stop(true).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn histogram_buckets_are_cumulative_and_end_at_the_count() {
+        let mut h = Histogram::default();
+        for secs in [0.001, 0.005, 0.007, 0.3, 0.3, 45.0] {
+            h.observe(secs);
+        }
+        let c: Vec<(f64, u64)> = h.cumulative().collect();
+        assert_eq!(c[0], (0.005, 2), "a bound includes values equal to it");
+        assert_eq!(c[1], (0.01, 3));
+        assert_eq!(c[6], (0.5, 5));
+        assert_eq!(c.last(), Some(&(30.0, 5)), "45 s is only in +Inf");
+        assert_eq!(h.count(), 6);
+        assert!((h.sum() - 45.613).abs() < 1e-9);
+    }
+
+    #[test]
+    fn label_values_are_escaped() {
+        assert_eq!(label("a\"b\\c\nd"), "a\\\"b\\\\c\\nd");
+    }
+}
