@@ -216,6 +216,7 @@ fn image(
         page_host: page.host_str().unwrap_or("unknown-host"),
         name: &name,
         stem: &stem,
+        dir: &urls::dir_path(&url),
         sha256: &"0".repeat(64),
         ext: guess_extension(&url),
     });

@@ -66,7 +66,9 @@ pub fn extract(html: &str, page_url: &Url, rules: &ExtractRules) -> Extracted {
             .attr("href")
             .and_then(|v| urls::resolve(&base, v))
         {
-            if seen_links.insert(url.clone()) {
+            // A link this page already gives as an image (a thumbnail's link to the full-size
+            // file, a directory listing's files) is not a page to fetch as well.
+            if !seen_images.contains(&url) && seen_links.insert(url.clone()) {
                 out.links.push(url);
             }
         }
@@ -149,27 +151,33 @@ fn parse_descriptor(d: &str) -> (f64, bool) {
     }
 }
 
-/// The image's human name: the caption inside its nearest item, else its `alt`, else `None`.
+/// The image's human name: the caption inside the nearest item that has one (the element itself,
+/// or an ancestor: `<figure><a><img></a><figcaption>` names the image by the figure's caption even
+/// though the link is an item too), else its `alt`, else `None`.
 fn caption(el: ElementRef<'_>, rules: &ExtractRules) -> Option<String> {
-    let item = el
-        .ancestors()
-        .filter_map(ElementRef::wrap)
-        .find(|a| rules.item.matches(a));
-    let from_item = item.and_then(|item| {
-        item.select(&rules.name)
-            .map(text_of)
-            .find(|t| !t.is_empty())
-    });
+    let from_item = std::iter::once(el)
+        .chain(el.ancestors().filter_map(ElementRef::wrap))
+        .filter(|a| rules.item.matches(a))
+        .find_map(|item| {
+            item.select(&rules.name)
+                .map(text_of)
+                .find(|t| !t.is_empty())
+        });
     from_item.or_else(|| {
-        let img = if el.value().name() == "img" {
+        let is_img = |e: &ElementRef<'_>| e.value().name() == "img";
+        let img = if is_img(&el) {
             Some(el)
         } else {
-            // A <picture><source>: the caption may sit on the <img> beside it.
-            el.parent().and_then(ElementRef::wrap).and_then(|p| {
-                p.children()
-                    .filter_map(ElementRef::wrap)
-                    .find(|c| c.value().name() == "img")
-            })
+            // A link to a full-size image: the thumbnail inside it. A <picture><source>: the
+            // <img> beside it.
+            el.descendants()
+                .filter_map(ElementRef::wrap)
+                .find(is_img)
+                .or_else(|| {
+                    el.parent()
+                        .and_then(ElementRef::wrap)
+                        .and_then(|p| p.children().filter_map(ElementRef::wrap).find(is_img))
+                })
         };
         img.and_then(|i| i.value().attr("alt"))
             .map(collapse)
@@ -271,6 +279,48 @@ mod tests {
         assert_eq!(
             e.links.iter().map(Url::as_str).collect::<Vec<_>>(),
             ["https://other.example/root/next.html"]
+        );
+    }
+
+    #[test]
+    fn a_link_to_a_full_size_image_is_an_image_not_a_page() {
+        let css = |s| scraper::Selector::parse(s).unwrap();
+        let rules = ExtractRules {
+            images: vec![crate::settings::ImageRule {
+                selector: css("a.thumb"),
+                attrs: vec!["href".into()],
+            }],
+            follow: css("a[href]"),
+            item: css("a, figure"),
+            name: css("figcaption, .caption"),
+        };
+        let e = extract(
+            r#"<a class="thumb" href="/full/1.jpg"><img src="/thumb/1.jpg" alt="Harbour at dusk"></a>
+               <figure><a class="thumb" href="/full/2.jpg"><img src="/thumb/2.jpg" alt="alt 2"></a>
+                 <figcaption>Old mill</figcaption></figure>
+               <a class="thumb" href="/full/3.jpg"><img src="/thumb/3.jpg"><span class="caption">Bridge</span></a>
+               <a href="/full/1.jpg">download</a> <a href="/page/2.html">next</a>"#,
+            &Url::parse("https://site.example/g/").unwrap(),
+            &rules,
+        );
+        assert_eq!(
+            image_urls(&e),
+            [
+                "https://site.example/full/1.jpg",
+                "https://site.example/full/2.jpg",
+                "https://site.example/full/3.jpg"
+            ],
+            "the thumbnails are not images under these rules"
+        );
+        let names: Vec<_> = e.images.iter().map(|c| c.name.as_deref()).collect();
+        assert_eq!(
+            names,
+            [Some("Harbour at dusk"), Some("Old mill"), Some("Bridge")]
+        );
+        assert_eq!(
+            e.links.iter().map(Url::as_str).collect::<Vec<_>>(),
+            ["https://site.example/page/2.html"],
+            "links to the images themselves are not followed as pages"
         );
     }
 

@@ -7,6 +7,8 @@ use std::path::{Path, PathBuf};
 
 /// Longest file-name component written, in bytes (most file systems allow 255).
 pub const MAX_COMPONENT_BYTES: usize = 200;
+/// Most directories `{dir}` adds (deeper URL paths keep their first ones).
+const MAX_DIR_SEGMENTS: usize = 16;
 /// Longest value a placeholder contributes, in bytes, leaving room for the extension and suffixes.
 const MAX_PLACEHOLDER_BYTES: usize = 150;
 
@@ -18,6 +20,7 @@ enum Piece {
     PageHost,
     Name,
     Stem,
+    Dir,
     Hash,
     Ext,
 }
@@ -39,6 +42,8 @@ pub struct NameFields<'a> {
     pub name: &'a str,
     /// The URL's file stem.
     pub stem: &'a str,
+    /// The URL's directory: its path without the file name, percent-decoded (`photos/2024`).
+    pub dir: &'a str,
     /// The hex SHA-256 of the bytes.
     pub sha256: &'a str,
     /// The extension of the real type.
@@ -61,11 +66,12 @@ impl FilenameTemplate {
                     "page_host" => Piece::PageHost,
                     "name" => Piece::Name,
                     "stem" => Piece::Stem,
+                    "dir" => Piece::Dir,
                     "hash" => Piece::Hash,
                     "ext" => Piece::Ext,
                     other => {
                         return Err(format!(
-                            "unknown placeholder `{{{other}}}` (known: {{host}} {{page_host}} {{name}} {{stem}} {{hash}} {{ext}})"
+                            "unknown placeholder `{{{other}}}` (known: {{host}} {{page_host}} {{dir}} {{name}} {{stem}} {{hash}} {{ext}})"
                         ))
                     }
                 });
@@ -91,14 +97,29 @@ impl FilenameTemplate {
         Ok(FilenameTemplate { pieces })
     }
 
-    /// Renders the template into a safe relative path: placeholder values cannot add directories,
-    /// and every component is sanitized (see [`sanitize_component`]).
+    /// Renders the template into a safe relative path: placeholder values cannot add directories
+    /// (but `{dir}`, whose segments each become one), and every component is sanitized (see
+    /// [`sanitize_component`]).
     pub fn render(&self, f: &NameFields<'_>) -> PathBuf {
         let mut s = String::new();
         for piece in &self.pieces {
             let value = match piece {
                 Piece::Literal(l) => {
                     s.push_str(l);
+                    continue;
+                }
+                Piece::Dir => {
+                    let segments: Vec<String> = f
+                        .dir
+                        .split('/')
+                        .filter(|seg| !seg.trim().is_empty())
+                        .take(MAX_DIR_SEGMENTS)
+                        .map(|seg| {
+                            truncate_bytes(&sanitize_component(seg), MAX_PLACEHOLDER_BYTES)
+                                .to_string()
+                        })
+                        .collect();
+                    s.push_str(&segments.join("/"));
                     continue;
                 }
                 Piece::Host => f.host,
@@ -136,6 +157,7 @@ impl fmt::Display for FilenameTemplate {
                 Piece::PageHost => f.write_str("{page_host}")?,
                 Piece::Name => f.write_str("{name}")?,
                 Piece::Stem => f.write_str("{stem}")?,
+                Piece::Dir => f.write_str("{dir}")?,
                 Piece::Hash => f.write_str("{hash}")?,
                 Piece::Ext => f.write_str("{ext}")?,
             }
@@ -234,6 +256,7 @@ mod tests {
             page_host: "www.example",
             name,
             stem: "stem",
+            dir: "photos/2024",
             sha256: "0123456789abcdef0123",
             ext: "jpg",
         }
@@ -299,6 +322,31 @@ mod tests {
             render("{name}.{ext}", "美女 图片  01"),
             PathBuf::from("美女 图片 01.jpg")
         );
+    }
+
+    #[test]
+    fn dir_keeps_the_url_directories_and_stays_inside() {
+        let t = FilenameTemplate::parse("{host}/{dir}/{stem}.{ext}").unwrap();
+        let with_dir = |dir: &str| t.render(&NameFields { dir, ..fields("n") });
+        assert_eq!(
+            with_dir("photos/2024"),
+            Path::new("img.example/photos/2024/stem.jpg")
+        );
+        assert_eq!(with_dir(""), Path::new("img.example/stem.jpg"));
+        // Decoded `..` and separators cannot climb out.
+        let hostile = with_dir("a/../../..\\x/CON");
+        assert!(
+            hostile
+                .components()
+                .all(|c| matches!(c, Component::Normal(_))),
+            "{hostile:?}"
+        );
+        assert_eq!(hostile, Path::new("img.example/a/_/_/_x/_CON/stem.jpg"));
+        assert_eq!(
+            with_dir(&"d/".repeat(100)).components().count(),
+            MAX_DIR_SEGMENTS + 2
+        );
+        assert_eq!(t.to_string(), "{host}/{dir}/{stem}.{ext}");
     }
 
     #[test]

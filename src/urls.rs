@@ -85,6 +85,16 @@ pub fn file_stem(url: &Url) -> Option<String> {
     (!stem.is_empty()).then(|| stem.to_string())
 }
 
+/// The directory of a URL's path, without the file name and percent-decoded: `/photos/2024/a.jpg`
+/// gives `photos/2024`, `/a.jpg` gives an empty string.
+pub fn dir_path(url: &Url) -> String {
+    let path = percent_encoding::percent_decode_str(url.path()).decode_utf8_lossy();
+    match path.rfind('/') {
+        Some(end) => path[..end].trim_start_matches('/').to_string(),
+        None => String::new(),
+    }
+}
+
 /// Removes the query parameters whose (percent-decoded) name `strip` accepts, keeping the others
 /// in their order and spelling; an emptied query is dropped. Used against session ids and tracking
 /// parameters, which would otherwise make one page look like endless different ones.
@@ -186,5 +196,17 @@ mod tests {
         assert_eq!(stem("http://h/a/").as_deref(), Some("a"));
         assert_eq!(stem("http://h/").as_deref(), None);
         assert_eq!(stem("http://h/.hidden").as_deref(), Some(".hidden"));
+    }
+
+    #[test]
+    fn directories_are_decoded_without_the_file_name() {
+        let dir = |s: &str| dir_path(&Url::parse(s).unwrap());
+        assert_eq!(dir("http://h/photos/2024/a.jpg"), "photos/2024");
+        assert_eq!(dir("http://h/a.jpg"), "");
+        assert_eq!(dir("http://h/%E5%9B%BE/a.jpg?x=1"), "图");
+        // Encoded dots are dot segments, resolved by the URL parser; encoded slashes are decoded
+        // here, and the file name template keeps the result inside out_dir.
+        assert_eq!(dir("http://h/a/%2E%2E/%2E%2E/b.jpg"), "");
+        assert_eq!(dir("http://h/a%2F..%2F..%2Fetc/b.jpg"), "a/../../etc");
     }
 }

@@ -114,6 +114,8 @@ pub struct ImageName {
     pub name: String,
     /// The URL's file stem.
     pub stem: String,
+    /// The URL's directory (see [`crate::urls::dir_path`]).
+    pub dir: String,
     /// The extension of the real type.
     pub ext: &'static str,
 }
@@ -521,6 +523,7 @@ impl DiskWriter {
             page_host: &m.name.page_host,
             name: &m.name.name,
             stem: &m.name.stem,
+            dir: &m.name.dir,
             sha256: &m.sha256,
             ext: m.name.ext,
         });

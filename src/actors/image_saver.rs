@@ -298,6 +298,7 @@ async fn download(
             page_host: job.page.host_str().unwrap_or("unknown-host").to_string(),
             name: name.clone(),
             stem,
+            dir: urls::dir_path(found),
             ext: kind.extension(),
         },
     };
