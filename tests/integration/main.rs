@@ -7,6 +7,7 @@ mod config;
 mod crawl;
 mod distributed;
 mod embed;
+mod examples;
 mod failures;
 mod filters;
 mod hostile;
