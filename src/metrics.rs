@@ -12,7 +12,7 @@ use actix_web::dev::ServerHandle;
 use actix_web::{web, App, HttpResponse, HttpServer};
 use serde::Serialize;
 
-use crate::actors::supervisor::{Activity, CrawlState};
+use crate::actors::supervisor::{Activity, CrawlState, QueueState};
 use crate::actors::WorkerKind;
 use crate::error::Error;
 use crate::records::Stats;
@@ -230,6 +230,13 @@ pub fn prometheus_text(stats: &Stats, activity: &Activity) -> String {
     );
     family(
         &mut out,
+        "imgcrawl_images_committing",
+        "gauge",
+        "Images stored and waiting for the state commit after which they count as saved.",
+        one(q.images_committing as u64),
+    );
+    family(
+        &mut out,
         "imgcrawl_host_in_flight_requests",
         "gauge",
         "Requests being served, by host (hosts with none are left out).",
@@ -279,29 +286,12 @@ pub struct Status<'a> {
     pub state: CrawlState,
     /// The counters so far.
     pub stats: &'a Stats,
-    /// Waiting and in-flight jobs.
-    pub queues: QueueSizes,
+    /// Waiting, in-flight and committing jobs.
+    pub queues: QueueState,
     /// Requests in flight per host.
     pub hosts_in_flight: &'a BTreeMap<String, usize>,
     /// Response times: count and mean seconds, by kind.
     pub response_seconds: BTreeMap<&'static str, Mean>,
-}
-
-/// Queue sizes, for [`Status`].
-#[derive(Debug, Serialize)]
-pub struct QueueSizes {
-    /// Pages waiting.
-    pub pages_waiting: usize,
-    /// Images waiting.
-    pub images_waiting: usize,
-    /// Pages being fetched.
-    pub pages_in_flight: usize,
-    /// Images being downloaded.
-    pub images_in_flight: usize,
-    /// Waiting pages kept only in the state database.
-    pub pages_spilled: usize,
-    /// Waiting images kept only in the state database.
-    pub images_spilled: usize,
 }
 
 /// A count and a mean, for [`Status`].
@@ -329,18 +319,10 @@ impl Mean {
 
 /// The crawl's status as JSON.
 pub fn status_json(stats: &Stats, activity: &Activity) -> String {
-    let q = activity.queues;
     let status = Status {
         state: activity.state,
         stats,
-        queues: QueueSizes {
-            pages_waiting: q.pages_waiting,
-            images_waiting: q.images_waiting,
-            pages_in_flight: q.pages_in_flight,
-            images_in_flight: q.images_in_flight,
-            pages_spilled: q.pages_spilled,
-            images_spilled: q.images_spilled,
-        },
+        queues: activity.queues,
         hosts_in_flight: &activity.hosts_in_flight,
         response_seconds: [
             ("page", Mean::of(&activity.response_times.pages)),

@@ -1,6 +1,6 @@
 //! The live display on a terminal: one indicatif bar, fed by the crawl's events, showing pages done
 //! and waiting, images saved, duplicate, skipped and failed, megabytes, current rates and an
-//! estimate of the time left for the work known so far. Log lines go above it through
+//! estimate of the time left (extrapolated from the pages done while pages still wait). Log lines go above it through
 //! indicatif-log-bridge (set up by the binary), so they never tear it. Off a terminal the Logger's
 //! plain status lines are used instead.
 
@@ -71,13 +71,14 @@ impl ProgressView {
     fn redraw(&mut self) {
         let (page_rate, image_rate) = self.rates();
         let t = &self.tally;
-        // The total is what is known so far (done, waiting and in flight): it grows while pages
-        // reveal more work, so the estimate is for the known work.
-        self.bar.set_length(t.jobs_done() + t.jobs_open());
+        // The total, and so the time left, is extrapolated while pages wait (see
+        // Tally::estimated_total), and exact once none does.
+        self.bar.set_length(t.estimated_total().max(t.jobs_done()));
         self.bar.set_position(t.jobs_done());
+        // Two short lines rather than one that wraps on a narrow terminal.
+        let (counts, rest) = t.status_parts();
         self.bar.set_message(format!(
-            "{} | {page_rate:.0} pages/s, {image_rate:.0} images/s",
-            t.status()
+            "{counts}\n  {rest} | {page_rate:.0} pages/s, {image_rate:.0} images/s"
         ));
     }
 }

@@ -95,7 +95,7 @@ pub enum CrawlEvent {
         pages_waiting: usize,
         /// Images waiting in the frontier.
         images_waiting: usize,
-        /// Requests in flight.
+        /// Requests in flight, and images stored but not yet committed as saved.
         in_flight: usize,
     },
 }
@@ -169,19 +169,46 @@ impl Tally {
         (pw + iw + fl) as u64
     }
 
-    /// One line of counters, e.g. `pages 120 done, 14 waiting | images 96 saved, ...`.
-    pub fn status(&self) -> String {
+    /// The jobs the whole crawl will probably have: those known (done, waiting, in flight), plus,
+    /// while pages wait, as many images for each of them as the pages fetched so far brought on
+    /// average. With a `page_template` every list page is known from the start, so this settles
+    /// early; it is exact once no page waits.
+    pub fn estimated_total(&self) -> u64 {
+        let s = &self.stats;
+        let (pages_waiting, images_waiting, in_flight) = self.queues;
+        let known = self.jobs_done() + self.jobs_open();
+        if pages_waiting == 0 || s.pages_fetched == 0 {
+            return known;
+        }
+        let images_found = self.jobs_done() - s.pages_fetched - s.pages_failed
+            + (images_waiting + in_flight) as u64;
+        known + pages_waiting as u64 * images_found / s.pages_fetched
+    }
+
+    /// The counters in two parts: pages and images, then the rest (skipped, in flight, MB).
+    pub fn status_parts(&self) -> (String, String) {
         let s = &self.stats;
         let (pw, iw, fl) = self.queues;
-        format!(
-            "pages {} done, {pw} waiting | images {} saved, {} duplicates, {} skipped, {} failed, {iw} waiting | {fl} in flight | {:.1} MB",
-            s.pages_fetched,
-            s.images_saved,
-            s.duplicates,
-            s.images_skipped.values().sum::<u64>(),
-            s.images_failed + s.pages_failed,
-            s.bytes_saved as f64 / 1e6
+        (
+            format!(
+                "pages {} done, {pw} waiting | images {} saved, {} duplicates, {} failed, {iw} waiting",
+                s.pages_fetched,
+                s.images_saved,
+                s.duplicates,
+                s.images_failed + s.pages_failed,
+            ),
+            format!(
+                "{} skipped | {fl} in flight | {:.1} MB",
+                s.images_skipped.values().sum::<u64>(),
+                s.bytes_saved as f64 / 1e6
+            ),
         )
+    }
+
+    /// One line of counters, e.g. `pages 120 done, 14 waiting | images 96 saved, ... | 2.1 MB`.
+    pub fn status(&self) -> String {
+        let (counts, rest) = self.status_parts();
+        format!("{counts} | {rest}")
     }
 }
 
@@ -445,5 +472,28 @@ impl Handler<Finish> for Logger {
                 Ok(report)
             }),
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_total_is_extrapolated_while_pages_wait_and_exact_after() {
+        let mut t = Tally::default();
+        t.stats.pages_fetched = 2;
+        t.stats.images_saved = 30;
+        // 2 pages brought 30 + 10 waiting images: 20 each. 8 pages wait, 2 requests in flight.
+        t.queues = (8, 10, 0);
+        assert_eq!(t.jobs_done(), 32);
+        assert_eq!(t.estimated_total(), 32 + 18 + 8 * 20);
+        // No page waits: what is known is the total.
+        t.queues = (0, 10, 2);
+        assert_eq!(t.estimated_total(), 32 + 12);
+        // Nothing fetched yet: nothing to extrapolate from.
+        t.stats = Stats::default();
+        t.queues = (8, 0, 0);
+        assert_eq!(t.estimated_total(), 8);
     }
 }

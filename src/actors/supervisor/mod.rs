@@ -85,7 +85,7 @@ pub struct WorkerAddrs {
 pub struct GetQueues;
 
 /// Sizes of the Supervisor's queues.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 pub struct QueueState {
     /// Pages waiting (including those waiting for a retry).
     pub pages_waiting: usize,
@@ -99,6 +99,8 @@ pub struct QueueState {
     pub pages_spilled: usize,
     /// Of the waiting images, those kept only in the state database.
     pub images_spilled: usize,
+    /// Images stored, waiting for the group commit after which they count as saved.
+    pub images_committing: usize,
 }
 
 /// Answers with what the crawl is doing now (for metrics and status pages).
@@ -142,8 +144,9 @@ const IMAGE_CREDIT: usize = 1;
 /// Times a job may be lost with a dying worker before it is given up (a job that kills every
 /// worker that takes it must not kill them forever).
 const MAX_LOSSES: u32 = 3;
-/// How often dead workers are looked for and queue sizes reported.
-const SWEEP_EVERY: Duration = Duration::from_secs(1);
+/// How often dead workers are looked for and queue sizes reported (often enough for the progress
+/// display's total and estimate to follow the crawl; a sweep looks at each worker's mailbox once).
+const SWEEP_EVERY: Duration = Duration::from_millis(250);
 
 /// Why a crawl ended without a report (a cloneable stand-in for [`Error`], which is not `Clone`).
 #[derive(Debug, Clone)]
@@ -300,6 +303,8 @@ pub struct Supervisor {
     pending: Vec<StateOp>,
     /// Events that may only be told once the pending changes are committed (saved images).
     after_commit: Vec<CrawlEvent>,
+    /// Events of the commit in flight, told once it is done.
+    committing: usize,
     /// A commit is in flight (one at a time, so batches land in order).
     commit_in_flight: bool,
     /// A fatal error (disk trouble) that ends the crawl.
@@ -384,6 +389,7 @@ impl Supervisor {
             restored: Some(resume),
             pending: Vec::new(),
             after_commit: Vec::new(),
+            committing: 0,
             commit_in_flight: false,
             fatal: None,
             abandon: false,
@@ -738,6 +744,7 @@ impl Supervisor {
             images_in_flight: self.images_in_flight,
             pages_spilled: self.spill_pages.total as usize,
             images_spilled: self.spill_images.total as usize,
+            images_committing: self.after_commit.len() + self.committing,
         }
     }
 
@@ -776,6 +783,7 @@ impl Supervisor {
         self.commit_in_flight = true;
         let ops = std::mem::take(&mut self.pending);
         let events = std::mem::take(&mut self.after_commit);
+        self.committing = events.len();
         let shared_ops = self.shared_batch();
         let (mut new_pages, mut new_images) = (0, 0);
         for op in &ops {
@@ -797,6 +805,7 @@ impl Supervisor {
         });
         ctx.spawn(request.into_actor(self).map(move |res, act, ctx| {
             act.commit_in_flight = false;
+            act.committing = 0;
             match res {
                 Ok(Ok(loaded)) => {
                     for event in events {
@@ -913,7 +922,7 @@ impl Supervisor {
         self.logger.do_send(CrawlEvent::Progress {
             pages_waiting: q.pages_waiting,
             images_waiting: q.images_waiting,
-            in_flight: q.pages_in_flight + q.images_in_flight,
+            in_flight: q.pages_in_flight + q.images_in_flight + q.images_committing,
         });
         self.pump(ctx);
     }
