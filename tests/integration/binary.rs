@@ -215,3 +215,62 @@ fn off_a_terminal_status_lines_come_every_few_seconds_and_quiet_leaves_the_summa
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(!err.contains("DEBUG") && !err.contains("INFO"), "{err}");
 }
+
+#[test]
+fn on_a_terminal_the_bar_stays_below_the_log_lines_and_is_cleared_at_the_end() {
+    // util-linux's `script` gives the crawl a pseudo-terminal; vt100 replays what it drew, 64
+    // bytes at a time, so every intermediate screen is looked at.
+    let site = SampleSite {
+        pages: 3,
+        per_page: 10,
+        page_kb: 0,
+    };
+    let server = TestServer::sample(site, |p| {
+        p.starts_with("/img/")
+            .then_some(std::time::Duration::from_millis(150))
+    });
+    let out = tempfile::tempdir().unwrap();
+    let command = format!(
+        "stty cols 100 rows 30; exec '{}' crawl '{}' '{}' -o '{}' --savers 2 --max-depth 0 -v",
+        env!("CARGO_BIN_EXE_imgcrawl"),
+        server.url("/list/1.html"),
+        server.url("/list/2.html"),
+        out.path().display()
+    );
+    let o = Command::new("script")
+        .args(["-qec", &command, "/dev/null"])
+        .env_remove("RUST_LOG")
+        .output()
+        .expect("`script` (util-linux) runs the crawl on a pseudo-terminal");
+    assert_eq!(o.status.code(), Some(0), "{}", output_text(&o));
+    let is_bar = |r: &str| r.contains("% ≈");
+    let is_log = |r: &str| r.contains("DEBUG]") || r.contains("INFO ]");
+    let mut screen = vt100::Parser::new(30.try_into().unwrap(), 100.try_into().unwrap(), 0);
+    let (mut frames_with_bar, mut logs_under_bar) = (0, 0);
+    for chunk in o.stdout.chunks(64) {
+        screen.process(chunk);
+        let rows: Vec<String> = screen.screen().rows(0, 100).collect();
+        let bars: Vec<usize> = (0..rows.len()).filter(|&i| is_bar(&rows[i])).collect();
+        assert!(bars.len() <= 1, "two bars:\n{}", rows.join("\n"));
+        for r in &rows {
+            assert!(
+                !(is_log(r) && (is_bar(r) || r.contains("pages/s"))),
+                "a log line torn into the bar: {r:?}"
+            );
+        }
+        if let Some(&bar) = bars.first() {
+            frames_with_bar += 1;
+            logs_under_bar += rows[bar..].iter().filter(|r| is_log(r)).count();
+        }
+    }
+    assert!(frames_with_bar > 0, "no bar was drawn");
+    assert_eq!(logs_under_bar, 0, "log lines appeared below the bar");
+    // At the end the bar is gone and the summary follows the last log lines.
+    let rows: Vec<String> = screen.screen().rows(0, 100).collect();
+    assert!(!rows.iter().any(|r| is_bar(r)), "{}", rows.join("\n"));
+    let summary = rows
+        .iter()
+        .position(|r| r.starts_with("imgcrawl finished"))
+        .unwrap_or_else(|| panic!("no summary:\n{}", rows.join("\n")));
+    assert!(rows[..summary].iter().any(|r| r.contains("DEBUG] saved")));
+}
