@@ -8,7 +8,9 @@ use imgcrawl::paths::sanitize_component;
 use imgcrawl::sample_site::{SampleSite, BROKEN_IMAGES};
 use imgcrawl::{Crawl, Outcome};
 
-use crate::support::{errors, image_files, manifest, settings, temp_files, Reply, TestServer};
+use crate::support::{
+    errors, image_files, manifest, settings, sha256_hex, temp_files, Reply, TestServer,
+};
 
 pub(crate) fn list_urls(server: &TestServer, site: SampleSite) -> Vec<String> {
     (1..=site.pages)
@@ -118,6 +120,50 @@ async fn sample_gallery_crawl_saves_every_image_once_with_exact_bytes() {
         serde_json::from_slice(&std::fs::read(out.path().join("stats.json")).unwrap()).unwrap();
     assert_eq!(stats["images_saved"], 38);
     assert_eq!(stats["pages_fetched"], 44);
+}
+
+#[actix_rt::test]
+async fn images_arriving_in_many_pieces_or_over_a_mebibyte_are_stored_byte_for_byte() {
+    // 16 KiB per write: many chunks per image, and the large one spills to its temporary file
+    // (past 1 MiB held) three times before it is complete.
+    let large = imgcrawl::sample_site::png(11, 1100, 1000);
+    let small = imgcrawl::sample_site::png(12, 120, 130);
+    assert!(large.len() > 3 << 20 && small.len() > 32 * 1024);
+    let pace = Duration::from_millis(1);
+    let served = [("/large.png", large.clone()), ("/small.png", small.clone())];
+    let server = TestServer::start(move |path| match path {
+        "/" => Reply::Ok(
+            "text/html",
+            b"<img src='/large.png' alt='large'><img src='/small.png' alt='small'>".to_vec(),
+        ),
+        "/large.png" => Reply::Paced("image/png", large.clone(), pace),
+        "/small.png" => Reply::Paced("image/png", small.clone(), pace),
+        _ => Reply::Status(404),
+    });
+    let out = tempfile::tempdir().unwrap();
+    let report = Crawl::start(settings(&[server.url("/")], out.path(), ""))
+        .await
+        .unwrap()
+        .wait()
+        .await
+        .unwrap();
+    assert_eq!(report.stats.images_saved, 2, "{:?}", errors(out.path()));
+    let rows = manifest(out.path());
+    for ((path, bytes), (w, h)) in served.iter().zip([(1100, 1000), (120, 130)]) {
+        let row = rows
+            .iter()
+            .find(|r| r.url == server.url(path))
+            .unwrap_or_else(|| panic!("{path} not in the manifest"));
+        let on_disk = std::fs::read(out.path().join(&row.path)).unwrap();
+        assert!(
+            on_disk == *bytes,
+            "{path}: the file differs from what was served"
+        );
+        assert_eq!(row.bytes, bytes.len() as u64);
+        assert_eq!(row.sha256, sha256_hex(bytes));
+        assert_eq!((row.width, row.height), (Some(w), Some(h)), "{path}");
+    }
+    assert_eq!(temp_files(out.path()), 0);
 }
 
 #[actix_rt::test]

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use imgcrawl::sample_site::SampleSite;
 
 use crate::crawl::list_urls;
-use crate::support::{errors, image_files, manifest, output_text, TestServer};
+use crate::support::{errors, image_files, manifest, output_text, sha256_hex, TestServer};
 
 const PASSWORD: &str = "s3cret-pw";
 
@@ -189,12 +189,6 @@ fn assert_same(got: &HashSet<String>, want: &HashSet<String>, what: &str) {
         missing.is_empty() && extra.is_empty(),
         "{what}: missing {missing:?}, extra {extra:?}"
     );
-}
-
-/// Hex SHA-256 of `bytes`.
-fn sha256_hex(bytes: &[u8]) -> String {
-    use sha2::{Digest, Sha256};
-    format!("{:x}", Sha256::digest(bytes))
 }
 
 /// The SHA-256 of every image file in `dirs`, with the file, failing the test if two files hold

@@ -334,6 +334,12 @@ pub fn read_jsonl<T: serde::de::DeserializeOwned>(path: &Path) -> Vec<T> {
     }
 }
 
+/// Hex SHA-256 of `bytes`.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::{Digest, Sha256};
+    format!("{:x}", Sha256::digest(bytes))
+}
+
 /// The manifest rows of `out`.
 pub fn manifest(out: &Path) -> Vec<ManifestRow> {
     read_jsonl(&out.join("manifest.jsonl"))
