@@ -123,6 +123,23 @@ impl Stats {
     }
 }
 
+/// The counters of a whole shared crawl, all processes together.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WholeCrawl {
+    /// Pages fetched and parsed.
+    pub pages_fetched: u64,
+    /// Pages that failed for good.
+    pub pages_failed: u64,
+    /// Images stored (each distinct bytes once in the crawl).
+    pub images_saved: u64,
+    /// Image URLs whose bytes were already stored under another URL.
+    pub duplicates: u64,
+    /// Images that failed for good.
+    pub images_failed: u64,
+    /// Bytes of the images stored.
+    pub bytes_saved: u64,
+}
+
 /// How a crawl ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -138,6 +155,8 @@ pub enum Outcome {
 pub struct CrawlReport {
     /// The counters.
     pub stats: Stats,
+    /// In a shared crawl, the counters of all its processes together (read from Redis at the end).
+    pub whole_crawl: Option<WholeCrawl>,
     /// Finished or stopped.
     pub outcome: Outcome,
     /// Where the images and records are.
@@ -162,6 +181,9 @@ impl CrawlReport {
         let mut v = serde_json::to_value(&self.stats).expect("stats serialise to JSON");
         v["outcome"] = serde_json::to_value(self.outcome).expect("an outcome serialises");
         v["out_dir"] = self.out_dir.display().to_string().into();
+        if let Some(whole) = &self.whole_crawl {
+            v["whole_crawl"] = serde_json::to_value(whole).expect("counters serialise to JSON");
+        }
         v.to_string()
     }
 }
@@ -255,10 +277,60 @@ impl fmt::Display for CrawlReport {
                 writeln!(f, "    {kind:<22} {n:>5}  {example}")?;
             }
         }
+        if let Some(w) = &self.whole_crawl {
+            writeln!(f, "  whole shared crawl, all processes:")?;
+            writeln!(
+                f,
+                "    pages fetched {}, failed {}; images saved {}, duplicates {}, failed {}; {:.1} MB",
+                w.pages_fetched,
+                w.pages_failed,
+                w.images_saved,
+                w.duplicates,
+                w.images_failed,
+                w.bytes_saved as f64 / 1e6
+            )?;
+        }
         let out = self.out_dir.display();
         write!(
             f,
             "  output  {out}/ (images), {out}/manifest.jsonl, {out}/errors.jsonl, {out}/stats.json"
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_shared_crawl_report_carries_the_whole_crawl_in_text_and_json() {
+        let mut report = CrawlReport {
+            stats: Stats {
+                images_saved: 7,
+                ..Stats::default()
+            },
+            whole_crawl: None,
+            outcome: Outcome::Finished,
+            out_dir: PathBuf::from("out"),
+        };
+        assert!(!report.to_string().contains("whole shared crawl"));
+        assert!(!report.to_json().contains("whole_crawl"));
+        report.whole_crawl = Some(WholeCrawl {
+            pages_fetched: 4200,
+            pages_failed: 1,
+            images_saved: 3800,
+            duplicates: 200,
+            images_failed: 2,
+            bytes_saved: 98_700_000,
+        });
+        let text = report.to_string();
+        assert!(
+            text.contains("whole shared crawl, all processes:\n    pages fetched 4200, failed 1; images saved 3800, duplicates 200, failed 2; 98.7 MB"),
+            "{text}"
+        );
+        let json: serde_json::Value = serde_json::from_str(&report.to_json()).unwrap();
+        assert_eq!(json["images_saved"], 7);
+        assert_eq!(json["whole_crawl"]["images_saved"], 3800);
+        assert_eq!(json["whole_crawl"]["bytes_saved"], 98_700_000);
     }
 }

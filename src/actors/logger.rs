@@ -16,7 +16,7 @@ use url::Url;
 use super::disk_writer::{AppendRecords, DiskWriter, RecordFile, WriteFileAtomic, STATS_FILE};
 use super::WorkerKind;
 use crate::error::Error;
-use crate::records::{CrawlReport, ErrorRow, ManifestRow, Outcome, Stats};
+use crate::records::{CrawlReport, ErrorRow, ManifestRow, Outcome, Stats, WholeCrawl};
 use crate::settings::Settings;
 
 /// Something that happened in a crawl. Subscribers receive every event.
@@ -228,6 +228,8 @@ pub struct GetStats;
 pub struct Finish {
     /// Finished or stopped.
     pub outcome: Outcome,
+    /// In a shared crawl, the whole crawl's counters, for the report.
+    pub whole_crawl: Option<WholeCrawl>,
 }
 
 /// How often a status line is logged (off a terminal; on one, the progress display shows the
@@ -448,6 +450,7 @@ impl Handler<Finish> for Logger {
             .finish_timing(self.started.elapsed().as_secs_f64());
         let report = CrawlReport {
             stats: self.tally.stats.clone(),
+            whole_crawl: m.whole_crawl,
             outcome: m.outcome,
             out_dir: self.settings.out_dir.clone(),
         };

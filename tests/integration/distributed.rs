@@ -255,14 +255,11 @@ fn mixed_roles_and_a_killed_process_save_every_image_once_between_them() {
     wait_for_files(&dirs[3], 20, Duration::from_secs(60));
     victim.kill().unwrap(); // SIGKILL
     victim.wait().unwrap();
+    let mut outputs = Vec::new();
     for (child, dir) in others.into_iter().zip(&dirs) {
         let o = finish(child, Duration::from_secs(120));
         assert_clean_exit(&o, dir);
-        assert!(
-            output_text(&o).contains("whole shared crawl"),
-            "{}",
-            output_text(&o)
-        );
+        outputs.push(output_text(&o));
     }
     assert_eq!(open_jobs(&redis, "c1"), 0);
     // The whole crawl's manifest, read from Redis, has every image once, whoever saved it.
@@ -303,6 +300,20 @@ fn mixed_roles_and_a_killed_process_save_every_image_once_between_them() {
         site.pages + site.image_count(),
         "{stats:?}"
     );
+    // Every survivor's summary ends with those counters.
+    let n = |key: &str| stats.get(key).copied().unwrap_or(0); // a counter never raised is absent
+    let whole = format!(
+        "whole shared crawl, all processes:\n    pages fetched {}, failed {}; images saved {}, duplicates {}, failed {}; {:.1} MB",
+        n("pages_fetched"),
+        n("pages_failed"),
+        n("images_saved"),
+        n("duplicates"),
+        n("images_failed"),
+        n("bytes_saved") as f64 / 1e6
+    );
+    for text in &outputs {
+        assert!(text.contains(&whole), "no {whole:?} in:\n{text}");
+    }
 
     // Survivors never saved an image twice; with the killed process, every image is saved, and
     // only images the killed one held at the kill may have been saved twice.

@@ -873,12 +873,18 @@ impl Supervisor {
         };
         let (logger, writer) = (self.logger.clone(), self.writer.clone());
         let fatal = self.fatal.clone();
-        let whole = self.whole_crawl_summary();
+        let whole = self.whole_crawl_counts();
         let finish = async move {
-            if let Some(summary) = whole {
-                summary.await;
-            }
-            let report = logger.send(Finish { outcome }).await;
+            let whole_crawl = match whole {
+                Some(counts) => counts.await,
+                None => None,
+            };
+            let report = logger
+                .send(Finish {
+                    outcome,
+                    whole_crawl,
+                })
+                .await;
             let report = match report {
                 Ok(Ok(report)) => Ok(report),
                 Ok(Err(e)) => Err(Ended::Aborted(e.to_string())),

@@ -17,7 +17,7 @@ use crate::actors::image_saver::ClaimBytes;
 use crate::actors::logger::CrawlEvent;
 use crate::cluster::{encode_image, encode_page, BytesClaim, Cluster, Kind, Op, Outcome, Taken};
 use crate::frontier::{ImageJob, PageJob};
-use crate::records::ManifestRow;
+use crate::records::{ManifestRow, WholeCrawl};
 use crate::settings::Role;
 use crate::state::StateOp;
 
@@ -463,24 +463,29 @@ impl Supervisor {
         false
     }
 
-    /// Logs the whole crawl's counters (shared by every process) at the end.
-    pub(super) fn whole_crawl_summary(&self) -> Option<impl std::future::Future<Output = ()>> {
+    /// Reads the whole crawl's counters (shared by every process) at the end, for the report;
+    /// `None` outside a shared crawl. When Redis cannot be asked, says so and answers `None`.
+    pub(super) fn whole_crawl_counts(
+        &self,
+    ) -> Option<impl std::future::Future<Output = Option<WholeCrawl>>> {
         let cluster = self.shared.as_ref()?.cluster().clone();
         Some(async move {
             match cluster.stats().await {
                 Ok(s) => {
-                    let n = |k: &str| s.get(k).copied().unwrap_or(0);
-                    log::info!(
-                        "whole shared crawl: {} pages fetched, {} failed; {} images saved, {} duplicates, {} failed; {:.1} MB",
-                        n("pages_fetched"),
-                        n("pages_failed"),
-                        n("images_saved"),
-                        n("duplicates"),
-                        n("images_failed"),
-                        n("bytes_saved") as f64 / 1e6
-                    );
+                    let n = |k: &str| s.get(k).map_or(0, |&v| u64::try_from(v).unwrap_or(0));
+                    Some(WholeCrawl {
+                        pages_fetched: n("pages_fetched"),
+                        pages_failed: n("pages_failed"),
+                        images_saved: n("images_saved"),
+                        duplicates: n("duplicates"),
+                        images_failed: n("images_failed"),
+                        bytes_saved: n("bytes_saved"),
+                    })
                 }
-                Err(e) => log::warn!("Redis: cannot read the whole crawl's counters: {e}"),
+                Err(e) => {
+                    log::warn!("Redis: cannot read the whole crawl's counters: {e}");
+                    None
+                }
             }
         })
     }
