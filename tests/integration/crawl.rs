@@ -9,7 +9,7 @@ use imgcrawl::sample_site::{SampleSite, BROKEN_IMAGES};
 use imgcrawl::{Crawl, Outcome};
 
 use crate::support::{
-    errors, image_files, manifest, settings, sha256_hex, temp_files, Reply, TestServer,
+    errors, image_files, manifest, run_crawl, settings, sha256_hex, temp_files, Reply, TestServer,
 };
 
 pub(crate) fn list_urls(server: &TestServer, site: SampleSite) -> Vec<String> {
@@ -141,12 +141,7 @@ async fn images_arriving_in_many_pieces_or_over_a_mebibyte_are_stored_byte_for_b
         _ => Reply::Status(404),
     });
     let out = tempfile::tempdir().unwrap();
-    let report = Crawl::start(settings(&[server.url("/")], out.path(), ""))
-        .await
-        .unwrap()
-        .wait()
-        .await
-        .unwrap();
+    let (report, _) = run_crawl(&[server.url("/")], out.path(), "").await;
     assert_eq!(report.stats.images_saved, 2, "{:?}", errors(out.path()));
     let rows = manifest(out.path());
     for ((path, bytes), (w, h)) in served.iter().zip([(1100, 1000), (120, 130)]) {
