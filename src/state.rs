@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use rusqlite::{params, Connection, OptionalExtension};
 use url::Url;
 
-use crate::frontier::{ImageJob, PageJob};
+use crate::frontier::{ImageJob, PageJob, SeenSet};
 use crate::records::ManifestRow;
 
 /// File name of the state database inside `OUT/.imgcrawl/`.
@@ -93,12 +93,12 @@ pub enum StateOp {
 /// What an earlier run left: enough to carry on where it was.
 #[derive(Debug, Default)]
 pub struct Resume {
-    /// Every page URL admitted before (waiting, done or failed).
-    pub seen_pages: Vec<Url>,
+    /// Every page URL admitted before (waiting, done or failed), as hashes.
+    pub seen_pages: SeenSet,
     /// Pages still waiting.
     pub pages: Vec<PageJob>,
-    /// Every image URL admitted before.
-    pub seen_images: Vec<Url>,
+    /// Every image URL admitted before, as hashes.
+    pub seen_images: SeenSet,
     /// Images still waiting.
     pub images: Vec<ImageJob>,
     /// Images saved, in the order they were saved.
@@ -481,7 +481,7 @@ impl StateDb {
                     r.pages_spilled += 1;
                 }
             }
-            r.seen_pages.push(url);
+            r.seen_pages.insert(&url);
         }
         drop(rows);
         drop(stmt);
@@ -503,7 +503,7 @@ impl StateDb {
                     r.images_spilled += 1;
                 }
             }
-            r.seen_images.push(url);
+            r.seen_images.insert(&url);
         }
         drop(rows);
         drop(stmt);

@@ -23,6 +23,11 @@ impl Frontier for MemoryFrontier {
         self.seen_images.insert(url)
     }
 
+    fn restore_seen(&mut self, pages: SeenSet, images: SeenSet) {
+        self.seen_pages.merge(pages);
+        self.seen_images.merge(images);
+    }
+
     fn push_page(&mut self, job: PageJob) {
         self.pages.push(host_key(&job.url), job);
     }

@@ -88,6 +88,23 @@ impl SeenSet {
         self.hashes.len()
     }
 
+    /// Adds every URL of `other`.
+    pub fn merge(&mut self, other: SeenSet) {
+        if self.hashes.is_empty() {
+            self.hashes = other.hashes;
+        } else {
+            self.hashes.extend(other.hashes);
+        }
+    }
+
+    /// This set without the URLs of `other`.
+    pub fn without(mut self, other: &SeenSet) -> SeenSet {
+        if !other.is_empty() {
+            self.hashes.retain(|k| !other.hashes.contains(k));
+        }
+        self
+    }
+
     /// Whether no URL is held.
     pub fn is_empty(&self) -> bool {
         self.hashes.is_empty()
@@ -379,6 +396,9 @@ pub trait Frontier {
     fn admit_page(&mut self, url: &Url) -> bool;
     /// Marks an image URL as seen; returns `false` if it was seen before.
     fn admit_image(&mut self, url: &Url) -> bool;
+    /// Marks as seen every URL an earlier run admitted (read from the state database straight
+    /// into hashes, so that a resume never holds the URLs themselves).
+    fn restore_seen(&mut self, pages: SeenSet, images: SeenSet);
     /// Queues a page to fetch (new or retried).
     fn push_page(&mut self, job: PageJob);
     /// Queues an image to download (new or retried).
@@ -407,6 +427,27 @@ mod tests {
         assert!(!s.insert(&a));
         assert!(s.contains(&a));
         assert_eq!(s.len(), 1);
+    }
+
+    #[test]
+    fn seen_sets_merge_and_subtract() {
+        let url = |p: &str| Url::parse(&format!("http://a.example/{p}")).unwrap();
+        let set = |ps: &[&str]| {
+            let mut s = SeenSet::default();
+            for p in ps {
+                s.insert(&url(p));
+            }
+            s
+        };
+        let mut s = set(&["x", "y"]);
+        s.merge(set(&["y", "z"]));
+        assert_eq!(s.len(), 3);
+        let left = s.without(&set(&["x", "w"]));
+        assert_eq!(left.len(), 2);
+        assert!(!left.contains(&url("x")) && left.contains(&url("y")) && left.contains(&url("z")));
+        let mut empty = SeenSet::default();
+        empty.merge(left);
+        assert_eq!(empty.len(), 2);
     }
 
     #[test]

@@ -22,17 +22,11 @@ impl Supervisor {
             // state holds beyond the saved images is only this process's share of it.
             return;
         }
-        for url in &resume.seen_pages {
-            self.frontier.admit_page(url);
-        }
         self.pages_admitted = resume.seen_pages.len() as u64;
-        for url in &resume.seen_images {
-            // Saved images stay out of the seen set, so that meeting one again is counted as
-            // "already saved" (see `admit_image`).
-            if !self.previously_saved.contains(url) {
-                self.frontier.admit_image(url);
-            }
-        }
+        // Saved images stay out of the seen set, so that meeting one again is counted as "already
+        // saved" (see `admit_image`).
+        let images = resume.seen_images.without(&self.previously_saved);
+        self.frontier.restore_seen(resume.seen_pages, images);
         self.queue_waiting(resume.pages, resume.images);
         self.spill_pages = Spill::committed(resume.pages_spilled);
         self.spill_images = Spill::committed(resume.images_spilled);
