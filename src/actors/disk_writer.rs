@@ -17,6 +17,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::fs::{self, File, OpenOptions};
+use std::hash::BuildHasher;
 use std::io::{self, BufRead, BufReader, Write};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
@@ -24,6 +25,7 @@ use std::sync::{Arc, Mutex, RwLock};
 
 use actix::prelude::*;
 use bytes::Bytes;
+use sha2::{Digest, Sha256};
 use url::Url;
 
 use crate::error::{Error, Failure, FailureKind};
@@ -205,18 +207,83 @@ struct Dirs {
     made: HashMap<PathBuf, bool>,
 }
 
+/// The first 16 bytes of a SHA-256, the key of a saved file's bytes (a collision between two
+/// different images is as unlikely as in the seen sets: 2^-64 at four billion images).
+type ShaKey = [u8; 16];
+
+/// The key of the hex SHA-256 `hex`. A value that is not hex (a hand-edited manifest) is hashed
+/// instead, so it still names one set of bytes.
+fn sha_key(hex: &str) -> ShaKey {
+    let mut key = [0u8; 16];
+    let decoded = hex.len() >= 32
+        && key.iter_mut().enumerate().all(|(i, b)| {
+            hex.get(2 * i..2 * i + 2)
+                .and_then(|pair| u8::from_str_radix(pair, 16).ok())
+                .map(|v| *b = v)
+                .is_some()
+        });
+    if !decoded {
+        key.copy_from_slice(&Sha256::digest(hex.as_bytes())[..16]);
+    }
+    key
+}
+
+/// Saved files by content, and the names in use, kept small: about 100 bytes per saved image
+/// (the key, the path once, and a 64-bit fingerprint of it) rather than three copies of the path
+/// and the hex hash.
 #[derive(Debug, Default)]
 struct Index {
-    /// Saved files by hex SHA-256.
-    by_sha: HashMap<String, PathBuf>,
-    /// Every path in use.
-    taken: HashSet<PathBuf>,
-    /// Files an earlier crawl in this directory saved, by hex SHA-256, when this one started over
+    /// Saved files by content.
+    by_sha: HashMap<ShaKey, Box<Path>>,
+    /// Every path in use, as a fingerprint. Two paths with the same fingerprint only cost the
+    /// second a suffix it did not need.
+    taken: HashSet<u64>,
+    /// Files an earlier crawl in this directory saved, by content, when this one started over
     /// (`--fresh`): the first image with the same bytes takes the file over instead of a copy.
-    reusable: HashMap<String, PathBuf>,
-    /// For a wanted path, the first suffix not known to be taken (all below it are), so that
-    /// thousands of images with one caption do not each search from `-2` again.
-    next_suffix: HashMap<PathBuf, u32>,
+    reusable: HashMap<ShaKey, Box<Path>>,
+    /// For a wanted path (its fingerprint) whose plain name is taken, the first suffix not known
+    /// to be taken (all below it are), so that thousands of images with one caption do not each
+    /// search from `-2` again. Names that got their plain form have no entry.
+    next_suffix: HashMap<u64, u32>,
+    /// The fingerprints' key, random per crawl, so that no page can aim at a collision.
+    keys: std::collections::hash_map::RandomState,
+}
+
+impl Index {
+    fn fingerprint(&self, path: &Path) -> u64 {
+        self.keys.hash_one(path)
+    }
+
+    fn is_taken(&self, path: &Path) -> bool {
+        self.taken.contains(&self.fingerprint(path))
+    }
+
+    fn take(&mut self, path: &Path) {
+        let f = self.fingerprint(path);
+        self.taken.insert(f);
+    }
+
+    fn give_back(&mut self, path: &Path) {
+        let f = self.fingerprint(path);
+        self.taken.remove(&f);
+    }
+
+    /// The first suffix of `wanted` not known to be taken (1: the plain name).
+    fn hint(&self, wanted: &Path) -> u32 {
+        self.next_suffix
+            .get(&self.fingerprint(wanted))
+            .copied()
+            .unwrap_or(1)
+    }
+
+    fn set_hint(&mut self, wanted: &Path, hint: u32) {
+        let f = self.fingerprint(wanted);
+        if hint > 1 {
+            self.next_suffix.insert(f, hint);
+        } else {
+            self.next_suffix.remove(&f);
+        }
+    }
 }
 
 /// One DiskWriter thread's actor; all threads share the same state (names taken, hashes stored).
@@ -316,7 +383,7 @@ impl DiskWriter {
                     let intact = safe_relative(&row.path)
                         && fs::metadata(out.join(&row.path)).is_ok_and(|f| f.len() == row.bytes);
                     if row.duplicate_of.is_none() && intact {
-                        reusable.insert(row.sha256, row.path);
+                        reusable.insert(sha_key(&row.sha256), row.path.into_boxed_path());
                     }
                 }
             }
@@ -368,8 +435,10 @@ impl DiskWriter {
         index.reusable = reusable;
         for row in &resume.saved {
             if row.duplicate_of.is_none() {
-                index.by_sha.insert(row.sha256.clone(), row.path.clone());
-                index.taken.insert(row.path.clone());
+                index
+                    .by_sha
+                    .insert(sha_key(&row.sha256), row.path.clone().into_boxed_path());
+                index.take(&row.path);
             }
         }
         drop(index);
@@ -536,10 +605,11 @@ impl DiskWriter {
             .join(&wanted)
             .parent()
             .is_some_and(|dir| self.created_here(dir));
+        let key = sha_key(&m.sha256);
         let mut index = self.index();
         // Copies are recognised before anything is written: their bytes never touch the disk.
-        if let Some(existing) = index.by_sha.get(&m.sha256) {
-            let path = existing.clone();
+        if let Some(existing) = index.by_sha.get(&key) {
+            let path = existing.to_path_buf();
             drop(index);
             let _ = fs::remove_file(&tmp);
             return Ok(Stored {
@@ -548,29 +618,28 @@ impl DiskWriter {
                 temp: None,
             });
         }
-        if let Some(path) = index.reusable.remove(&m.sha256) {
+        if let Some(path) = index.reusable.remove(&key) {
             // The file an earlier crawl (started over with --fresh) saved with these bytes.
-            index.by_sha.insert(m.sha256.clone(), path.clone());
+            index.by_sha.insert(key, path.clone());
             drop(index);
             let _ = fs::remove_file(&tmp);
             return Ok(Stored {
-                path,
+                path: path.into_path_buf(),
                 duplicate: false,
                 temp: None,
             });
         }
         let mut rel = wanted.clone();
-        let mut n = index.next_suffix.get(&wanted).copied().unwrap_or(1);
+        let mut n = index.hint(&wanted);
         if n > 1 {
             rel = with_suffix(&wanted, n);
         }
-        while index.taken.contains(&rel) || (!known_dir && self.shared.out_dir.join(&rel).exists())
-        {
+        while index.is_taken(&rel) || (!known_dir && self.shared.out_dir.join(&rel).exists()) {
             n += 1;
             rel = with_suffix(&wanted, n);
         }
-        index.taken.insert(rel.clone());
-        index.by_sha.insert(m.sha256.clone(), rel.clone());
+        index.take(&rel);
+        index.by_sha.insert(key, rel.clone().into_boxed_path());
         // The hint only skips names that are all taken: a gap (a file that is not ours, or one an
         // earlier crawl saved and this one may still claim) is looked at again next time.
         let name = |k: u32| {
@@ -580,20 +649,20 @@ impl DiskWriter {
                 with_suffix(&wanted, k)
             }
         };
-        let mut hint = index.next_suffix.get(&wanted).copied().unwrap_or(1);
-        while index.taken.contains(&name(hint)) {
+        let mut hint = index.hint(&wanted);
+        while index.is_taken(&name(hint)) {
             hint += 1;
         }
-        index.next_suffix.insert(wanted.clone(), hint);
+        index.set_hint(&wanted, hint);
         drop(index);
         // Written outside the index lock, so the other writer threads name files meanwhile.
         if let Err(e) = self.append_temp(m.tmp, &m.data) {
             let mut index = self.index();
-            index.taken.remove(&rel);
-            index.by_sha.remove(&m.sha256);
+            index.give_back(&rel);
+            index.by_sha.remove(&key);
             let first_free = if rel == wanted { 1 } else { n };
-            let hint = index.next_suffix.entry(wanted).or_insert(1);
-            *hint = (*hint).min(first_free);
+            let hint = index.hint(&wanted).min(first_free);
+            index.set_hint(&wanted, hint);
             drop(index);
             let _ = fs::remove_file(&tmp);
             return Err(Failure::new(
@@ -831,5 +900,54 @@ impl Handler<WriteFileAtomic> for DiskWriter {
     type Result = Result<(), Error>;
     fn handle(&mut self, m: WriteFileAtomic, _: &mut SyncContext<Self>) -> Self::Result {
         self.write_atomic(&m)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn content_keys_come_from_the_hex_hash_or_from_hashing_what_is_not_hex() {
+        let hex = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08";
+        assert_eq!(
+            sha_key(hex),
+            [
+                0x9f, 0x86, 0xd0, 0x81, 0x88, 0x4c, 0x7d, 0x65, 0x9a, 0x2f, 0xea, 0xa0, 0xc5, 0x5a,
+                0xd0, 0x15
+            ]
+        );
+        assert_eq!(sha_key(&hex.to_uppercase()), sha_key(hex));
+        let odd = "not a hash at all, but long enough to be cut";
+        assert_eq!(sha_key(odd), sha_key(odd));
+        assert_ne!(
+            sha_key(odd),
+            sha_key("another one, also long enough to be cut")
+        );
+        assert_ne!(
+            sha_key("é"),
+            [0; 16],
+            "short or non-ASCII text is hashed too"
+        );
+    }
+
+    #[test]
+    fn the_name_index_remembers_taken_paths_and_suffix_hints() {
+        let mut index = Index::default();
+        let a = Path::new("host/a.png");
+        assert!(!index.is_taken(a));
+        index.take(a);
+        assert!(index.is_taken(a));
+        assert!(!index.is_taken(Path::new("host/b.png")));
+        assert_eq!(index.hint(a), 1);
+        index.set_hint(a, 3);
+        assert_eq!(index.hint(a), 3);
+        index.set_hint(a, 1);
+        assert!(
+            index.next_suffix.is_empty(),
+            "a plain-name hint keeps no entry"
+        );
+        index.give_back(a);
+        assert!(!index.is_taken(a));
     }
 }
