@@ -63,7 +63,7 @@ pub struct CommonArgs {
     /// DiskWriter threads (key writers).
     #[arg(long, value_name = "N")]
     pub writers: Option<u32>,
-    /// Arbiter threads for fetchers and savers, 0 = one per core (key threads).
+    /// Arbiter threads for the page fetchers, 0 = one per core (key threads).
     #[arg(long, value_name = "N")]
     pub threads: Option<u32>,
     /// Pages to fetch in total (key scope.max_pages).

@@ -1,6 +1,7 @@
 //! The library entry point: [`Crawl`], a handle to a running crawl inside the caller's actix
 //! System. Starting a crawl creates the DiskWriter threads, opens the output directory, and starts
-//! the Logger and the Supervisor (which starts the worker pools on their own arbiter threads).
+//! the Logger and the Supervisor on the System's arbiter (which starts the image savers there and
+//! the page fetchers on threads of their own, see [`Supervisor::launch`]).
 
 use std::sync::Arc;
 
@@ -68,8 +69,11 @@ impl CrawlBuilder {
             })
             .await
             .map_err(|e| Error::Aborted(format!("disk writer unavailable: {e}")))??;
-        let logger = Logger::new(settings.clone(), writer.clone(), self.subscribers).start();
-        let supervisor = Supervisor::new(settings, writer, logger.clone(), resume, cluster).start();
+        // Beside the Supervisor (see `Supervisor::launch`): most events come from it.
+        let logger = Logger::new(settings.clone(), writer.clone(), self.subscribers);
+        let logger = Logger::start_in_arbiter(System::current().arbiter(), move |_| logger);
+        let supervisor =
+            Supervisor::new(settings, writer, logger.clone(), resume, cluster).launch();
         Ok(Crawl { supervisor, logger })
     }
 }
@@ -133,5 +137,76 @@ impl Crawl {
     /// Waits for the end of the crawl and returns its report (at once if it has ended).
     pub async fn wait(&self) -> Result<CrawlReport, Error> {
         self.supervisor.send(AwaitReport).await.map_err(gone)?
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, Instant};
+
+    use super::*;
+    use crate::sample_site::{SampleServer, SampleSite};
+    use crate::ConfigSources;
+
+    /// Polls `done` every 20 ms until it holds or 10 s have passed.
+    async fn eventually(mut done: impl FnMut() -> bool) -> bool {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !done() {
+            if Instant::now() > deadline {
+                return false;
+            }
+            actix_rt::time::sleep(Duration::from_millis(20)).await;
+        }
+        true
+    }
+
+    #[actix_rt::test]
+    async fn the_crawl_answers_after_its_end_and_stops_with_its_last_handle() {
+        let site = SampleSite {
+            pages: 1,
+            per_page: 3,
+            page_kb: 0,
+        };
+        let server = SampleServer::start(site, 0).unwrap();
+        let out = tempfile::tempdir().unwrap();
+        let mut sources = ConfigSources::default();
+        sources.flag("start_urls", "test", vec![server.url() + "list/1.html"]);
+        sources.flag("out_dir", "test", out.path().to_string_lossy().into_owned());
+        sources.flag("http.retries", "test", 0);
+        let crawl = Crawl::start(Settings::load(&sources).unwrap())
+            .await
+            .unwrap();
+        let report = crawl.wait().await.unwrap();
+        assert_eq!(report.stats.images_saved + report.stats.duplicates, 3);
+
+        // Every worker stops at the end: the fetchers with their threads, the savers beside the
+        // Supervisor too.
+        let workers = crawl.workers().await.unwrap();
+        assert_eq!(workers.fetchers.len(), 3);
+        assert!(
+            eventually(|| workers
+                .fetchers
+                .iter()
+                .map(Addr::connected)
+                .chain(workers.savers.iter().map(Addr::connected))
+                .all(|up| !up))
+            .await,
+            "a worker is still running after the end"
+        );
+
+        // The Supervisor and the Logger answer as long as a handle is held...
+        let (supervisor, logger) = (crawl.supervisor.downgrade(), crawl.logger.downgrade());
+        let last = crawl.clone();
+        drop(crawl);
+        actix_rt::time::sleep(Duration::from_millis(100)).await;
+        assert_eq!(last.wait().await.unwrap(), report);
+        assert_eq!(last.stats().await.unwrap(), report.stats);
+        // ...and stop once the last one is dropped.
+        drop(last);
+        assert!(
+            eventually(|| supervisor.upgrade().is_none() && logger.upgrade().is_none()).await,
+            "the crawl's actors outlive its last handle"
+        );
+        server.stop().await;
     }
 }

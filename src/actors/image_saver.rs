@@ -1,7 +1,7 @@
 //! ImageSaver: downloads one image at a time, checks it while it streams (byte limit, real image
 //! type from the first bytes, length against Content-Length, the format's own end mark), hashes it,
-//! and hands the bytes to the DiskWriter, which names and stores it. A pool of them runs spread over
-//! the arbiter threads; their number is how many images download at once.
+//! and hands the bytes to the DiskWriter, which names and stores it. A pool of them runs on the
+//! Supervisor's thread; their number is how many images download at once.
 //!
 //! Takes: [`SaveImage`] (answers `Result<ImageDone, Failure>`), [`Crash`]. Sends [`AppendTemp`],
 //! [`WriteImage`] and [`DiscardTemp`] to the DiskWriter, awaiting each, so a slow disk slows the
@@ -19,7 +19,7 @@ use sha2::{Digest, Sha256};
 use url::Url;
 
 use super::disk_writer::{AppendTemp, DiscardTemp, DiskWriter, ImageName, WriteImage};
-use super::{Crash, DeathGuard};
+use super::{Crash, DeathGuard, Retire};
 use crate::cluster::BytesClaim;
 use crate::error::{Failure, FailureKind};
 use crate::frontier::ImageJob;
@@ -409,6 +409,14 @@ impl Handler<SaveImage> for ImageSaver {
             }
             .into_actor(self),
         )
+    }
+}
+
+impl Handler<Retire> for ImageSaver {
+    type Result = ();
+
+    fn handle(&mut self, _: Retire, ctx: &mut Context<Self>) {
+        ctx.stop();
     }
 }
 

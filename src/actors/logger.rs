@@ -31,7 +31,7 @@ pub enum CrawlEvent {
         savers: usize,
         /// DiskWriter threads started.
         writers: usize,
-        /// Arbiter threads the fetchers and savers are spread over.
+        /// Arbiter threads the page fetchers are spread over (the savers run on the Supervisor's).
         threads: usize,
         /// Images an earlier run saved, which will not be downloaded again.
         previously_saved: usize,
@@ -260,6 +260,8 @@ pub struct Logger {
     write_error: Option<String>,
     /// Set by [`Finish`]: the counters and timings are final.
     finished: bool,
+    /// The flush and status timers, cancelled by [`Finish`].
+    timers: Vec<SpawnHandle>,
 }
 
 impl Logger {
@@ -279,6 +281,7 @@ impl Logger {
             errors: String::new(),
             write_error: None,
             finished: false,
+            timers: Vec::new(),
         }
     }
 
@@ -294,7 +297,7 @@ impl Logger {
                 resumed_pages,
             } => {
                 log::info!(
-                    "started {fetchers} page fetchers, {savers} image savers and {writers} disk writers on {threads} threads; writing to {}",
+                    "started {fetchers} page fetchers on {threads} threads, {savers} image savers and {writers} disk writers; writing to {}",
                     self.settings.out_dir.display()
                 );
                 if let Some(pages) = resumed_pages {
@@ -401,8 +404,10 @@ impl Actor for Logger {
 
     fn started(&mut self, ctx: &mut Context<Self>) {
         ctx.set_mailbox_capacity(1024);
-        ctx.run_interval(FLUSH_EVERY, |act, ctx| act.flush(ctx));
-        ctx.run_interval(STATUS_EVERY, |act, _| act.status_line());
+        self.timers
+            .push(ctx.run_interval(FLUSH_EVERY, |act, ctx| act.flush(ctx)));
+        self.timers
+            .push(ctx.run_interval(STATUS_EVERY, |act, _| act.status_line()));
     }
 }
 
@@ -445,6 +450,11 @@ impl Handler<Finish> for Logger {
 
     fn handle(&mut self, m: Finish, ctx: &mut Context<Self>) -> Self::Result {
         self.flush(ctx);
+        // Final from now on: no more status lines, and the counters and timings stay as reported.
+        for timer in self.timers.drain(..) {
+            ctx.cancel_future(timer);
+        }
+        self.finished = true;
         self.tally
             .stats
             .finish_timing(self.started.elapsed().as_secs_f64());

@@ -55,6 +55,12 @@ impl Drop for DeathGuard {
     }
 }
 
+/// The crawl is over: the worker stops. Sent to every worker at the end, so that those sharing the
+/// Supervisor's thread (which outlives the crawl, to answer questions about it) stop too.
+#[derive(Debug, Clone, Copy, Message)]
+#[rtype(result = "()")]
+pub struct Retire;
+
 /// Fault injection: the worker receiving it panics in its handler, as a bug would make it. Used to
 /// test that the Supervisor replaces dead workers and loses none of their jobs.
 #[derive(Debug, Clone, Copy, Message)]

@@ -14,7 +14,7 @@ use std::sync::Arc;
 use actix::prelude::*;
 use url::Url;
 
-use super::{Crash, DeathGuard};
+use super::{Crash, DeathGuard, Retire};
 use crate::decode::decode_html;
 use crate::error::{Failure, FailureKind};
 use crate::extract::{extract, Extracted};
@@ -155,6 +155,14 @@ impl Handler<FetchRobots> for PageFetcher {
             }
             .into_actor(self),
         )
+    }
+}
+
+impl Handler<Retire> for PageFetcher {
+    type Result = ();
+
+    fn handle(&mut self, _: Retire, ctx: &mut Context<Self>) {
+        ctx.stop();
     }
 }
 

@@ -391,7 +391,7 @@ impl<J> HostQueues<J> {
 
 /// Where the crawl's waiting work and seen sets live. Implementations decide storage; the
 /// Supervisor decides policy (scope, depth, limits) before calling `admit_*`.
-pub trait Frontier {
+pub trait Frontier: Send {
     /// Marks a page URL as seen; returns `false` if it was seen before (then it must not be queued).
     fn admit_page(&mut self, url: &Url) -> bool;
     /// Marks an image URL as seen; returns `false` if it was seen before.

@@ -56,7 +56,8 @@ pub struct RawSettings {
     pub savers: usize,
     /// Number of DiskWriter threads.
     pub writers: usize,
-    /// Arbiter threads for fetchers and savers; 0 means one per core.
+    /// Arbiter threads the page fetchers are spread over; 0 means one per core. The Supervisor,
+    /// the Logger and the image savers share the actix System's thread.
     pub threads: usize,
     /// Waiting jobs of each kind kept in memory; the rest wait in the state database.
     pub frontier_in_memory: usize,
@@ -265,7 +266,7 @@ pub struct Workers {
     pub savers: NonZeroUsize,
     /// DiskWriter threads.
     pub writers: NonZeroUsize,
-    /// Arbiter threads for fetchers and savers (resolved: never 0).
+    /// Arbiter threads the page fetchers are spread over (resolved: never 0).
     pub threads: NonZeroUsize,
     /// Waiting pages, and waiting images, kept in memory; more wait in the state database and
     /// are read back as the queue drains, so memory does not grow with the size of the crawl.

@@ -36,12 +36,16 @@ fn a_clean_crawl_exits_0_and_env_sets_the_actor_counts() {
             "--savers",
             "4",
         ],
-        &[("IMGCRAWL_FETCHERS", "5"), ("IMGCRAWL_WRITERS", "3")],
+        &[
+            ("IMGCRAWL_FETCHERS", "5"),
+            ("IMGCRAWL_WRITERS", "3"),
+            ("IMGCRAWL_THREADS", "2"),
+        ],
     );
     let all = output_text(&o);
     assert_eq!(o.status.code(), Some(0), "{all}");
     assert!(
-        all.contains("started 5 page fetchers, 4 image savers and 3 disk writers"),
+        all.contains("started 5 page fetchers on 2 threads, 4 image savers and 3 disk writers"),
         "{all}"
     );
     assert!(all.contains("imgcrawl finished"), "{all}");

@@ -9,8 +9,9 @@
 //! Takes: [`WorkerDown`] (from workers' death guards), [`BodyIn`] (a request's body is in: its host
 //! slot is free), [`StopCrawl`], [`AwaitReport`],
 //! [`GetWorkers`], [`GetQueues`], [`GetActivity`]. Sends [`FetchRobots`], [`FetchPage`] and [`SaveImage`] with `send`
-//! (each job is tracked until its answer), [`CrawlEvent`]s and [`Finish`] to the Logger. Runs on the
-//! arbiter that started the crawl; its handlers never block.
+//! (each job is tracked until its answer), [`CrawlEvent`]s and [`Finish`] to the Logger. Runs on
+//! the System's arbiter with the savers and the Logger, the fetchers on threads of their own
+//! ([`Supervisor::launch`]). Its handlers never block.
 
 mod admit;
 mod outcome;
@@ -30,7 +31,7 @@ use super::disk_writer::{CloseOutput, CommitState, DiskWriter, ExportManifest};
 use super::image_saver::{ImageDone, ImageSaver, SaveImage};
 use super::logger::{CrawlEvent, Finish, Logger};
 use super::page_fetcher::{FetchPage, FetchRobots, PageDone, PageFetcher};
-use super::{DeathGuard, WorkerKind};
+use super::{DeathGuard, Retire, WorkerKind};
 use crate::cluster::Cluster;
 use crate::error::{Error, FailureKind};
 use crate::frontier::{
@@ -265,8 +266,6 @@ struct Booking {
 struct Slot<A: Actor> {
     /// The current worker.
     addr: Addr<A>,
-    /// The arbiter thread it runs on (a replacement runs there too).
-    arbiter: usize,
     /// Incremented on each replacement, so late news of an old worker is ignored.
     generation: u64,
     /// Jobs handed to the current worker and not answered.
@@ -285,7 +284,7 @@ pub struct Supervisor {
     robots: Option<RobotsBook>,
     /// robots.txt fetches waiting for a fetcher.
     robots_waiting: VecDeque<RobotsJob>,
-    /// The threads the workers run on; stopped at the end.
+    /// The page fetchers' threads (see [`Supervisor::launch`]); stopped at the end.
     arbiters: Vec<Arbiter>,
     /// The page-fetcher pool.
     fetchers: Vec<Slot<PageFetcher>>,
@@ -335,8 +334,9 @@ pub struct Supervisor {
     stopping: bool,
     /// The Logger was told to finish.
     ending: bool,
-    /// The sweep timer, cancelled at the end.
-    sweep: Option<SpawnHandle>,
+    /// The timers (sweep, group commit, lease renewal), cancelled at the end so that the
+    /// Supervisor stops once nobody holds its address.
+    timers: Vec<SpawnHandle>,
     /// The final report, once known.
     report: Option<Result<CrawlReport, Ended>>,
     /// Callers of [`AwaitReport`] before the end.
@@ -346,9 +346,9 @@ pub struct Supervisor {
 }
 
 impl Supervisor {
-    /// A Supervisor for `settings`, running workers on `threads` new arbiters, carrying on from
-    /// what earlier runs left (`resume`, empty for a new crawl), taking part in the shared crawl
-    /// of `cluster` when given.
+    /// A Supervisor for `settings`, running its page fetchers on `threads` new arbiters, carrying
+    /// on from what earlier runs left (`resume`, empty for a new crawl), taking part in the shared
+    /// crawl of `cluster` when given.
     pub fn new(
         settings: Arc<Settings>,
         writer: Addr<DiskWriter>,
@@ -405,17 +405,29 @@ impl Supervisor {
             wake_at: None,
             stopping: false,
             ending: false,
-            sweep: None,
+            timers: Vec::new(),
             report: None,
             waiters: Vec::new(),
             shared,
         }
     }
 
+    /// Starts the Supervisor on the System's arbiter, where it starts the image savers; the page
+    /// fetchers run on threads of their own.
+    ///
+    /// That thread is where the `SyncArbiter` of the DiskWriter forwards its messages from (actix
+    /// runs that step there, whoever started it), and most of the Supervisor's messages are to or
+    /// from a saver or the Logger (started there by [`crate::Crawl`]): on one thread, none of them
+    /// wakes another. The fetchers stay apart because parsing a large page holds a thread for
+    /// milliseconds, and the Supervisor must answer at once.
+    pub fn launch(self) -> Addr<Self> {
+        Supervisor::start_in_arbiter(System::current().arbiter(), move |_| self)
+    }
+
+    /// Starts a fetcher on its slot's thread (the same for every replacement).
     fn start_fetcher(
         &self,
         slot: usize,
-        arbiter: usize,
         generation: u64,
         ctx: &Context<Self>,
     ) -> Addr<PageFetcher> {
@@ -426,18 +438,12 @@ impl Supervisor {
             generation,
             supervisor: ctx.address().recipient(),
         };
-        PageFetcher::start_in_arbiter(&self.arbiters[arbiter].handle(), move |_| {
-            PageFetcher::new(settings, guard)
-        })
+        let thread = &self.arbiters[slot % self.arbiters.len()];
+        PageFetcher::start_in_arbiter(&thread.handle(), move |_| PageFetcher::new(settings, guard))
     }
 
-    fn start_saver(
-        &self,
-        slot: usize,
-        arbiter: usize,
-        generation: u64,
-        ctx: &Context<Self>,
-    ) -> Addr<ImageSaver> {
+    /// Starts a saver on the Supervisor's own thread (see [`Supervisor::launch`]).
+    fn start_saver(&self, slot: usize, generation: u64, ctx: &Context<Self>) -> Addr<ImageSaver> {
         let (settings, writer) = (self.settings.clone(), self.writer.clone());
         let claims = self.shared.as_ref().map(|_| ctx.address().recipient());
         let guard = DeathGuard {
@@ -446,34 +452,26 @@ impl Supervisor {
             generation,
             supervisor: ctx.address().recipient(),
         };
-        ImageSaver::start_in_arbiter(&self.arbiters[arbiter].handle(), move |_| {
-            ImageSaver::new(settings, writer, claims, guard)
-        })
+        ImageSaver::new(settings, writer, claims, guard).start()
     }
 
     /// Replaces the worker in `slot` (dead or about to be dropped) with a new one on the same thread.
     fn replace(&mut self, kind: WorkerKind, slot: usize, ctx: &mut Context<Self>) {
         match kind {
             WorkerKind::PageFetcher => {
-                let (arbiter, generation) = (
-                    self.fetchers[slot].arbiter,
-                    self.fetchers[slot].generation + 1,
-                );
-                let addr = self.start_fetcher(slot, arbiter, generation, ctx);
+                let generation = self.fetchers[slot].generation + 1;
+                let addr = self.start_fetcher(slot, generation, ctx);
                 self.fetchers[slot] = Slot {
                     addr,
-                    arbiter,
                     generation,
                     inflight: 0,
                 };
             }
             WorkerKind::ImageSaver => {
-                let (arbiter, generation) =
-                    (self.savers[slot].arbiter, self.savers[slot].generation + 1);
-                let addr = self.start_saver(slot, arbiter, generation, ctx);
+                let generation = self.savers[slot].generation + 1;
+                let addr = self.start_saver(slot, generation, ctx);
                 self.savers[slot] = Slot {
                     addr,
-                    arbiter,
                     generation,
                     inflight: 0,
                 };
@@ -863,8 +861,8 @@ impl Supervisor {
             return;
         }
         self.ending = true;
-        if let Some(h) = self.sweep.take() {
-            ctx.cancel_future(h);
+        for timer in self.timers.drain(..) {
+            ctx.cancel_future(timer);
         }
         let outcome = if self.stopping {
             Outcome::Stopped
@@ -903,6 +901,14 @@ impl Supervisor {
             ended
         };
         ctx.spawn(finish.into_actor(self).map(|report, act, _| {
+            // The savers, on the Supervisor's own thread, are told to stop; the fetchers stop with
+            // their threads.
+            for s in &act.fetchers {
+                s.addr.do_send(Retire);
+            }
+            for s in &act.savers {
+                s.addr.do_send(Retire);
+            }
             for arbiter in act.arbiters.drain(..) {
                 arbiter.stop();
             }
@@ -945,24 +951,19 @@ impl Actor for Supervisor {
 
     fn started(&mut self, ctx: &mut Context<Self>) {
         ctx.set_mailbox_capacity(1024);
-        let threads = self.arbiters.len();
+        // Fetchers on their own threads, savers on this one (see `launch`).
         for slot in 0..self.settings.workers.fetchers.get() {
-            let arbiter = slot % threads;
-            let addr = self.start_fetcher(slot, arbiter, 0, ctx);
+            let addr = self.start_fetcher(slot, 0, ctx);
             self.fetchers.push(Slot {
                 addr,
-                arbiter,
                 generation: 0,
                 inflight: 0,
             });
         }
         for slot in 0..self.settings.workers.savers.get() {
-            // Offset so that savers and fetchers share the threads evenly.
-            let arbiter = (slot + self.fetchers.len()) % threads;
-            let addr = self.start_saver(slot, arbiter, 0, ctx);
+            let addr = self.start_saver(slot, 0, ctx);
             self.savers.push(Slot {
                 addr,
-                arbiter,
                 generation: 0,
                 inflight: 0,
             });
@@ -971,7 +972,7 @@ impl Actor for Supervisor {
             fetchers: self.fetchers.len(),
             savers: self.savers.len(),
             writers: self.settings.workers.writers.get(),
-            threads,
+            threads: self.arbiters.len(),
             previously_saved: self.previously_saved.len(),
             resumed_pages: self
                 .restored
@@ -983,11 +984,14 @@ impl Actor for Supervisor {
             // Delays, pauses and in-flight limits per host hold for the whole cluster.
             self.politeness.gate();
         }
-        self.sweep = Some(ctx.run_interval(SWEEP_EVERY, |act, ctx| act.sweep(ctx)));
-        ctx.run_interval(COMMIT_EVERY, |act, ctx| act.commit(ctx));
+        self.timers
+            .push(ctx.run_interval(SWEEP_EVERY, |act, ctx| act.sweep(ctx)));
+        self.timers
+            .push(ctx.run_interval(COMMIT_EVERY, |act, ctx| act.commit(ctx)));
         if let Some(sh) = &self.shared {
             let every = sh.cluster().lease() / 3;
-            ctx.run_interval(every, |act, ctx| act.renew_leases(ctx));
+            self.timers
+                .push(ctx.run_interval(every, |act, ctx| act.renew_leases(ctx)));
         }
         if let Some(resume) = self.restored.take() {
             self.restore(resume);

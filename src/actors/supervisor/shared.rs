@@ -495,7 +495,7 @@ impl Handler<ClaimBytes> for Supervisor {
     type Result = ResponseFuture<Result<BytesClaim, String>>;
 
     /// Asked by an ImageSaver before it stores bytes: Redis answers, the Supervisor's state is
-    /// not touched (the connection lives on this arbiter, so the savers' threads never drive it).
+    /// not touched (the connection is the Supervisor's; the savers only ask through it).
     fn handle(&mut self, m: ClaimBytes, _: &mut Context<Self>) -> Self::Result {
         let cluster = self.shared.as_ref().map(|sh| sh.cluster.clone());
         Box::pin(async move {
