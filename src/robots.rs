@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use texting_robots::Robot;
-use url::Url;
+use url::{Position, Url};
 
 use crate::error::{Failure, FailureKind};
 
@@ -100,7 +100,10 @@ impl Rules {
         match self {
             Rules::AllowAll => Ok(()),
             Rules::DisallowAll(failure) => Err(failure.clone()),
-            Rules::Parsed(robot) if robot.allowed(url.as_str()) => Ok(()),
+            // Only the path and query are matched. Given the whole URL, the parser would parse it
+            // again for every job; given what a parsed URL serialises, already percent-encoded,
+            // it matches it as it is.
+            Rules::Parsed(robot) if robot.allowed(&url[Position::BeforePath..]) => Ok(()),
             Rules::Parsed(_) => Err(Failure::new(
                 FailureKind::Robots,
                 "disallowed by robots.txt",
@@ -185,6 +188,26 @@ mod tests {
         assert_eq!(rules.crawl_delay(), Some(Duration::from_millis(500)));
         let other = Rules::parse("otherbot", txt, "h");
         assert!(other.check(&url("http://h/a.html")).is_err());
+    }
+
+    #[test]
+    fn paths_match_encoded_and_with_their_query() {
+        let txt = "User-agent: *\nDisallow: /*?sort=\nDisallow: /caf%C3%A9/\nDisallow: /a%2Fb\nDisallow: /end$\n";
+        let rules = Rules::parse("imgcrawl", txt.as_bytes(), "h");
+        let allowed = |u: &str| rules.check(&url(u)).is_ok();
+        assert!(!allowed("http://h/list?sort=new"));
+        assert!(allowed("http://h/list?page=2"));
+        assert!(
+            !allowed("http://h/café/1.jpg"),
+            "a raw path is encoded as the rule is"
+        );
+        assert!(!allowed("http://h/caf%C3%A9/1.jpg"));
+        assert!(allowed("http://h/cafe/1.jpg"));
+        assert!(!allowed("http://h/a%2Fb"));
+        assert!(allowed("http://h/a/b"), "an encoded slash is not a slash");
+        assert!(!allowed("http://h/end"));
+        assert!(allowed("http://h/end/more"));
+        assert!(allowed("http://h/robots.txt"));
     }
 
     #[test]
