@@ -901,8 +901,8 @@ impl Supervisor {
             ended
         };
         ctx.spawn(finish.into_actor(self).map(|report, act, _| {
-            // The savers, on the Supervisor's own thread, are told to stop; the fetchers stop with
-            // their threads.
+            // Every worker is told to stop: the savers share the Supervisor's thread, which is
+            // not the crawl's to stop. The fetchers' threads are.
             for s in &act.fetchers {
                 s.addr.do_send(Retire);
             }
