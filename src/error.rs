@@ -90,6 +90,8 @@ pub enum FailureKind {
     Disk,
     /// The worker handling the job died too many times while holding it.
     WorkerLost,
+    /// The page took longer than `extract.parse_timeout_secs` to parse and read (not retried).
+    TooComplex,
     /// robots.txt does not allow the URL for our user agent (or could not be fetched: the host is
     /// then treated as disallowed, as RFC 9309 says).
     Robots,
@@ -127,6 +129,7 @@ impl fmt::Display for FailureKind {
             FailureKind::Disk => f.write_str("disk error"),
             FailureKind::WorkerLost => f.write_str("worker lost"),
             FailureKind::Robots => f.write_str("robots"),
+            FailureKind::TooComplex => f.write_str("too complex"),
         }
     }
 }

@@ -1,10 +1,20 @@
 //! Pure extraction: HTML + the page's URL + the configured rules -> image candidates (with their
 //! human names) and links to follow. No I/O; the `scraper` document never leaves this module, so the
 //! actors never hold a non-`Send` parse tree across an `.await`.
+//!
+//! Hostile pages cannot stall it: the parse is fed in slices and, like every loop over the
+//! document, checks a deadline (`extract.parse_timeout_secs`); images and links taken from one
+//! page are capped (`extract.max_images_per_page`, `extract.max_links_per_page`); deduplication
+//! within the page is hashed, and caption lookup walks a bounded number of ancestors with the
+//! work for each item done once, so the cost grows linearly with the page.
 
-use std::collections::HashSet;
+use std::collections::HashMap;
+use std::fmt;
+use std::time::{Duration, Instant};
 
-use scraper::{ElementRef, Html, Selector};
+use ego_tree::NodeId;
+use html5ever::tendril::TendrilSink;
+use scraper::{ElementRef, Html, HtmlTreeSink, Selector};
 use url::Url;
 
 use crate::settings::ExtractRules;
@@ -26,41 +36,140 @@ pub struct Extracted {
     pub images: Vec<ImageCandidate>,
     /// Links matched by `extract.follow`, in page order, each once (scope is decided by the caller).
     pub links: Vec<Url>,
+    /// Image elements dropped because the page held more than `extract.max_images_per_page`.
+    pub images_dropped: usize,
+    /// Links dropped because the page held more than `extract.max_links_per_page`.
+    pub links_dropped: usize,
+}
+
+/// A page whose parse and extraction did not finish within `extract.parse_timeout_secs`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TooComplex {
+    /// What was being done when time ran out.
+    pub stage: &'static str,
+    /// The budget that was spent.
+    pub budget: Duration,
+}
+
+impl fmt::Display for TooComplex {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{} took longer than extract.parse_timeout_secs ({:.1} s)",
+            self.stage,
+            self.budget.as_secs_f64()
+        )
+    }
 }
 
 /// Longest name kept from a caption, in characters; longer ones are cut (paths cut further).
 const MAX_NAME_CHARS: usize = 200;
+/// Ancestors of an image looked at for its item (`extract.item`): a caption is near its image.
+const MAX_ITEM_LEVELS: usize = 32;
+/// Ancestors of an image looked at for an automatic caption.
+const MAX_AUTO_LEVELS: usize = 4;
+/// Nodes read for one piece of text, however much is below: a caption is short.
+const MAX_TEXT_NODES: usize = 4096;
+/// Bytes fed to the parser between two looks at the clock: small enough that even the parser's
+/// worst cases (hundreds of thousands of open elements) overrun the budget by well under a second.
+const PARSE_SLICE: usize = 16 * 1024;
+/// Elements handled between two looks at the clock.
+const CLOCK_EVERY: usize = 256;
+/// Elements that may hold an automatic caption (the nearest that holds the image alone).
+const AUTO_ITEMS: &[&str] = &[
+    "li", "div", "td", "th", "dd", "dt", "figure", "a", "span", "p", "label", "section", "article",
+];
 
-/// Parses `html` fetched from `page_url` and applies `rules`.
-pub fn extract(html: &str, page_url: &Url, rules: &ExtractRules) -> Extracted {
-    let doc = Html::parse_document(html);
+/// A deadline, looked at every [`CLOCK_EVERY`] ticks.
+struct Clock {
+    deadline: Instant,
+    budget: Duration,
+    ticks: usize,
+}
+
+impl Clock {
+    fn new(budget: Duration) -> Self {
+        Clock {
+            deadline: Instant::now() + budget,
+            budget,
+            ticks: 0,
+        }
+    }
+
+    fn check(&self, stage: &'static str) -> Result<(), TooComplex> {
+        if Instant::now() > self.deadline {
+            Err(TooComplex {
+                stage,
+                budget: self.budget,
+            })
+        } else {
+            Ok(())
+        }
+    }
+
+    fn tick(&mut self, stage: &'static str) -> Result<(), TooComplex> {
+        self.ticks += 1;
+        if self.ticks % CLOCK_EVERY == 0 {
+            self.check(stage)
+        } else {
+            Ok(())
+        }
+    }
+}
+
+/// Parses `html` in slices, giving up once the clock runs out.
+fn parse(html: &str, clock: &Clock) -> Result<Html, TooComplex> {
+    let mut parser = html5ever::driver::parse_document(
+        HtmlTreeSink::new(Html::new_document()),
+        Default::default(),
+    );
+    let mut rest = html;
+    while !rest.is_empty() {
+        let mut end = rest.len().min(PARSE_SLICE);
+        while !rest.is_char_boundary(end) {
+            end += 1;
+        }
+        parser.process(rest[..end].into());
+        rest = &rest[end..];
+        clock.check("parsing the page")?;
+    }
+    Ok(parser.finish())
+}
+
+/// Parses `html` fetched from `page_url` and applies `rules`; a page that takes longer than
+/// `rules.parse_timeout` is [`TooComplex`].
+pub fn extract(html: &str, page_url: &Url, rules: &ExtractRules) -> Result<Extracted, TooComplex> {
+    let mut clock = Clock::new(rules.parse_timeout);
+    let doc = parse(html, &clock)?;
     let base = base_url(&doc, page_url);
     let mut out = Extracted::default();
-    let mut seen_images = HashSet::new();
+    // Every image element with a URL, in rule and page order, for captions.
+    let mut found: Vec<(ElementRef<'_>, usize)> = Vec::new();
+    let mut index: HashMap<Url, usize> = HashMap::new();
     for rule in &rules.images {
         for el in doc.select(&rule.selector) {
+            clock.tick("finding images")?;
             let Some(url) = image_url(el, &rule.attrs, &base) else {
                 continue;
             };
-            if seen_images.insert(url.clone()) {
-                out.images.push(ImageCandidate {
-                    name: caption(el, rules),
-                    url,
-                });
-            } else if let Some(name) = caption(el, rules) {
-                // The same URL seen again, e.g. as a thumbnail without caption first: keep a name.
-                if let Some(c) = out
-                    .images
-                    .iter_mut()
-                    .find(|c| c.url == url && c.name.is_none())
-                {
-                    c.name = Some(name);
+            let i = match index.get(&url) {
+                Some(&i) => i,
+                None if out.images.len() >= rules.max_images_per_page => {
+                    out.images_dropped += 1;
+                    continue;
                 }
-            }
+                None => {
+                    index.insert(url.clone(), out.images.len());
+                    out.images.push(ImageCandidate { url, name: None });
+                    out.images.len() - 1
+                }
+            };
+            found.push((el, i));
         }
     }
-    let mut seen_links = HashSet::new();
+    name_images(&doc, &mut out.images, &found, rules, &mut clock)?;
     for el in doc.select(&rules.follow) {
+        clock.tick("finding links")?;
         if let Some(url) = el
             .value()
             .attr("href")
@@ -68,12 +177,161 @@ pub fn extract(html: &str, page_url: &Url, rules: &ExtractRules) -> Extracted {
         {
             // A link this page already gives as an image (a thumbnail's link to the full-size
             // file, a directory listing's files) is not a page to fetch as well.
-            if !seen_images.contains(&url) && seen_links.insert(url.clone()) {
-                out.links.push(url);
+            if index.contains_key(&url) {
+                continue;
             }
+            if out.links.len() >= rules.max_links_per_page {
+                out.links_dropped += 1;
+                continue;
+            }
+            index.insert(url.clone(), usize::MAX);
+            out.links.push(url);
         }
     }
-    out
+    Ok(out)
+}
+
+/// Gives each image its name: for each of its elements in turn until one gives a name, the caption
+/// of its item (`extract.item` and `extract.name`), else an automatic caption (the nearest element
+/// around it that holds this image alone and has a short text), else its `alt`.
+fn name_images(
+    doc: &Html,
+    images: &mut [ImageCandidate],
+    found: &[(ElementRef<'_>, usize)],
+    rules: &ExtractRules,
+    clock: &mut Clock,
+) -> Result<(), TooComplex> {
+    if found.is_empty() {
+        return Ok(());
+    }
+    let items = item_captions(doc, rules, clock)?;
+    // How many image elements each nearby ancestor holds (a <source> of a <picture> is the same
+    // image as its <img>, so it does not count).
+    let mut held: HashMap<NodeId, u32> = HashMap::new();
+    for (el, _) in found {
+        clock.tick("reading captions")?;
+        if el.value().name() == "source" {
+            continue;
+        }
+        for a in el.ancestors().take(MAX_AUTO_LEVELS) {
+            *held.entry(a.id()).or_default() += 1;
+        }
+    }
+    let mut auto: HashMap<NodeId, Option<String>> = HashMap::new();
+    for &(el, i) in found {
+        clock.tick("reading captions")?;
+        if images[i].name.is_some() {
+            continue;
+        }
+        let name = configured_caption(el, rules, &items)
+            .or_else(|| auto_caption(el, &held, &mut auto))
+            .or_else(|| alt_text(el));
+        images[i].name = name;
+    }
+    Ok(())
+}
+
+/// For each item (`extract.item`) that has one, its caption: the text of the first element
+/// matching `extract.name` inside it (within [`MAX_ITEM_LEVELS`] levels). One pass over the
+/// caption elements, each walking up a bounded number of ancestors.
+fn item_captions(
+    doc: &Html,
+    rules: &ExtractRules,
+    clock: &mut Clock,
+) -> Result<HashMap<NodeId, String>, TooComplex> {
+    let mut items: HashMap<NodeId, String> = HashMap::new();
+    for m in doc.select(&rules.name) {
+        clock.tick("reading captions")?;
+        let mut text = None;
+        for a in std::iter::once(m)
+            .chain(m.ancestors().filter_map(ElementRef::wrap))
+            .take(MAX_ITEM_LEVELS + 1)
+        {
+            if items.contains_key(&a.id()) || !rules.item.matches(&a) {
+                continue;
+            }
+            let t = text.get_or_insert_with(|| text_of(m));
+            if t.is_empty() {
+                break;
+            }
+            items.insert(a.id(), t.clone());
+        }
+    }
+    Ok(items)
+}
+
+/// The caption of the nearest item around `el` (the element itself, or an ancestor) that has one:
+/// `<figure><a><img></a><figcaption>` names the image by the figure's caption even though the link
+/// is an item too.
+fn configured_caption(
+    el: ElementRef<'_>,
+    rules: &ExtractRules,
+    items: &HashMap<NodeId, String>,
+) -> Option<String> {
+    if items.is_empty() {
+        return None;
+    }
+    std::iter::once(el)
+        .chain(el.ancestors().filter_map(ElementRef::wrap))
+        .take(MAX_ITEM_LEVELS + 1)
+        .filter(|a| rules.item.matches(a))
+        .find_map(|a| items.get(&a.id()).cloned())
+}
+
+/// The text of the nearest element around `el` (within [`MAX_AUTO_LEVELS`]) that holds this image
+/// alone and has text: the seed-style `<li><img ...><p style="display:none">caption</p></li>`.
+/// Text longer than a caption (an article around a lone picture) is not one.
+fn auto_caption(
+    el: ElementRef<'_>,
+    held: &HashMap<NodeId, u32>,
+    cache: &mut HashMap<NodeId, Option<String>>,
+) -> Option<String> {
+    for a in el.ancestors().take(MAX_AUTO_LEVELS) {
+        if held.get(&a.id()).copied().unwrap_or(0) != 1 {
+            return None;
+        }
+        let Some(a) = ElementRef::wrap(a) else {
+            return None;
+        };
+        if !AUTO_ITEMS.contains(&a.value().name()) {
+            return None;
+        }
+        let text = cache
+            .entry(a.id())
+            .or_insert_with(|| {
+                let t = bounded_text(a, MAX_NAME_CHARS + 1);
+                (!t.is_empty()).then_some(t)
+            })
+            .clone();
+        match text {
+            Some(t) if t.chars().count() > MAX_NAME_CHARS => return None,
+            Some(t) => return Some(t),
+            None => {}
+        }
+    }
+    None
+}
+
+/// The `alt` of the image: of the element itself, of the thumbnail inside a link to a full-size
+/// image, or of the `<img>` beside a `<picture><source>`.
+fn alt_text(el: ElementRef<'_>) -> Option<String> {
+    let is_img = |e: &ElementRef<'_>| e.value().name() == "img";
+    let img = if is_img(&el) {
+        Some(el)
+    } else {
+        el.descendants()
+            .take(MAX_TEXT_NODES)
+            .filter_map(ElementRef::wrap)
+            .find(is_img)
+            .or_else(|| {
+                el.parent()
+                    .and_then(ElementRef::wrap)
+                    .and_then(|p| p.children().filter_map(ElementRef::wrap).find(is_img))
+            })
+    };
+    img.and_then(|i| i.value().attr("alt"))
+        .map(collapse)
+        .filter(|t| !t.is_empty())
 }
 
 /// The document's `<base href>` resolved against the page URL, or the page URL itself.
@@ -151,52 +409,53 @@ fn parse_descriptor(d: &str) -> (f64, bool) {
     }
 }
 
-/// The image's human name: the caption inside the nearest item that has one (the element itself,
-/// or an ancestor: `<figure><a><img></a><figcaption>` names the image by the figure's caption even
-/// though the link is an item too), else its `alt`, else `None`.
-fn caption(el: ElementRef<'_>, rules: &ExtractRules) -> Option<String> {
-    let from_item = std::iter::once(el)
-        .chain(el.ancestors().filter_map(ElementRef::wrap))
-        .filter(|a| rules.item.matches(a))
-        .find_map(|item| {
-            item.select(&rules.name)
-                .map(text_of)
-                .find(|t| !t.is_empty())
-        });
-    from_item.or_else(|| {
-        let is_img = |e: &ElementRef<'_>| e.value().name() == "img";
-        let img = if is_img(&el) {
-            Some(el)
-        } else {
-            // A link to a full-size image: the thumbnail inside it. A <picture><source>: the
-            // <img> beside it.
-            el.descendants()
-                .filter_map(ElementRef::wrap)
-                .find(is_img)
-                .or_else(|| {
-                    el.parent()
-                        .and_then(ElementRef::wrap)
-                        .and_then(|p| p.children().filter_map(ElementRef::wrap).find(is_img))
-                })
-        };
-        img.and_then(|i| i.value().attr("alt"))
-            .map(collapse)
-            .filter(|t| !t.is_empty())
-    })
+/// The whitespace-collapsed text inside `el`, read from at most [`MAX_TEXT_NODES`] nodes.
+fn text_of(el: ElementRef<'_>) -> String {
+    bounded_text(el, MAX_NAME_CHARS)
 }
 
-fn text_of(el: ElementRef<'_>) -> String {
-    collapse(&el.text().collect::<String>())
+/// The whitespace-collapsed text inside `el`, at most `max_chars` characters, read from at most
+/// [`MAX_TEXT_NODES`] nodes.
+fn bounded_text(el: ElementRef<'_>, max_chars: usize) -> String {
+    let mut raw = String::new();
+    for node in el.descendants().take(MAX_TEXT_NODES) {
+        if let Some(t) = node.value().as_text() {
+            raw.push_str(t);
+            // Enough to fill a name even if most of it is white space.
+            if raw.len() > max_chars * 8 {
+                break;
+            }
+        }
+    }
+    collapse_to(&raw, max_chars)
 }
 
 /// Collapses runs of white space into one space, trims, and cuts to [`MAX_NAME_CHARS`].
 fn collapse(s: &str) -> String {
-    s.split_whitespace()
-        .collect::<Vec<_>>()
-        .join(" ")
-        .chars()
-        .take(MAX_NAME_CHARS)
-        .collect()
+    collapse_to(s, MAX_NAME_CHARS)
+}
+
+/// Collapses runs of white space into one space, trims, and cuts to `max` characters.
+fn collapse_to(s: &str, max: usize) -> String {
+    let mut out = String::new();
+    let mut n = 0;
+    for word in s.split_whitespace() {
+        if n > 0 {
+            out.push(' ');
+            n += 1;
+        }
+        for c in word.chars() {
+            if n >= max {
+                return out.trim_end().to_string();
+            }
+            out.push(c);
+            n += 1;
+        }
+        if n >= max {
+            break;
+        }
+    }
+    out.trim_end().to_string()
 }
 
 #[cfg(test)]
@@ -209,6 +468,7 @@ mod tests {
             &Url::parse("https://site.example/list/1.html").unwrap(),
             &ExtractRules::default(),
         )
+        .unwrap()
     }
 
     fn image_urls(e: &Extracted) -> Vec<&str> {
@@ -293,6 +553,7 @@ mod tests {
             follow: css("a[href]"),
             item: css("a, figure"),
             name: css("figcaption, .caption"),
+            ..ExtractRules::default()
         };
         let e = extract(
             r#"<a class="thumb" href="/full/1.jpg"><img src="/thumb/1.jpg" alt="Harbour at dusk"></a>
@@ -302,7 +563,8 @@ mod tests {
                <a href="/full/1.jpg">download</a> <a href="/page/2.html">next</a>"#,
             &Url::parse("https://site.example/g/").unwrap(),
             &rules,
-        );
+        )
+        .unwrap();
         assert_eq!(
             image_urls(&e),
             [
@@ -337,5 +599,79 @@ mod tests {
         );
         assert_eq!(e.images[0].name.as_deref(), Some("x><p>cap"));
         assert_eq!(e.links.len(), 2);
+    }
+
+    #[test]
+    fn captions_come_from_the_nearest_element_holding_the_image_alone() {
+        let e = run(r#"<ul>
+            <li><img data-original="/i/1.jpg" src="/blank.gif"><p style="display:none">Seed caption</p></li>
+            <li><div class="card"><img src="/i/2.jpg" alt="alt two"><span>Card title</span></div></li>
+            <li><img src="/i/3.jpg" alt="alt three"></li>
+            </ul>
+            <div class="pair"><img src="/i/4.jpg" alt="four"><img src="/i/5.jpg"><b>shared text</b></div>
+            <table><tr><td><img src="/i/6.jpg"> Cell caption </td></tr></table>
+            <figure><img src="/i/7.jpg"><span>auto</span><figcaption>Configured</figcaption></figure>"#);
+        let names: Vec<_> = e.images.iter().map(|c| c.name.as_deref()).collect();
+        assert_eq!(
+            names,
+            [
+                Some("Seed caption"),
+                Some("Card title"),
+                Some("alt three"),
+                Some("four"),
+                None,
+                Some("Cell caption"),
+                Some("Configured"),
+            ]
+        );
+    }
+
+    fn rules_with(f: impl FnOnce(&mut ExtractRules)) -> ExtractRules {
+        let mut r = ExtractRules::default();
+        f(&mut r);
+        r
+    }
+
+    #[test]
+    fn images_and_links_per_page_are_capped_and_counted() {
+        let mut html = String::new();
+        for n in 0..50 {
+            html.push_str(&format!("<img src='/i/{n}.jpg'><a href='/p/{n}'>p</a>"));
+        }
+        let rules = rules_with(|r| {
+            r.max_images_per_page = 10;
+            r.max_links_per_page = 20;
+        });
+        let url = Url::parse("https://site.example/").unwrap();
+        let e = extract(&html, &url, &rules).unwrap();
+        assert_eq!((e.images.len(), e.images_dropped), (10, 40));
+        assert_eq!((e.links.len(), e.links_dropped), (20, 30));
+        assert_eq!(e.images[9].url.as_str(), "https://site.example/i/9.jpg");
+    }
+
+    #[test]
+    fn one_url_repeated_in_one_element_is_one_image_named_once() {
+        // The shape that once kept a core busy for minutes: every caption lookup walked the whole
+        // figure, and every repeat searched the list of images.
+        let mut html = String::from("<figure>");
+        for _ in 0..100_000 {
+            html.push_str("<img src=/same.jpg>");
+        }
+        html.push_str("<figcaption>The one</figcaption></figure>");
+        let e = run(&html);
+        assert_eq!(e.images.len(), 1);
+        assert_eq!(e.images[0].name.as_deref(), Some("The one"));
+    }
+
+    #[test]
+    fn a_page_over_its_time_budget_is_too_complex() {
+        let rules = rules_with(|r| r.parse_timeout = Duration::ZERO);
+        let url = Url::parse("https://site.example/").unwrap();
+        let err = extract("<div><img src=a.jpg></div>", &url, &rules).unwrap_err();
+        assert!(err.to_string().contains("extract.parse_timeout_secs"), "{err}");
+        // Deep nesting is parsed (within the default budget) without exhausting the stack.
+        let deep = "<div>".repeat(20_000) + "<img src=deep.jpg alt=deep>";
+        let e = run(&deep);
+        assert_eq!(e.images.len(), 1);
     }
 }

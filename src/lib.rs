@@ -50,6 +50,7 @@ pub mod sample_site;
 pub mod settings;
 pub mod sniff;
 pub mod state;
+pub mod trap;
 pub mod urls;
 
 pub use actors::logger::CrawlEvent;

@@ -539,7 +539,7 @@ mod tests {
             let r = site.respond(path);
             let html = String::from_utf8(r.body.to_vec()).unwrap();
             let url = Url::parse(&format!("http://example.test{path}")).unwrap();
-            let mut e = extract(&html, &url, &ExtractRules::default());
+            let mut e = extract(&html, &url, &ExtractRules::default()).unwrap();
             let mut links: Vec<String> = e
                 .links
                 .iter_mut()

@@ -132,7 +132,8 @@ async fn fetch_page(
     let (html, _) = decode_html(&body, content_type.as_deref());
     // The parse tree is built and dropped here, never held across an await.
     let extracted = catch_unwind(AssertUnwindSafe(|| extract(&html, url, &settings.extract)))
-        .map_err(|_| Failure::new(FailureKind::Body, "the HTML parser panicked on this page"))?;
+        .map_err(|_| Failure::new(FailureKind::Body, "the HTML parser panicked on this page"))?
+        .map_err(|e| Failure::new(FailureKind::TooComplex, e.to_string()))?;
     Ok(PageDone::Parsed(extracted))
 }
 

@@ -97,6 +97,8 @@ pub struct RawScope {
     pub max_url_length: usize,
     /// Query parameters removed from every URL before it is deduplicated and requested.
     pub strip_query: Vec<String>,
+    /// Barren pages in a row (and per URL shape) before the trap rule skips more; 0 is off.
+    pub trap_pages: u32,
 }
 
 /// One `[[extract.images]]` rule: elements and the attributes, in order, that may hold the URL.
@@ -121,6 +123,13 @@ pub struct RawExtract {
     pub item: String,
     /// Selector of the caption inside the item.
     pub name: String,
+    /// Most images taken from one page; more are dropped and counted.
+    pub max_images_per_page: usize,
+    /// Most links taken from one page; more are dropped and counted.
+    pub max_links_per_page: usize,
+    /// Longest time parsing and reading one page may take, in seconds; a page that takes longer
+    /// fails as too complex.
+    pub parse_timeout_secs: f64,
 }
 
 /// `[http]` as written.
@@ -290,6 +299,8 @@ pub struct Scope {
     pub max_url_length: usize,
     /// Lower-case names of query parameters removed from every URL.
     pub strip_query: BTreeSet<String>,
+    /// The trap rule's limit (see [`crate::trap`]); 0 is off.
+    pub trap_pages: u32,
 }
 
 impl Scope {
@@ -339,6 +350,12 @@ pub struct ExtractRules {
     pub item: Selector,
     /// The caption inside the item.
     pub name: Selector,
+    /// Most images taken from one page.
+    pub max_images_per_page: usize,
+    /// Most links taken from one page.
+    pub max_links_per_page: usize,
+    /// Longest time parsing and reading one page may take.
+    pub parse_timeout: Duration,
 }
 
 impl Default for ExtractRules {
@@ -571,6 +588,7 @@ impl RawScope {
                 .map(|p| p.trim().to_ascii_lowercase())
                 .filter(|p| !p.is_empty())
                 .collect(),
+            trap_pages: self.trap_pages,
         })
     }
 }
@@ -628,6 +646,15 @@ impl RawExtract {
             follow: selector("extract.follow", &self.follow)?,
             item: selector("extract.item", &self.item)?,
             name: selector("extract.name", &self.name)?,
+            max_images_per_page: match self.max_images_per_page {
+                0 => return Err(bad("extract.max_images_per_page", "must be at least 1")),
+                n => n,
+            },
+            max_links_per_page: match self.max_links_per_page {
+                0 => return Err(bad("extract.max_links_per_page", "must be at least 1")),
+                n => n,
+            },
+            parse_timeout: seconds("extract.parse_timeout_secs", self.parse_timeout_secs)?,
         })
     }
 }

@@ -1,0 +1,243 @@
+//! The trap rule (`scope.trap_pages`): ends chains of pages that bring nothing new (a calendar that
+//! links one more day for ever, list pages numbered past the last real one, paths that grow on
+//! every visit, links that differ only by a counter) without cutting deep galleries short. Pure: the
+//! Supervisor asks it about each new link and tells it what each fetched page yielded.
+//!
+//! The rule, judged from what pages *yield* (a page yields when it brings at least one new image):
+//! - every page carries its **barren run**: how many pages in a row, along the links that led to
+//!   it, yielded nothing. Start pages have 0; a link found on a page that yielded gets 0, a link
+//!   found on a page that did not gets that page's run + 1;
+//! - a link whose run would pass the limit is skipped: a chain of `limit` barren pages ends there;
+//! - pages are also counted by **URL shape** (host and path with every run of digits made `0`, and
+//!   the query's parameter names): a fetched page that came through a barren page (run >= 1) and
+//!   yields nothing spends one from its shape's budget of `limit`; a page of that shape that yields
+//!   refills it. Once a shape's budget is spent, pages of that shape reached through barren pages
+//!   are skipped, so a trap that fans out (a calendar linking every day of a month) ends as well.
+//!
+//! A gallery whose list pages each bring new images never spends anything, however long its chain
+//! of "next" links; detail pages reached from list pages that yield have run 0 and are never
+//! skipped.
+
+use std::collections::{BTreeMap, HashMap};
+
+use url::Url;
+
+/// The URL shape used by the trap rule: host, port when not the default, path with every run of
+/// ASCII digits replaced by `0`, and the sorted names of the query parameters with digit runs in
+/// their values replaced too. `/day/2026-12-04` and `/day/2027-01-01` have one shape.
+pub fn shape(url: &Url) -> String {
+    let mut s = String::with_capacity(url.as_str().len());
+    s.push_str(url.host_str().unwrap_or(""));
+    if let Some(port) = url.port() {
+        s.push(':');
+        s.push_str(&port.to_string());
+    }
+    push_digits_folded(&mut s, url.path());
+    if let Some(query) = url.query() {
+        let mut pairs: Vec<String> = query
+            .split('&')
+            .filter(|p| !p.is_empty())
+            .map(|p| {
+                let mut folded = String::new();
+                push_digits_folded(&mut folded, p);
+                folded
+            })
+            .collect();
+        pairs.sort();
+        pairs.dedup();
+        s.push('?');
+        s.push_str(&pairs.join("&"));
+    }
+    // A shape is a label in records: keep it readable however long the URL.
+    if s.len() > 200 {
+        let mut end = 200;
+        while !s.is_char_boundary(end) {
+            end -= 1;
+        }
+        s.truncate(end);
+        s.push('…');
+    }
+    s
+}
+
+fn push_digits_folded(out: &mut String, s: &str) {
+    let mut in_digits = false;
+    for c in s.chars() {
+        if c.is_ascii_digit() {
+            if !in_digits {
+                out.push('0');
+            }
+            in_digits = true;
+        } else {
+            out.push(c);
+            in_digits = false;
+        }
+    }
+}
+
+/// A shape's budget.
+#[derive(Debug, Default, Clone, Copy)]
+struct Budget {
+    /// Barren pages of this shape reached through barren pages, since one of the shape last yielded.
+    spent: u32,
+}
+
+/// The trap rule's state for one crawl; see the module documentation.
+#[derive(Debug, Clone)]
+pub struct TrapRule {
+    /// Barren pages allowed in a row, and per shape; 0 turns the rule off.
+    limit: u32,
+    /// Budgets by shape (only shapes that spent something).
+    budgets: HashMap<String, Budget>,
+    /// URLs skipped, by shape.
+    skipped: BTreeMap<String, u64>,
+}
+
+/// Why the trap rule skips a URL.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Trapped {
+    /// The URL's shape.
+    pub shape: String,
+    /// What the rule saw, for people.
+    pub detail: String,
+}
+
+impl TrapRule {
+    /// The rule with `limit` barren pages (`scope.trap_pages`); 0 turns it off.
+    pub fn new(limit: u32) -> Self {
+        TrapRule {
+            limit,
+            budgets: HashMap::new(),
+            skipped: BTreeMap::new(),
+        }
+    }
+
+    /// Whether the rule is on.
+    pub fn enabled(&self) -> bool {
+        self.limit > 0
+    }
+
+    /// The barren run of links found on a page whose own run is `page_run`, given whether it
+    /// yielded a new image.
+    pub fn child_run(page_run: u32, yielded: bool) -> u32 {
+        if yielded {
+            0
+        } else {
+            page_run.saturating_add(1)
+        }
+    }
+
+    /// Whether a new page `url` with barren run `run` may be crawled; `Err` says why not (and
+    /// counts the skip).
+    pub fn check(&mut self, url: &Url, run: u32) -> Result<(), Trapped> {
+        if self.limit == 0 || run == 0 {
+            return Ok(());
+        }
+        let too_long = run > self.limit;
+        let shape = shape(url);
+        let spent = self.budgets.get(&shape).is_some_and(|b| b.spent >= self.limit);
+        if !too_long && !spent {
+            return Ok(());
+        }
+        let detail = if too_long {
+            format!("{} pages in a row brought no new image", run - 1)
+        } else {
+            format!(
+                "{} pages of this shape brought no new image",
+                self.budgets.get(&shape).map_or(0, |b| b.spent)
+            )
+        };
+        *self.skipped.entry(shape.clone()).or_default() += 1;
+        Err(Trapped { shape, detail })
+    }
+
+    /// Records what a fetched page (barren run `run`) yielded.
+    pub fn page_done(&mut self, url: &Url, run: u32, yielded: bool) {
+        if self.limit == 0 {
+            return;
+        }
+        if yielded {
+            if !self.budgets.is_empty() {
+                self.budgets.remove(&shape(url));
+            }
+        } else if run > 0 {
+            self.budgets.entry(shape(url)).or_default().spent += 1;
+        }
+    }
+
+    /// URLs skipped so far, by shape.
+    pub fn skipped(&self) -> &BTreeMap<String, u64> {
+        &self.skipped
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn url(s: &str) -> Url {
+        Url::parse(s).unwrap()
+    }
+
+    #[test]
+    fn shapes_fold_digits_and_sort_query_names() {
+        assert_eq!(shape(&url("http://h/day/2026-12-04")), "h/day/0-0-0");
+        assert_eq!(
+            shape(&url("http://h:8080/list?page=13&sort=new")),
+            shape(&url("http://h:8080/list?sort=new&page=2"))
+        );
+        assert_ne!(shape(&url("http://h/a/b")), shape(&url("http://h/a/b/a")));
+        assert!(shape(&url(&format!("http://h/{}", "x".repeat(500)))).len() < 210);
+    }
+
+    /// Crawls a chain of pages `0, 1, 2, ...` where page `n` yields when `yields(n)`, and answers
+    /// how many were fetched before the rule ended it (or `cap`).
+    fn chain(rule: &mut TrapRule, cap: u32, yields: impl Fn(u32) -> bool) -> u32 {
+        let mut run = 0;
+        for n in 0..cap {
+            let u = url(&format!("http://h/day/{n}"));
+            if rule.check(&u, run).is_err() {
+                return n;
+            }
+            rule.page_done(&u, run, yields(n));
+            run = TrapRule::child_run(run, yields(n));
+        }
+        cap
+    }
+
+    #[test]
+    fn a_barren_chain_ends_and_a_yielding_one_does_not() {
+        assert_eq!(chain(&mut TrapRule::new(30), 10_000, |_| false), 31);
+        assert_eq!(chain(&mut TrapRule::new(30), 5_000, |_| true), 5_000);
+        // Page 13 of 12: twelve real pages, then a run of empty ones.
+        assert_eq!(chain(&mut TrapRule::new(30), 10_000, |n| n < 12), 12 + 31);
+        // Off.
+        assert_eq!(chain(&mut TrapRule::new(0), 1_000, |_| false), 1_000);
+        let mut rule = TrapRule::new(30);
+        chain(&mut rule, 10_000, |_| false);
+        assert_eq!(rule.skipped().get("h/day/0"), Some(&1));
+    }
+
+    #[test]
+    fn a_fanning_trap_is_ended_by_its_shape_budget() {
+        let mut rule = TrapRule::new(5);
+        // A barren page links 100 new pages of one shape (run 1 each); they are fetched one by one.
+        let mut fetched = 0;
+        for n in 0..100 {
+            let u = url(&format!("http://h/cal?d={n}"));
+            if rule.check(&u, 1).is_ok() {
+                fetched += 1;
+                rule.page_done(&u, 1, false);
+            }
+        }
+        assert_eq!(fetched, 5);
+        // A page of that shape that yields refills the budget.
+        rule.page_done(&url("http://h/cal?d=500"), 0, true);
+        assert!(rule.check(&url("http://h/cal?d=501"), 1).is_ok());
+        // Pages reached from pages that yield are never skipped.
+        for n in 0..100 {
+            rule.page_done(&url(&format!("http://h/photo/{n}")), 0, false);
+        }
+        assert!(rule.check(&url("http://h/photo/1000"), 0).is_ok());
+    }
+}
