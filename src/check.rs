@@ -112,9 +112,8 @@ pub async fn check(settings: &Settings, url: &Url) -> Result<CheckReport, Error>
         .await
         .map_err(fail)?;
     let (html, encoding) = decode_html(&body, content_type.as_deref());
-    let found = extract(&html, &page, &settings.extract).map_err(|e| {
-        Error::Check(format!("{page}: too complex: {e}"))
-    })?;
+    let found = extract(&html, &page, &settings.extract)
+        .map_err(|e| Error::Check(format!("{page}: too complex: {e}")))?;
     let page_disallowed = robots.verdict(&client, settings, &page).await.err();
 
     let scope = &settings.scope;

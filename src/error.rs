@@ -88,8 +88,15 @@ pub enum FailureKind {
     BadUrl,
     /// Writing to disk failed.
     Disk,
+    /// No file name could be made for the image in the output directory (every candidate was in
+    /// the way of another file or directory, a symbolic link, too long, or not writable); that
+    /// image alone fails.
+    Name,
     /// The worker handling the job died too many times while holding it.
     WorkerLost,
+    /// robots.txt kept failing (5xx, 429, ...): the host is treated as disallowed, as RFC 9309
+    /// says, and its URLs fail (unlike URLs robots.txt disallows, which are skipped).
+    RobotsUnavailable,
     /// The page took longer than `extract.parse_timeout_secs` to parse and read (not retried).
     TooComplex,
     /// robots.txt does not allow the URL for our user agent (or could not be fetched: the host is
@@ -127,9 +134,11 @@ impl fmt::Display for FailureKind {
             FailureKind::Body => f.write_str("body error"),
             FailureKind::BadUrl => f.write_str("bad url"),
             FailureKind::Disk => f.write_str("disk error"),
+            FailureKind::Name => f.write_str("cannot name"),
             FailureKind::WorkerLost => f.write_str("worker lost"),
             FailureKind::Robots => f.write_str("robots"),
             FailureKind::TooComplex => f.write_str("too complex"),
+            FailureKind::RobotsUnavailable => f.write_str("robots.txt unavailable"),
         }
     }
 }

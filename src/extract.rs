@@ -109,7 +109,7 @@ impl Clock {
 
     fn tick(&mut self, stage: &'static str) -> Result<(), TooComplex> {
         self.ticks += 1;
-        if self.ticks % CLOCK_EVERY == 0 {
+        if self.ticks.is_multiple_of(CLOCK_EVERY) {
             self.check(stage)
         } else {
             Ok(())
@@ -290,9 +290,7 @@ fn auto_caption(
         if held.get(&a.id()).copied().unwrap_or(0) != 1 {
             return None;
         }
-        let Some(a) = ElementRef::wrap(a) else {
-            return None;
-        };
+        let a = ElementRef::wrap(a)?;
         if !AUTO_ITEMS.contains(&a.value().name()) {
             return None;
         }
@@ -668,7 +666,10 @@ mod tests {
         let rules = rules_with(|r| r.parse_timeout = Duration::ZERO);
         let url = Url::parse("https://site.example/").unwrap();
         let err = extract("<div><img src=a.jpg></div>", &url, &rules).unwrap_err();
-        assert!(err.to_string().contains("extract.parse_timeout_secs"), "{err}");
+        assert!(
+            err.to_string().contains("extract.parse_timeout_secs"),
+            "{err}"
+        );
         // Deep nesting is parsed (within the default budget) without exhausting the stack.
         let deep = "<div>".repeat(20_000) + "<img src=deep.jpg alt=deep>";
         let e = run(&deep);

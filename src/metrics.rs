@@ -153,8 +153,17 @@ pub fn prometheus_text(stats: &Stats, activity: &Activity) -> String {
         &mut out,
         "imgcrawl_images_skipped_total",
         "counter",
-        "Images not kept because of a [filter] key, by that key.",
+        "Images left out on purpose, by reason (a [filter] key, robots).",
         s.images_skipped
+            .iter()
+            .map(|(k, n)| (format!("reason=\"{}\"", label(k)), *n as f64)),
+    );
+    family(
+        &mut out,
+        "imgcrawl_pages_skipped_total",
+        "counter",
+        "Pages left out on purpose, by reason (robots, trap, out of scope).",
+        s.pages_skipped
             .iter()
             .map(|(k, n)| (format!("reason=\"{}\"", label(k)), *n as f64)),
     );

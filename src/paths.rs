@@ -5,6 +5,8 @@
 use std::fmt;
 use std::path::{Path, PathBuf};
 
+use unicode_normalization::UnicodeNormalization;
+
 /// Longest file-name component written, in bytes (most file systems allow 255).
 pub const MAX_COMPONENT_BYTES: usize = 200;
 /// Most directories `{dir}` adds (deeper URL paths keep their first ones).
@@ -178,11 +180,41 @@ fn truncate_bytes(s: &str, max: usize) -> &str {
     &s[..end]
 }
 
-/// Names Windows reserves for devices, whatever the extension.
-const RESERVED: &[&str] = &[
-    "CON", "PRN", "AUX", "NUL", "COM1", "COM2", "COM3", "COM4", "COM5", "COM6", "COM7", "COM8",
-    "COM9", "LPT1", "LPT2", "LPT3", "LPT4", "LPT5", "LPT6", "LPT7", "LPT8", "LPT9",
-];
+/// Names Windows reserves for devices, whatever the extension (the digits 0 to 9 and the
+/// superscripts ¹ ² ³ all count for COM and LPT).
+const RESERVED: &[&str] = &["CON", "PRN", "AUX", "NUL", "CONIN$", "CONOUT$"];
+
+/// Whether `stem` (the part before the first dot, trailing spaces removed) is a Windows device name.
+fn is_reserved(stem: &str) -> bool {
+    if RESERVED.iter().any(|r| r.eq_ignore_ascii_case(stem)) {
+        return true;
+    }
+    let mut chars = stem.chars();
+    let prefix: String = chars.by_ref().take(3).collect();
+    let rest: Vec<char> = chars.collect();
+    (prefix.eq_ignore_ascii_case("COM") || prefix.eq_ignore_ascii_case("LPT"))
+        && rest.len() == 1
+        && (rest[0].is_ascii_digit() || matches!(rest[0], '¹' | '²' | '³'))
+}
+
+/// Invisible format characters that would make two names look alike or reverse how a name reads
+/// (U+202E), removed from names: zero-width spaces and joiners, bidirectional controls, the soft
+/// hyphen, word joiners, the byte order mark.
+fn is_invisible(c: char) -> bool {
+    matches!(c,
+        '\u{00AD}' | '\u{061C}' | '\u{180E}' | '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}'
+        | '\u{2060}'..='\u{2064}' | '\u{2066}'..='\u{206F}' | '\u{FEFF}' | '\u{FFF9}'..='\u{FFFB}')
+}
+
+/// The key two names share when a case-insensitive or normalizing file system (macOS, Windows,
+/// exFAT) would take them for one: NFC, then lower case. `Cat.jpg` and `cat.jpg`, or `é` written
+/// as one character or as `e` and an accent, have one key.
+pub fn fold_key(path: &Path) -> String {
+    path.to_string_lossy()
+        .nfc()
+        .flat_map(char::to_lowercase)
+        .collect()
+}
 
 /// Makes one path component safe: control characters (NUL included) and `/ \ : * ? " < > |` become
 /// `_`, runs of white space become one space, leading and trailing dots and spaces go (so `..` and
@@ -191,7 +223,7 @@ const RESERVED: &[&str] = &[
 pub fn sanitize_component(raw: &str) -> String {
     let mut s = String::with_capacity(raw.len());
     let mut last_space = false;
-    for c in raw.chars() {
+    for c in raw.nfc().filter(|c| !is_invisible(*c)) {
         let c = if c.is_control()
             || matches!(c, '/' | '\\' | ':' | '*' | '?' | '"' | '<' | '>' | '|')
         {
@@ -214,7 +246,7 @@ pub fn sanitize_component(raw: &str) -> String {
         s.push('_');
     }
     let stem = s.split('.').next().unwrap_or("").trim_end();
-    if RESERVED.iter().any(|r| r.eq_ignore_ascii_case(stem)) {
+    if is_reserved(stem) {
         s.insert(0, '_');
     }
     if s.len() > MAX_COMPONENT_BYTES {
@@ -230,6 +262,23 @@ pub fn sanitize_component(raw: &str) -> String {
         };
     }
     s
+}
+
+/// `component` cut to at most `max` bytes, keeping an extension of up to 16 bytes.
+pub fn shorten_component(component: &str, max: usize) -> String {
+    if component.len() <= max {
+        return component.to_string();
+    }
+    match component.rfind('.') {
+        Some(dot) if dot > 0 && component.len() - dot <= 16 && max > 16 => {
+            let ext = &component[dot..];
+            format!(
+                "{}{ext}",
+                truncate_bytes(component, max - ext.len()).trim_end()
+            )
+        }
+        _ => truncate_bytes(component, max).to_string(),
+    }
 }
 
 /// The `n`-th alternative of a path taken by another image: `a/b.jpg` becomes `a/b-2.jpg` for n = 2.
@@ -381,5 +430,32 @@ mod tests {
             PathBuf::from("h/cat-2.jpg")
         );
         assert_eq!(with_suffix(Path::new("h/cat"), 3), PathBuf::from("h/cat-3"));
+    }
+
+    #[test]
+    fn device_names_invisible_characters_and_folded_keys() {
+        for name in [
+            "CONIN$",
+            "conout$.txt",
+            "COM0",
+            "lpt0.jpg",
+            "COM¹",
+            "LPT³.png",
+            "Nul .x",
+        ] {
+            assert!(sanitize_component(name).starts_with('_'), "{name}");
+        }
+        for name in ["COM10", "COMA", "console", "LPT"] {
+            assert!(!sanitize_component(name).starts_with('_'), "{name}");
+        }
+        assert_eq!(sanitize_component("evil\u{202E}gnp.exe"), "evilgnp.exe");
+        assert_eq!(sanitize_component("a\u{200B}b\u{FEFF}"), "ab");
+        // NFD input becomes NFC, and names that one file system would take for one share a key.
+        assert_eq!(sanitize_component("cafe\u{301}"), "caf\u{e9}");
+        assert_eq!(
+            fold_key(Path::new("Cat/Caf\u{e9}.JPG")),
+            fold_key(Path::new("cat/cafe\u{301}.jpg"))
+        );
+        assert_ne!(fold_key(Path::new("a.jpg")), fold_key(Path::new("b.jpg")));
     }
 }

@@ -1,5 +1,5 @@
-//! The crawl's records (DESIGN §4): rows of `manifest.jsonl` and `errors.jsonl`, the counters of
-//! `stats.json`, and the final report with its human summary. Pure data; the Logger fills them and
+//! The crawl's records: rows of `manifest.jsonl`, `errors.jsonl` and `skipped.jsonl`, the counters
+//! of `stats.json`, and the final report with its human summary. Pure data; the Logger fills them and
 //! the DiskWriter writes them.
 
 use std::collections::BTreeMap;
@@ -69,6 +69,24 @@ pub struct ErrorRow {
     pub page: Option<String>,
 }
 
+/// One line of `skipped.jsonl`: a URL deliberately not requested (robots.txt, the trap rule, a
+/// filter, a redirect out of scope). Not a failure: it does not change the exit status.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SkipRow {
+    /// The URL not requested.
+    pub url: String,
+    /// Page or image.
+    pub kind: ItemKind,
+    /// Why: "robots", "trap", "out of scope", or the filter key ("filter.exclude", ...).
+    pub reason: String,
+    /// More for people: the trap rule's URL shape and what it saw, the redirect's target, ...
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub detail: String,
+    /// The page it was found on, when known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub page: Option<String>,
+}
+
 /// The counters of `stats.json`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Stats {
@@ -86,9 +104,23 @@ pub struct Stats {
     pub images_already_saved: u64,
     /// Image URLs not requested because their host is outside `scope.allowed_hosts`.
     pub images_out_of_scope: u64,
-    /// Images not kept because of a `[filter]` key, by that key (e.g. "filter.min_width": 3).
+    /// Images not requested or not kept on purpose, by reason: a `[filter]` key (e.g.
+    /// "filter.min_width": 3), "robots" (robots.txt disallows them).
     #[serde(default)]
     pub images_skipped: BTreeMap<String, u64>,
+    /// Pages not requested on purpose, by reason: "robots", "trap" (the trap rule), "out of scope"
+    /// (a redirect off the allowed sites).
+    #[serde(default)]
+    pub pages_skipped: BTreeMap<String, u64>,
+    /// URLs the trap rule skipped, by URL shape (see `scope.trap_pages`).
+    #[serde(default)]
+    pub trap_shapes: BTreeMap<String, u64>,
+    /// Image elements left out because a page held more than `extract.max_images_per_page`.
+    #[serde(default)]
+    pub images_over_page_cap: u64,
+    /// Links left out because a page held more than `extract.max_links_per_page`.
+    #[serde(default)]
+    pub links_over_page_cap: u64,
     /// Bytes of the new files written.
     pub bytes_saved: u64,
     /// Retries made after retryable failures.
@@ -164,7 +196,8 @@ pub struct CrawlReport {
 }
 
 impl CrawlReport {
-    /// The process exit status of DESIGN §2: 0 all done, 3 some failures, 130 stopped.
+    /// The process exit status: 0 all done (URLs skipped on purpose included), 3 some pages or
+    /// images failed, 130 stopped.
     pub fn exit_code(&self) -> i32 {
         match (self.outcome, self.stats.has_failures()) {
             (Outcome::Stopped, _) => 130,
@@ -248,6 +281,38 @@ impl fmt::Display for CrawlReport {
                 .collect();
             row(f, "images skipped", skipped, false, why.join(", "))?;
         }
+        let pages_skipped: u64 = s.pages_skipped.values().sum();
+        if pages_skipped > 0 {
+            let why: Vec<String> = s
+                .pages_skipped
+                .iter()
+                .map(|(k, n)| format!("{k} {n}"))
+                .collect();
+            row(f, "pages skipped", pages_skipped, false, why.join(", "))?;
+        }
+        if !s.trap_shapes.is_empty() {
+            let mut shapes: Vec<(&String, &u64)> = s.trap_shapes.iter().collect();
+            shapes.sort_by(|a, b| b.1.cmp(a.1).then(a.0.cmp(b.0)));
+            let shown: Vec<String> = shapes
+                .iter()
+                .take(3)
+                .map(|(shape, n)| format!("{shape} ({n})"))
+                .collect();
+            let more = shapes.len().saturating_sub(3);
+            let more = if more > 0 {
+                format!(" and {more} more (-v lists them)")
+            } else {
+                String::new()
+            };
+            writeln!(f, "  trap shapes      {}{more}", shown.join(", "))?;
+        }
+        if s.images_over_page_cap + s.links_over_page_cap > 0 {
+            writeln!(
+                f,
+                "  over page caps   {} images, {} links left out (extract.max_images_per_page, extract.max_links_per_page)",
+                s.images_over_page_cap, s.links_over_page_cap
+            )?;
+        }
         if s.images_out_of_scope > 0 {
             row(
                 f,
@@ -293,7 +358,7 @@ impl fmt::Display for CrawlReport {
         let out = self.out_dir.display();
         write!(
             f,
-            "  output  {out}/ (images), {out}/manifest.jsonl, {out}/errors.jsonl, {out}/stats.json"
+            "  output  {out}/ (images), {out}/manifest.jsonl, {out}/errors.jsonl, {out}/skipped.jsonl, {out}/stats.json"
         )
     }
 }

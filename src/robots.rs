@@ -85,7 +85,7 @@ impl Rules {
         }
         let kind = match failure.kind {
             FailureKind::Connect | FailureKind::Timeout => failure.kind.clone(),
-            _ => FailureKind::Robots,
+            _ => FailureKind::RobotsUnavailable,
         };
         Rules::DisallowAll(Failure::new(
             kind,
@@ -222,8 +222,8 @@ mod tests {
             Rules::AllowAll
         ));
         for (kind, recorded) in [
-            (FailureKind::Status(503), FailureKind::Robots),
-            (FailureKind::Status(429), FailureKind::Robots),
+            (FailureKind::Status(503), FailureKind::RobotsUnavailable),
+            (FailureKind::Status(429), FailureKind::RobotsUnavailable),
             (FailureKind::Timeout, FailureKind::Timeout),
             (FailureKind::Connect, FailureKind::Connect),
         ] {

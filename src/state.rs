@@ -36,6 +36,8 @@ pub enum StateOp {
         url: Url,
         /// Link hops from a start page.
         depth: u32,
+        /// The trap rule's barren run (see [`PageJob::barren`]).
+        barren: u32,
         /// Redirects that led to it.
         redirected_from: Vec<Url>,
         /// Kept only here, not in the Supervisor's memory (the frontier is full); read back later
@@ -162,11 +164,18 @@ impl std::fmt::Debug for StateDb {
     }
 }
 
-/// A waiting page from its columns (url, depth, via, attempts).
-fn page_job(url: String, depth: u32, via: Option<String>, attempts: u32) -> Option<PageJob> {
+/// A waiting page from its columns (url, depth, via, attempts, barren).
+fn page_job(
+    url: String,
+    depth: u32,
+    via: Option<String>,
+    attempts: u32,
+    barren: u32,
+) -> Option<PageJob> {
     Some(PageJob {
         url: Url::parse(&url).ok()?,
         depth,
+        barren,
         attempts,
         losses: 0,
         redirected_from: unchain(via),
@@ -221,6 +230,12 @@ impl StateDb {
              CREATE INDEX IF NOT EXISTS images_saved ON images (saved_seq);",
         )
         .map_err(|e| e.to_string())?;
+        // The trap rule's barren run, added after the first release of this schema: a state
+        // written before it gains the column (0: every waiting page starts a new run).
+        if conn.prepare("SELECT barren FROM pages LIMIT 0").is_err() {
+            conn.execute_batch("ALTER TABLE pages ADD COLUMN barren INTEGER NOT NULL DEFAULT 0")
+                .map_err(|e| e.to_string())?;
+        }
         let db = StateDb {
             conn,
             spill_from: [None, None],
@@ -284,7 +299,7 @@ impl StateDb {
                 |r| r.get(0),
             )?;
             let mut page_new = tx.prepare_cached(
-                "INSERT OR IGNORE INTO pages (url, depth, state, via) VALUES (?1, ?2, 0, ?3)",
+                "INSERT OR IGNORE INTO pages (url, depth, state, via, barren) VALUES (?1, ?2, 0, ?3, ?4)",
             )?;
             let mut page_state = tx.prepare_cached("UPDATE pages SET state = ?2 WHERE url = ?1")?;
             let mut image_new = tx.prepare_cached(
@@ -304,13 +319,15 @@ impl StateDb {
                     StateOp::PageQueued {
                         url,
                         depth,
+                        barren,
                         redirected_from,
                         spilled,
                     } => {
                         let added = page_new.execute(params![
                             url.as_str(),
                             depth,
-                            chain(redirected_from)
+                            chain(redirected_from),
+                            barren
                         ])?;
                         if *spilled && added == 1 && spill_from[0].is_none() {
                             spill_from[0] = Some(tx.last_insert_rowid());
@@ -378,15 +395,20 @@ impl StateDb {
         let last = match kind {
             JobKind::Page => {
                 let mut stmt = self.conn.prepare_cached(
-                    "SELECT rowid, url, depth, via, attempts FROM pages
+                    "SELECT rowid, url, depth, via, attempts, barren FROM pages
                      WHERE rowid >= ?1 AND state = 0 ORDER BY rowid LIMIT ?2",
                 )?;
                 let mut rows = stmt.query(params![from, take])?;
                 let mut last = from - 1;
                 while let Some(row) = rows.next()? {
                     last = row.get(0)?;
-                    if let Some(job) = page_job(row.get(1)?, row.get(2)?, row.get(3)?, row.get(4)?)
-                    {
+                    if let Some(job) = page_job(
+                        row.get(1)?,
+                        row.get(2)?,
+                        row.get(3)?,
+                        row.get(4)?,
+                        row.get(5)?,
+                    ) {
                         out.pages.push(job);
                     }
                 }
@@ -462,9 +484,9 @@ impl StateDb {
     pub fn resume(&mut self, in_memory: usize) -> rusqlite::Result<Resume> {
         let mut r = Resume::default();
         self.spill_from = [None, None];
-        let mut stmt = self
-            .conn
-            .prepare("SELECT rowid, url, depth, state, via, attempts FROM pages ORDER BY rowid")?;
+        let mut stmt = self.conn.prepare(
+            "SELECT rowid, url, depth, state, via, attempts, barren FROM pages ORDER BY rowid",
+        )?;
         let mut rows = stmt.query([])?;
         while let Some(row) = rows.next()? {
             let text: String = row.get(1)?;
@@ -473,7 +495,9 @@ impl StateDb {
             };
             if row.get::<_, i64>(3)? == WAITING {
                 if r.pages.len() < in_memory {
-                    if let Some(job) = page_job(text, row.get(2)?, row.get(4)?, row.get(5)?) {
+                    if let Some(job) =
+                        page_job(text, row.get(2)?, row.get(4)?, row.get(5)?, row.get(6)?)
+                    {
                         r.pages.push(job);
                     }
                 } else {
@@ -629,12 +653,14 @@ mod tests {
             StateOp::PageQueued {
                 url: url("http://h/"),
                 depth: 0,
+                barren: 0,
                 redirected_from: vec![],
                 spilled: false,
             },
             StateOp::PageQueued {
                 url: url("http://h/2"),
                 depth: 1,
+                barren: 0,
                 redirected_from: vec![url("http://h/r")],
                 spilled: false,
             },
@@ -700,6 +726,7 @@ mod tests {
         let page = |n: u32, spilled: bool| StateOp::PageQueued {
             url: url(&format!("http://h/{n}")),
             depth: 1,
+            barren: 0,
             redirected_from: vec![],
             spilled,
         };

@@ -11,8 +11,11 @@
 //! - pages are also counted by **URL shape** (host and path with every run of digits made `0`, and
 //!   the query's parameter names): a fetched page that came through a barren page (run >= 1) and
 //!   yields nothing spends one from its shape's budget of `limit`; a page of that shape that yields
-//!   refills it. Once a shape's budget is spent, pages of that shape reached through barren pages
-//!   are skipped, so a trap that fans out (a calendar linking every day of a month) ends as well.
+//!   refills it. Once a shape's budget is spent, pages of that shape reached through two or more
+//!   barren pages in a row are skipped, so a trap that fans out (a calendar linking every day of
+//!   a month, each linking more) ends as well. Pages one step from a page that yielded are left
+//!   alone by this budget (an index of 500 profile pages without pictures, each leading to a
+//!   gallery, is crawled whole); the run limit still holds for them.
 //!
 //! A gallery whose list pages each bring new images never spends anything, however long its chain
 //! of "next" links; detail pages reached from list pages that yield have run 0 and are never
@@ -135,7 +138,11 @@ impl TrapRule {
         }
         let too_long = run > self.limit;
         let shape = shape(url);
-        let spent = self.budgets.get(&shape).is_some_and(|b| b.spent >= self.limit);
+        let spent = run >= 2
+            && self
+                .budgets
+                .get(&shape)
+                .is_some_and(|b| b.spent >= self.limit);
         if !too_long && !spent {
             return Ok(());
         }
@@ -221,19 +228,21 @@ mod tests {
     #[test]
     fn a_fanning_trap_is_ended_by_its_shape_budget() {
         let mut rule = TrapRule::new(5);
-        // A barren page links 100 new pages of one shape (run 1 each); they are fetched one by one.
+        // Barren pages link 100 new pages of one shape (run 2 each); they are fetched one by one.
         let mut fetched = 0;
         for n in 0..100 {
             let u = url(&format!("http://h/cal?d={n}"));
-            if rule.check(&u, 1).is_ok() {
+            if rule.check(&u, 2).is_ok() {
                 fetched += 1;
-                rule.page_done(&u, 1, false);
+                rule.page_done(&u, 2, false);
             }
         }
         assert_eq!(fetched, 5);
+        // One step from a page that yielded, the shape's budget does not apply.
+        assert!(rule.check(&url("http://h/cal?d=200"), 1).is_ok());
         // A page of that shape that yields refills the budget.
         rule.page_done(&url("http://h/cal?d=500"), 0, true);
-        assert!(rule.check(&url("http://h/cal?d=501"), 1).is_ok());
+        assert!(rule.check(&url("http://h/cal?d=501"), 2).is_ok());
         // Pages reached from pages that yield are never skipped.
         for n in 0..100 {
             rule.page_done(&url(&format!("http://h/photo/{n}")), 0, false);

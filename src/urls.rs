@@ -95,6 +95,36 @@ pub fn dir_path(url: &Url) -> String {
     }
 }
 
+/// Removes path parameters (`;name=value` in a path segment, such as `;jsessionid=...`) whose
+/// name `strip` accepts, keeping the others.
+pub fn strip_path_params(mut url: Url, strip: impl Fn(&str) -> bool) -> Url {
+    if !url.path().contains(';') {
+        return url;
+    }
+    let path: Vec<String> = url
+        .path()
+        .split('/')
+        .map(|segment| {
+            let mut parts = segment.split(';');
+            let mut kept = parts.next().unwrap_or("").to_string();
+            for p in parts {
+                let name = p.split('=').next().unwrap_or("");
+                let name = percent_encoding::percent_decode_str(name).decode_utf8_lossy();
+                if !strip(&name) {
+                    kept.push(';');
+                    kept.push_str(p);
+                }
+            }
+            kept
+        })
+        .collect();
+    let path = path.join("/");
+    if path != url.path() {
+        url.set_path(&path);
+    }
+    url
+}
+
 /// Removes the query parameters whose (percent-decoded) name `strip` accepts, keeping the others
 /// in their order and spelling; an emptied query is dropped. Used against session ids and tracking
 /// parameters, which would otherwise make one page look like endless different ones.
@@ -208,5 +238,20 @@ mod tests {
         // here, and the file name template keeps the result inside out_dir.
         assert_eq!(dir("http://h/a/%2E%2E/%2E%2E/b.jpg"), "");
         assert_eq!(dir("http://h/a%2F..%2F..%2Fetc/b.jpg"), "a/../../etc");
+    }
+
+    #[test]
+    fn session_ids_in_path_parameters_are_removed() {
+        let strip = |n: &str| n.eq_ignore_ascii_case("jsessionid") || n.eq_ignore_ascii_case("sid");
+        let u = |s: &str| strip_path_params(Url::parse(s).unwrap(), strip).to_string();
+        assert_eq!(
+            u("http://h/a;jsessionid=ABC123/b.html;sid=9?x=1"),
+            "http://h/a/b.html?x=1"
+        );
+        assert_eq!(
+            u("http://h/list;JSESSIONID=x;lang=en"),
+            "http://h/list;lang=en"
+        );
+        assert_eq!(u("http://h/plain/path"), "http://h/plain/path");
     }
 }

@@ -19,6 +19,7 @@ use std::collections::{HashMap, HashSet};
 use std::fs::{self, File, OpenOptions};
 use std::hash::BuildHasher;
 use std::io::{self, BufRead, BufReader, Write};
+use std::os::unix::fs::OpenOptionsExt;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, RwLock};
@@ -29,7 +30,7 @@ use sha2::{Digest, Sha256};
 use url::Url;
 
 use crate::error::{Error, Failure, FailureKind};
-use crate::paths::{with_suffix, FilenameTemplate, NameFields};
+use crate::paths::{fold_key, shorten_component, with_suffix, FilenameTemplate, NameFields};
 use crate::records::ManifestRow;
 use crate::state::{self, JobKind, LoadSpilled, Loaded, Resume, StateDb, StateOp, STATE_DB};
 
@@ -40,6 +41,8 @@ const TMP_SPREAD: u64 = 16;
 pub const MANIFEST_FILE: &str = "manifest.jsonl";
 /// Name of the error records file in `out_dir`.
 pub const ERRORS_FILE: &str = "errors.jsonl";
+/// Name of the skipped-URL records file in `out_dir`.
+pub const SKIPPED_FILE: &str = "skipped.jsonl";
 /// Name of the statistics file in `out_dir`.
 pub const STATS_FILE: &str = "stats.json";
 /// imgcrawl's own directory inside `out_dir` (state and temporary files).
@@ -157,6 +160,8 @@ pub enum RecordFile {
     Manifest,
     /// `errors.jsonl`.
     Errors,
+    /// `skipped.jsonl`.
+    Skipped,
 }
 
 /// Appends complete lines to a record file.
@@ -198,6 +203,11 @@ struct Shared {
     temp_gate: RwLock<bool>,
     /// Directories this crawl created or found.
     dirs: Mutex<Dirs>,
+    /// Longest file name the output's file system takes, in bytes (`pathconf`; 255 when unknown).
+    name_max: std::sync::atomic::AtomicUsize,
+    /// `.imgcrawl/lock`, locked while this crawl runs so that no second crawl works in the same
+    /// output directory (released when closed, by [`CloseOutput`] or the process's end).
+    lock: Mutex<Option<File>>,
 }
 
 /// Directories this crawl created or found, so that each is created once.
@@ -250,12 +260,33 @@ struct Index {
 }
 
 impl Index {
+    /// A file path's fingerprint, of its folded form: names one file system would take for one
+    /// (`Cat.jpg`, `cat.jpg`; NFC and NFD) are one name.
     fn fingerprint(&self, path: &Path) -> u64 {
-        self.keys.hash_one(path)
+        self.keys.hash_one((fold_key(path), false))
+    }
+
+    /// A directory's fingerprint (a file and a directory cannot share a name either).
+    fn dir_fingerprint(&self, path: &Path) -> u64 {
+        self.keys.hash_one((fold_key(path), true))
     }
 
     fn is_taken(&self, path: &Path) -> bool {
         self.taken.contains(&self.fingerprint(path))
+            || self.taken.contains(&self.dir_fingerprint(path))
+    }
+
+    fn is_taken_file(&self, path: &Path) -> bool {
+        self.taken.contains(&self.fingerprint(path))
+    }
+
+    fn is_known_dir(&self, path: &Path) -> bool {
+        self.taken.contains(&self.dir_fingerprint(path))
+    }
+
+    fn take_dir(&mut self, path: &Path) {
+        let f = self.dir_fingerprint(path);
+        self.taken.insert(f);
     }
 
     fn take(&mut self, path: &Path) {
@@ -312,6 +343,8 @@ impl DiskWriter {
                 state: Mutex::new(None),
                 temp_gate: RwLock::new(false),
                 dirs: Mutex::new(Dirs::default()),
+                name_max: std::sync::atomic::AtomicUsize::new(255),
+                lock: Mutex::new(None),
             }),
         }
     }
@@ -348,6 +381,10 @@ impl DiskWriter {
         let mut files = Vec::new();
         for entry in fs::read_dir(&self.shared.tmp_dir)? {
             let path = entry?.path();
+            if fs::symlink_metadata(&path)?.file_type().is_symlink() {
+                // Planted: never followed, and not ours to remove.
+                continue;
+            }
             if path.is_dir() {
                 for inner in fs::read_dir(&path)? {
                     files.push(inner?.path());
@@ -373,13 +410,41 @@ impl DiskWriter {
     fn open_output(&self, m: &OpenOutput) -> Result<Resume, Error> {
         let out = &self.shared.out_dir;
         let state_dir = out.join(STATE_DIR);
+        fs::create_dir_all(out).map_err(|e| Error::io("cannot create output directory", out, e))?;
+        refuse_symlink(&state_dir)?;
+        fs::create_dir_all(&state_dir)
+            .map_err(|e| Error::io("cannot create output directory", &state_dir, e))?;
+        // Before anything is removed or written: another crawl may be working here.
+        *self.shared.lock.lock().unwrap_or_else(|p| p.into_inner()) = Some(lock_output(out)?);
+        refuse_symlink(&self.shared.tmp_dir)?;
+        for name in [
+            STATE_DB,
+            "state.db-wal",
+            "state.db-shm",
+            "manifest.jsonl.part",
+        ] {
+            refuse_symlink(&state_dir.join(name))?;
+        }
+        for name in [MANIFEST_FILE, ERRORS_FILE, SKIPPED_FILE, STATS_FILE] {
+            refuse_symlink(&out.join(name))?;
+        }
         fs::create_dir_all(&self.shared.tmp_dir)
             .map_err(|e| Error::io("cannot create output directory", out, e))?;
         let db_path = state_dir.join(STATE_DB);
         let mut reusable = HashMap::new();
         if m.fresh {
-            if db_path.exists() {
-                for row in state::read_saved(&db_path)? {
+            // A state that cannot be read (corrupt) is simply replaced: only the files it names
+            // are lost as candidates for reuse.
+            let saved = if db_path.exists() {
+                state::read_saved(&db_path).unwrap_or_else(|e| {
+                    log::warn!("starting over without reading the old state: {e}");
+                    Vec::new()
+                })
+            } else {
+                Vec::new()
+            };
+            {
+                for row in saved {
                     let intact = safe_relative(&row.path)
                         && fs::metadata(out.join(&row.path)).is_ok_and(|f| f.len() == row.bytes);
                     if row.duplicate_of.is_none() && intact {
@@ -390,7 +455,7 @@ impl DiskWriter {
             for name in [STATE_DB, "state.db-wal", "state.db-shm"] {
                 remove_if_there(&state_dir.join(name))?;
             }
-            for name in [MANIFEST_FILE, ERRORS_FILE, STATS_FILE] {
+            for name in [MANIFEST_FILE, ERRORS_FILE, SKIPPED_FILE, STATS_FILE] {
                 remove_if_there(&out.join(name))?;
             }
         }
@@ -403,6 +468,18 @@ impl DiskWriter {
         let db_err =
             |e: rusqlite::Error| Error::State(format!("crawl state {}: {e}", db_path.display()));
         for (temp, dest) in db.pending_renames().map_err(db_err)? {
+            if !(safe_relative(&temp) && safe_relative(&dest))
+                || through_symlink(out, &temp)
+                || through_symlink(out, &dest)
+            {
+                log::warn!(
+                    "{}: ignoring a recorded move of {} to {} that leaves the output directory",
+                    db_path.display(),
+                    temp.display(),
+                    dest.display()
+                );
+                continue;
+            }
             let (temp, dest) = (out.join(temp), out.join(dest));
             if !dest.exists() && temp.exists() {
                 if let Some(parent) = dest.parent() {
@@ -414,11 +491,16 @@ impl DiskWriter {
             }
         }
         db.clear_temps().map_err(db_err)?;
+        self.shared
+            .name_max
+            .store(name_max(out), std::sync::atomic::Ordering::Relaxed);
         self.remove_temp_files()?;
         let mut resume = db.resume(m.in_memory).map_err(db_err)?;
         if resume.is_empty() {
-            File::create(out.join(ERRORS_FILE))
-                .map_err(|e| Error::io("cannot write", out.join(ERRORS_FILE), e))?;
+            for name in [ERRORS_FILE, SKIPPED_FILE] {
+                File::create(out.join(name))
+                    .map_err(|e| Error::io("cannot write", out.join(name), e))?;
+            }
             let imported = import_ops(self.read_manifest()?);
             if !imported.is_empty() {
                 db.apply(&imported).map_err(db_err)?;
@@ -582,6 +664,7 @@ impl DiskWriter {
         let mut f = OpenOptions::new()
             .create(true)
             .append(true)
+            .custom_flags(libc::O_NOFOLLOW)
             .open(self.tmp_path(tmp))?;
         write_all_chunks(&mut f, data)
     }
@@ -597,14 +680,6 @@ impl DiskWriter {
             sha256: &m.sha256,
             ext: m.name.ext,
         });
-        // A directory this crawl created holds only files it knows of (all in `taken`), so the
-        // names in it need no look at the disk.
-        let known_dir = self
-            .shared
-            .out_dir
-            .join(&wanted)
-            .parent()
-            .is_some_and(|dir| self.created_here(dir));
         let key = sha_key(&m.sha256);
         let mut index = self.index();
         // Copies are recognised before anything is written: their bytes never touch the disk.
@@ -629,12 +704,25 @@ impl DiskWriter {
                 temp: None,
             });
         }
+        let wanted = match self.place(&mut index, &wanted, &m.sha256, m.name.ext) {
+            Ok(w) => w,
+            Err(failure) => {
+                drop(index);
+                let _ = fs::remove_file(&tmp);
+                return Err(failure);
+            }
+        };
+        // A directory this crawl created holds only files it knows of (all in `taken`), so the
+        // names in it need no look at the disk.
+        let known_dir = wanted
+            .parent()
+            .is_some_and(|dir| self.created_here(&self.shared.out_dir.join(dir)));
         let mut rel = wanted.clone();
         let mut n = index.hint(&wanted);
         if n > 1 {
             rel = with_suffix(&wanted, n);
         }
-        while index.is_taken(&rel) || (!known_dir && self.shared.out_dir.join(&rel).exists()) {
+        while index.is_taken(&rel) || (!known_dir && self.occupied(&rel)) {
             n += 1;
             rel = with_suffix(&wanted, n);
         }
@@ -682,15 +770,154 @@ impl DiskWriter {
         })
     }
 
+    /// Whether something (a file, a directory, a symbolic link, even a dangling one) has the
+    /// name `rel` in `out_dir`.
+    fn occupied(&self, rel: &Path) -> bool {
+        fs::symlink_metadata(self.shared.out_dir.join(rel)).is_ok()
+    }
+
+    /// Where an image wanted at `wanted` can go: every component shortened to what the file system
+    /// takes, and its directories made (or found) as real directories. A directory component that
+    /// cannot be one (a file of this crawl or another has that name, a symbolic link, a directory
+    /// that cannot be written, a name too long) gets `-2`, `-3`, ... instead; when nothing works,
+    /// the image goes to `_unplaced/` under a name from its hash. Fails only that image when even
+    /// that cannot be made, and the crawl (disk full or read-only) when the disk is the trouble.
+    fn place(
+        &self,
+        index: &mut Index,
+        wanted: &Path,
+        sha256: &str,
+        ext: &str,
+    ) -> Result<PathBuf, Failure> {
+        let max = self
+            .shared
+            .name_max
+            .load(std::sync::atomic::Ordering::Relaxed)
+            .saturating_sub(12)
+            .clamp(16, crate::paths::MAX_COMPONENT_BYTES);
+        let short: PathBuf = wanted
+            .components()
+            .map(|c| shorten_component(&c.as_os_str().to_string_lossy(), max))
+            .collect();
+        let file = short.file_name().map(Path::new).unwrap_or(Path::new("_"));
+        let mut why = String::new();
+        if let Some(dir) =
+            self.make_dirs(index, short.parent().unwrap_or(Path::new("")), &mut why)?
+        {
+            return Ok(dir.join(file));
+        }
+        let hash = &sha256[..sha256.len().min(16)];
+        let fallback = Path::new("_unplaced");
+        if let Some(dir) = self.make_dirs(index, fallback, &mut why)? {
+            log::warn!(
+                "cannot make a directory for {} ({why}); saving it as {}",
+                wanted.display(),
+                dir.join(format!("{hash}.{ext}")).display()
+            );
+            return Ok(dir.join(format!("{hash}.{ext}")));
+        }
+        Err(Failure::new(
+            FailureKind::Name,
+            format!("no usable name for {}: {why}", wanted.display()),
+        ))
+    }
+
+    /// Makes (or finds) the directories of `rel`, giving a component that cannot be a directory
+    /// a suffix; `None` when some component cannot be made at all (the reason goes to `why`).
+    fn make_dirs(
+        &self,
+        index: &mut Index,
+        rel: &Path,
+        why: &mut String,
+    ) -> Result<Option<PathBuf>, Failure> {
+        let mut dir = PathBuf::new();
+        for comp in rel.components() {
+            let comp = comp.as_os_str().to_string_lossy();
+            let mut found = None;
+            for n in 1..=20u32 {
+                let candidate = if n == 1 {
+                    dir.join(comp.as_ref())
+                } else {
+                    dir.join(format!("{comp}-{n}"))
+                };
+                if self.usable_dir(index, &candidate, why)? {
+                    found = Some(candidate);
+                    break;
+                }
+            }
+            match found {
+                Some(d) => dir = d,
+                None => return Ok(None),
+            }
+        }
+        Ok(Some(dir))
+    }
+
+    /// Whether `rel` is, or can now be made, a real directory of this crawl's output that can be
+    /// written: not a file of this crawl, not a symbolic link, not something else on disk.
+    fn usable_dir(&self, index: &mut Index, rel: &Path, why: &mut String) -> Result<bool, Failure> {
+        if index.is_taken_file(rel) {
+            *why = format!("{} is a file", rel.display());
+            return Ok(false);
+        }
+        if index.is_known_dir(rel) {
+            return Ok(true);
+        }
+        let full = self.shared.out_dir.join(rel);
+        match fs::symlink_metadata(&full) {
+            Ok(m) if m.file_type().is_symlink() => {
+                *why = format!("{} is a symbolic link, never followed", rel.display());
+                Ok(false)
+            }
+            Ok(m) if m.is_dir() => {
+                if writable(&full) {
+                    index.take_dir(rel);
+                    self.note_dir(&full, false);
+                    Ok(true)
+                } else {
+                    *why = format!("{} cannot be written", rel.display());
+                    Ok(false)
+                }
+            }
+            Ok(_) => {
+                *why = format!("{} is a file", rel.display());
+                Ok(false)
+            }
+            Err(_) => match fs::create_dir(&full) {
+                Ok(()) => {
+                    index.take_dir(rel);
+                    self.note_dir(&full, true);
+                    Ok(true)
+                }
+                Err(e) if is_disk_trouble(&e) => Err(Failure::new(
+                    FailureKind::Disk,
+                    format!("cannot create directory {}: {e}", full.display()),
+                )),
+                Err(e) => {
+                    *why = format!("cannot create {}: {e}", rel.display());
+                    Ok(false)
+                }
+            },
+        }
+    }
+
+    /// Remembers a directory as made (or found) by this crawl.
+    fn note_dir(&self, dir: &Path, created: bool) {
+        let mut dirs = self.shared.dirs.lock().unwrap_or_else(|p| p.into_inner());
+        dirs.made.entry(dir.to_path_buf()).or_insert(created);
+    }
+
     fn append_records(&self, m: &AppendRecords) -> Result<(), Error> {
         let name = match m.file {
             RecordFile::Manifest => MANIFEST_FILE,
             RecordFile::Errors => ERRORS_FILE,
+            RecordFile::Skipped => SKIPPED_FILE,
         };
         let path = self.shared.out_dir.join(name);
         let mut f = OpenOptions::new()
             .create(true)
             .append(true)
+            .custom_flags(libc::O_NOFOLLOW)
             .open(&path)
             .map_err(|e| Error::io("cannot open", &path, e))?;
         f.write_all(m.text.as_bytes())
@@ -703,7 +930,13 @@ impl DiskWriter {
             .shared
             .tmp_dir
             .join(format!("{}-{}.part", self.shared.token, m.name));
-        let mut f = File::create(&tmp).map_err(|e| Error::io("cannot write", &tmp, e))?;
+        let mut f = OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .custom_flags(libc::O_NOFOLLOW)
+            .open(&tmp)
+            .map_err(|e| Error::io("cannot write", &tmp, e))?;
         f.write_all(m.contents.as_bytes())
             .map_err(|e| Error::io("cannot write", &tmp, e))?;
         f.sync_all()
@@ -730,6 +963,103 @@ fn write_all_chunks(f: &mut File, chunks: &[Bytes]) -> io::Result<()> {
         }
     }
     Ok(())
+}
+
+/// Refuses a symbolic link where imgcrawl writes its own files: it is never followed.
+fn refuse_symlink(path: &Path) -> Result<(), Error> {
+    match fs::symlink_metadata(path) {
+        Ok(m) if m.file_type().is_symlink() => Err(Error::Resume(format!(
+            "{} is a symbolic link; imgcrawl never writes through one inside its output directory. Remove it, or choose another output directory",
+            path.display()
+        ))),
+        _ => Ok(()),
+    }
+}
+
+/// Whether some directory on the way from `out` to `rel` is a symbolic link.
+fn through_symlink(out: &Path, rel: &Path) -> bool {
+    let mut p = out.to_path_buf();
+    let Some(parent) = rel.parent() else {
+        return false;
+    };
+    parent.components().any(|c| {
+        p.push(c);
+        fs::symlink_metadata(&p).is_ok_and(|m| m.file_type().is_symlink())
+    })
+}
+
+/// Locks `out` for this crawl: `.imgcrawl/lock` is held with `flock` for as long as the crawl
+/// runs (the kernel lets it go when the process ends, even by `kill -9`) and holds its PID, so a
+/// second crawl started on the same directory stops at once and names the first.
+fn lock_output(out: &Path) -> Result<File, Error> {
+    use std::io::Read;
+    use std::os::fd::AsRawFd;
+    let path = out.join(STATE_DIR).join("lock");
+    let mut f = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(&path)
+        .map_err(|e| Error::io("cannot open", &path, e))?;
+    // SAFETY: flock only uses the descriptor, which `f` keeps open for the call.
+    if unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+        let e = io::Error::last_os_error();
+        if e.raw_os_error() != Some(libc::EWOULDBLOCK) {
+            return Err(Error::io("cannot lock", &path, e));
+        }
+        let mut pid = String::new();
+        let _ = f.read_to_string(&mut pid);
+        let pid = pid.trim();
+        let who = if pid.is_empty() {
+            "another imgcrawl crawl".to_string()
+        } else {
+            format!("another imgcrawl crawl (PID {pid})")
+        };
+        return Err(Error::Resume(format!(
+            "{} is in use by {who}; wait for it to end, or choose another output directory",
+            out.display()
+        )));
+    }
+    f.set_len(0)
+        .and_then(|()| f.write_all(format!("{}\n", std::process::id()).as_bytes()))
+        .map_err(|e| Error::io("cannot write", &path, e))?;
+    Ok(f)
+}
+
+/// Whether this process may create files in the directory `dir`.
+fn writable(dir: &Path) -> bool {
+    use std::os::unix::ffi::OsStrExt;
+    let Ok(c) = std::ffi::CString::new(dir.as_os_str().as_bytes()) else {
+        return false;
+    };
+    // SAFETY: access only reads the NUL-terminated path, which `c` keeps alive for the call.
+    unsafe { libc::access(c.as_ptr(), libc::W_OK | libc::X_OK) == 0 }
+}
+
+/// The longest file name the file system holding `dir` takes, in bytes (255 when it does not say).
+fn name_max(dir: &Path) -> usize {
+    use std::os::unix::ffi::OsStrExt;
+    let Ok(c) = std::ffi::CString::new(dir.as_os_str().as_bytes()) else {
+        return 255;
+    };
+    // SAFETY: pathconf only reads the NUL-terminated path, which `c` keeps alive for the call.
+    let n = unsafe { libc::pathconf(c.as_ptr(), libc::_PC_NAME_MAX) };
+    if n > 0 {
+        n as usize
+    } else {
+        255
+    }
+}
+
+/// Whether an error means the output's disk as a whole cannot be written (full, read-only, out of
+/// quota, failing), which ends the crawl, rather than one name that cannot be made.
+fn is_disk_trouble(e: &io::Error) -> bool {
+    matches!(
+        e.raw_os_error(),
+        Some(libc::ENOSPC | libc::EROFS | libc::EDQUOT | libc::EIO)
+    )
 }
 
 /// Removes a file if it exists.
@@ -838,6 +1168,11 @@ impl Handler<CloseOutput> for DiskWriter {
         *closed = true;
         // Closing the database checkpoints its write-ahead log into state.db and removes it.
         self.state().take();
+        self.shared
+            .lock
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
         let prefix = format!("{}-", self.shared.token);
         for path in self.temp_files().unwrap_or_default() {
             if path

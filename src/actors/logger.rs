@@ -1,5 +1,5 @@
 //! Logger: the crawl's one voice. It receives every [`CrawlEvent`], keeps the counters, turns saved
-//! images and failures into `manifest.jsonl` and `errors.jsonl` lines (written in batches through
+//! images, failures and skipped URLs into `manifest.jsonl`, `errors.jsonl` and `skipped.jsonl` lines (written in batches through
 //! the DiskWriter), prints a status line every few seconds through `log`, forwards events to
 //! subscribers, and on [`Finish`] flushes everything, writes `stats.json` and returns the report.
 //!
@@ -16,7 +16,9 @@ use url::Url;
 use super::disk_writer::{AppendRecords, DiskWriter, RecordFile, WriteFileAtomic, STATS_FILE};
 use super::WorkerKind;
 use crate::error::Error;
-use crate::records::{CrawlReport, ErrorRow, ManifestRow, Outcome, Stats, WholeCrawl};
+use crate::records::{
+    CrawlReport, ErrorRow, ItemKind, ManifestRow, Outcome, SkipRow, Stats, WholeCrawl,
+};
 use crate::settings::Settings;
 
 /// Something that happened in a crawl. Subscribers receive every event.
@@ -48,6 +50,10 @@ pub enum CrawlEvent {
         images: usize,
         /// New pages it queued.
         links: usize,
+        /// Image elements left out over `extract.max_images_per_page`.
+        images_dropped: usize,
+        /// Links left out over `extract.max_links_per_page`.
+        links_dropped: usize,
     },
     /// A page failed for good.
     PageFailed(ErrorRow),
@@ -60,13 +66,15 @@ pub enum CrawlEvent {
         /// Its URL.
         url: Url,
     },
-    /// An image was not kept because of a `[filter]` key (`reason`): excluded before any request,
-    /// or abandoned as soon as its size or dimensions showed it.
-    ImageSkipped {
-        /// Its URL.
-        url: Url,
-        /// The filter key, e.g. "filter.min_width".
-        reason: &'static str,
+    /// A page or image was not requested, or not kept, on purpose: robots.txt disallows it, the
+    /// trap rule ended its chain, a redirect led off the allowed sites, or a `[filter]` key
+    /// excluded it before any request or abandoned it as soon as its size or dimensions showed it.
+    /// Not a failure.
+    Skipped {
+        /// The record for `skipped.jsonl`.
+        row: SkipRow,
+        /// For the trap rule, the URL shape whose budget was spent.
+        shape: Option<String>,
     },
     /// An image on a host outside the scope was skipped.
     ImageOutOfScope {
@@ -122,7 +130,15 @@ impl Tally {
                 .or_insert_with(|| row.url.clone());
         };
         match event {
-            CrawlEvent::PageFetched { .. } => s.pages_fetched += 1,
+            CrawlEvent::PageFetched {
+                images_dropped,
+                links_dropped,
+                ..
+            } => {
+                s.pages_fetched += 1;
+                s.images_over_page_cap += *images_dropped as u64;
+                s.links_over_page_cap += *links_dropped as u64;
+            }
             CrawlEvent::PageFailed(row) => {
                 error(row);
                 s.pages_failed += 1;
@@ -137,8 +153,15 @@ impl Tally {
                 s.images_failed += 1;
             }
             CrawlEvent::ImageAlreadySaved { .. } => s.images_already_saved += 1,
-            CrawlEvent::ImageSkipped { reason, .. } => {
-                *s.images_skipped.entry((*reason).to_string()).or_default() += 1;
+            CrawlEvent::Skipped { row, shape } => {
+                let by_reason = match row.kind {
+                    ItemKind::Page => &mut s.pages_skipped,
+                    ItemKind::Image => &mut s.images_skipped,
+                };
+                *by_reason.entry(row.reason.clone()).or_default() += 1;
+                if let Some(shape) = shape {
+                    *s.trap_shapes.entry(shape.clone()).or_default() += 1;
+                }
             }
             CrawlEvent::ImageOutOfScope { .. } => s.images_out_of_scope += 1,
             CrawlEvent::Retrying { .. } => s.retries += 1,
@@ -157,6 +180,7 @@ impl Tally {
         let s = &self.stats;
         s.pages_fetched
             + s.pages_failed
+            + s.pages_skipped.values().sum::<u64>()
             + s.images_saved
             + s.duplicates
             + s.images_skipped.values().sum::<u64>()
@@ -199,7 +223,7 @@ impl Tally {
             ),
             format!(
                 "{} skipped | {fl} in flight | {:.1} MB",
-                s.images_skipped.values().sum::<u64>(),
+                s.images_skipped.values().sum::<u64>() + s.pages_skipped.values().sum::<u64>(),
                 s.bytes_saved as f64 / 1e6
             ),
         )
@@ -256,6 +280,8 @@ pub struct Logger {
     manifest: String,
     /// Error lines not yet written.
     errors: String,
+    /// Skipped-URL lines not yet written.
+    skipped: String,
     /// The first record write that failed; the crawl's end reports it.
     write_error: Option<String>,
     /// Set by [`Finish`]: the counters and timings are final.
@@ -279,6 +305,7 @@ impl Logger {
             started: Instant::now(),
             manifest: String::new(),
             errors: String::new(),
+            skipped: String::new(),
             write_error: None,
             finished: false,
             timers: Vec::new(),
@@ -311,8 +338,15 @@ impl Logger {
                 depth,
                 images,
                 links,
+                images_dropped,
+                links_dropped,
             } => {
                 log::debug!("page {url} (depth {depth}): {images} new images, {links} new pages");
+                if images_dropped + links_dropped > 0 {
+                    log::info!(
+                        "{url}: {images_dropped} images and {links_dropped} links over extract.max_images_per_page / extract.max_links_per_page left out"
+                    );
+                }
             }
             CrawlEvent::PageFailed(row) => {
                 log::warn!("page failed: {} ({}: {})", row.url, row.error, row.detail);
@@ -334,7 +368,27 @@ impl Logger {
                 log::debug!("image failed: {} ({}: {})", row.url, row.error, row.detail);
                 push_json(&mut self.errors, row);
             }
-            CrawlEvent::ImageSkipped { url, reason } => log::debug!("skipped {url} ({reason})"),
+            CrawlEvent::Skipped { row, shape } => {
+                if let Some(shape) = shape {
+                    if !self.tally.stats.trap_shapes.contains_key(shape) {
+                        log::info!(
+                            "trap rule: skipping pages shaped like {shape} ({}); scope.trap_pages sets the limit",
+                            row.detail
+                        );
+                    }
+                }
+                log::debug!(
+                    "skipped {} ({}{})",
+                    row.url,
+                    row.reason,
+                    if row.detail.is_empty() {
+                        String::new()
+                    } else {
+                        format!(": {}", row.detail)
+                    }
+                );
+                push_json(&mut self.skipped, row);
+            }
             CrawlEvent::ImageOutOfScope { url } if self.tally.stats.images_out_of_scope == 0 => {
                 log::info!("skipping images on hosts outside the scope, e.g. {url}; add the host to scope.allowed_hosts to get them");
             }
@@ -368,6 +422,12 @@ impl Logger {
             batches.push(AppendRecords {
                 file: RecordFile::Errors,
                 text: std::mem::take(&mut self.errors),
+            });
+        }
+        if !self.skipped.is_empty() {
+            batches.push(AppendRecords {
+                file: RecordFile::Skipped,
+                text: std::mem::take(&mut self.skipped),
             });
         }
         if batches.is_empty() {
@@ -419,7 +479,7 @@ impl Handler<CrawlEvent> for Logger {
         for s in &self.subscribers {
             s.do_send(event.clone());
         }
-        if self.manifest.len() + self.errors.len() >= FLUSH_BYTES {
+        if self.manifest.len() + self.errors.len() + self.skipped.len() >= FLUSH_BYTES {
             self.flush(ctx);
         }
     }
@@ -458,6 +518,9 @@ impl Handler<Finish> for Logger {
         self.tally
             .stats
             .finish_timing(self.started.elapsed().as_secs_f64());
+        for (shape, n) in &self.tally.stats.trap_shapes {
+            log::debug!("trap rule skipped {n} URLs shaped like {shape}");
+        }
         let report = CrawlReport {
             stats: self.tally.stats.clone(),
             whole_crawl: m.whole_crawl,

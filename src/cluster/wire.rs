@@ -13,6 +13,8 @@ struct WirePage {
     url: String,
     depth: u32,
     #[serde(default, skip_serializing_if = "is_zero")]
+    barren: u32,
+    #[serde(default, skip_serializing_if = "is_zero")]
     attempts: u32,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     from: Vec<String>,
@@ -48,6 +50,7 @@ pub fn encode_page(job: &PageJob) -> String {
     serde_json::to_string(&WirePage {
         url: job.url.to_string(),
         depth: job.depth,
+        barren: job.barren,
         attempts: job.attempts,
         from: urls(&job.redirected_from),
     })
@@ -71,6 +74,7 @@ pub(super) fn decode_page(json: &str) -> Option<PageJob> {
     Some(PageJob {
         url: Url::parse(&w.url).ok()?,
         depth: w.depth,
+        barren: w.barren,
         attempts: w.attempts,
         losses: 0,
         redirected_from: parse_urls(&w.from)?,
@@ -106,6 +110,7 @@ mod tests {
         let page = PageJob {
             url: Url::parse("http://h/list?page=2").unwrap(),
             depth: 3,
+            barren: 4,
             attempts: 1,
             losses: 2,
             redirected_from: vec![Url::parse("http://h/old").unwrap()],

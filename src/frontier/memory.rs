@@ -19,6 +19,10 @@ impl Frontier for MemoryFrontier {
         self.seen_pages.insert(url)
     }
 
+    fn page_seen(&self, url: &Url) -> bool {
+        self.seen_pages.contains(url)
+    }
+
     fn admit_image(&mut self, url: &Url) -> bool {
         self.seen_images.insert(url)
     }

@@ -24,6 +24,9 @@ pub struct PageJob {
     pub url: Url,
     /// Link hops from a start page.
     pub depth: u32,
+    /// Pages in a row, along the links that led here, that brought no new image (the trap rule's
+    /// barren run, see [`crate::trap`]).
+    pub barren: u32,
     /// Failed HTTP attempts so far.
     pub attempts: u32,
     /// Times a worker died while holding this job.
@@ -394,6 +397,8 @@ impl<J> HostQueues<J> {
 pub trait Frontier: Send {
     /// Marks a page URL as seen; returns `false` if it was seen before (then it must not be queued).
     fn admit_page(&mut self, url: &Url) -> bool;
+    /// Whether a page URL was seen (admitted) before.
+    fn page_seen(&self, url: &Url) -> bool;
     /// Marks an image URL as seen; returns `false` if it was seen before.
     fn admit_image(&mut self, url: &Url) -> bool;
     /// Marks as seen every URL an earlier run admitted (read from the state database straight

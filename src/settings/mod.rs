@@ -285,7 +285,10 @@ pub struct Workers {
 /// What may be crawled.
 #[derive(Debug, Clone)]
 pub struct Scope {
-    /// Lower-case host names that may be requested.
+    /// What may be requested: lower-case `host` (any port) or `host:port` (that port only). The
+    /// default, from the start URLs, is each start URL's site: `host:80` and `host:443` for a
+    /// start URL on a default port (http and https of one host are one site), `host:port` for
+    /// one on another port.
     pub allowed_hosts: BTreeSet<String>,
     /// Link hops from a start page; `None` is unlimited.
     pub max_depth: Option<u32>,
@@ -304,20 +307,24 @@ pub struct Scope {
 }
 
 impl Scope {
-    /// Whether `url` is on an allowed host (and is http or https).
+    /// Whether `url` is on an allowed site (and is http or https): its host is allowed on any
+    /// port, or its host and port (the scheme's default when not written) are.
     pub fn host_allowed(&self, url: &Url) -> bool {
-        matches!(url.scheme(), "http" | "https")
-            && url
-                .host_str()
-                .is_some_and(|h| self.allowed_hosts.contains(h))
+        if !matches!(url.scheme(), "http" | "https") {
+            return false;
+        }
+        let (Some(host), Some(port)) = (url.host_str(), url.port_or_known_default()) else {
+            return false;
+        };
+        self.allowed_hosts.contains(host) || self.allowed_hosts.contains(&format!("{host}:{port}"))
     }
 
     /// The form of `url` that is deduplicated and requested: the parameters of `strip_query`
-    /// removed. `None` when it is longer than `max_url_length` (a trap or a hostile page).
+    /// removed, from the query and from path segments (`;jsessionid=...`). `None` when it is
+    /// longer than `max_url_length` (a trap or a hostile page).
     pub fn canonical(&self, url: Url) -> Option<Url> {
-        let url = urls::strip_query(url, |name| {
-            self.strip_query.contains(&name.to_ascii_lowercase())
-        });
+        let strip = |name: &str| self.strip_query.contains(&name.to_ascii_lowercase());
+        let url = urls::strip_path_params(urls::strip_query(url, strip), strip);
         (url.as_str().len() <= self.max_url_length).then_some(url)
     }
 
@@ -557,20 +564,37 @@ impl RawScope {
     fn validate(&self, start_urls: &[Url]) -> Result<Scope, KeyError> {
         let mut allowed_hosts = BTreeSet::new();
         for h in &self.allowed_hosts {
-            let parsed = url::Host::parse(h.trim()).map_err(|e| {
-                bad(
-                    "scope.allowed_hosts",
-                    format!("`{h}` is not a host name: {e}"),
-                )
-            })?;
-            allowed_hosts.insert(parsed.to_string());
+            // `host` or `host:port`, parsed as the authority of a URL (IPv6 in brackets).
+            let parsed = Url::parse(&format!("http://{}/", h.trim()))
+                .ok()
+                .filter(|u| u.username().is_empty() && u.path() == "/" && u.query().is_none())
+                .and_then(|u| Some((u.host_str()?.to_string(), u.port())))
+                .ok_or_else(|| {
+                    bad(
+                        "scope.allowed_hosts",
+                        format!("`{h}` is not a host name or host:port"),
+                    )
+                })?;
+            allowed_hosts.insert(match parsed {
+                (host, Some(port)) => format!("{host}:{port}"),
+                // The URL parser drops :80; a port written out is kept.
+                (host, None) if h.trim().ends_with(":80") => format!("{host}:80"),
+                (host, None) => host,
+            });
         }
         if allowed_hosts.is_empty() {
-            allowed_hosts.extend(
-                start_urls
-                    .iter()
-                    .filter_map(|u| u.host_str().map(str::to_string)),
-            );
+            for u in start_urls {
+                let Some(host) = u.host_str() else { continue };
+                match u.port() {
+                    Some(port) => {
+                        allowed_hosts.insert(format!("{host}:{port}"));
+                    }
+                    None => {
+                        allowed_hosts.insert(format!("{host}:80"));
+                        allowed_hosts.insert(format!("{host}:443"));
+                    }
+                }
+            }
         }
         Ok(Scope {
             allowed_hosts,

@@ -47,7 +47,12 @@ fn later_layers_win_key_by_key() {
     assert_eq!(s.http.delay.as_millis(), 5);
     assert_eq!(s.http.connect_timeout.as_secs(), 10, "default");
     assert_eq!(s.start_urls[0].as_str(), "http://a.example/");
-    assert!(s.scope.allowed_hosts.contains("a.example"));
+    // The start URL's site: http and https of the host on their default ports, no other port.
+    let scope = &s.scope;
+    assert!(scope.host_allowed(&url::Url::parse("https://a.example/x").unwrap()));
+    assert!(scope.host_allowed(&url::Url::parse("http://a.example:80/x").unwrap()));
+    assert!(!scope.host_allowed(&url::Url::parse("http://a.example:8080/x").unwrap()));
+    assert!(!scope.host_allowed(&url::Url::parse("http://b.a.example/x").unwrap()));
 }
 
 #[test]
@@ -80,7 +85,8 @@ fn lists_and_page_templates_from_the_environment() {
         ]
     );
     assert_eq!(s.workers.fetchers.get(), 5);
-    assert_eq!(s.scope.allowed_hosts.len(), 3);
+    // Three sites, each http and https on the default ports.
+    assert_eq!(s.scope.allowed_hosts.len(), 6);
 }
 
 fn load_err(sources: &ConfigSources) -> imgcrawl::SettingsError {

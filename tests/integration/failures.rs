@@ -46,7 +46,9 @@ async fn every_failure_is_recorded_with_its_kind_and_the_crawl_goes_on() {
         _ => Reply::Status(404),
     });
     let out = tempfile::tempdir().unwrap();
-    let toml = "[http]\nretries = 1\ntimeout_secs = 1\nmax_image_bytes = 40000\n";
+    // Any port of 127.0.0.1, for the refused connection on a closed port.
+    let toml = "[http]\nretries = 1\ntimeout_secs = 1\nmax_image_bytes = 40000\n\
+                [scope]\nallowed_hosts = [\"127.0.0.1\"]\n";
     let report = Crawl::start(settings(&[server.url("/")], out.path(), toml))
         .await
         .unwrap()

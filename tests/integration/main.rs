@@ -12,6 +12,8 @@ mod failures;
 mod filters;
 mod hostile;
 mod metrics;
+mod outdir;
 mod polite;
 mod resume;
 mod support;
+mod traps;

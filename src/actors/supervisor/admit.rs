@@ -1,6 +1,7 @@
 //! The Supervisor's admission rules: which discovered URLs become jobs (canonical form, seen sets,
-//! scope, depth and page budget), the robots.txt fetch a new host needs first, and redirect hops,
-//! which are admitted like links.
+//! scope, depth, page budget and the trap rule), the robots.txt fetch a new host needs first, and
+//! redirect hops, which are admitted like links. URLs left out on purpose are reported as skipped,
+//! never as failures.
 
 use url::Url;
 
@@ -10,8 +11,10 @@ use crate::cluster::Kind;
 use crate::error::{Failure, FailureKind};
 use crate::extract::Extracted;
 use crate::frontier::{host_key, ImageJob, PageJob};
+use crate::records::{ItemKind, SkipRow};
 use crate::robots::robots_url;
 use crate::state::{Resume, StateOp};
+use crate::trap::TrapRule;
 
 impl Supervisor {
     /// Puts back what earlier runs left: every URL they admitted counts as seen, and what was
@@ -47,7 +50,7 @@ impl Supervisor {
 
     pub(super) fn seed(&mut self) {
         for url in self.settings.start_urls.clone() {
-            self.admit_page(url, 0, Vec::new());
+            self.admit_page(url, 0, 0, Vec::new(), None);
         }
     }
 
@@ -59,17 +62,42 @@ impl Supervisor {
             .is_some_and(|max| self.pages_admitted >= max)
     }
 
-    /// Queues a page never seen before (in its canonical form); returns whether it was queued.
-    pub(super) fn admit_page(&mut self, url: Url, depth: u32, redirected_from: Vec<Url>) -> bool {
+    /// Queues a page never seen before (in its canonical form) at `depth` with the trap rule's
+    /// `barren` run, found on `page` (for the records of a skip); returns whether it was queued.
+    pub(super) fn admit_page(
+        &mut self,
+        url: Url,
+        depth: u32,
+        barren: u32,
+        redirected_from: Vec<Url>,
+        page: Option<&Url>,
+    ) -> bool {
         let Some(url) = self.canonical(url) else {
             return false;
         };
         // A shared crawl's page budget is kept by Redis, for all processes together.
-        if (self.shared.is_none() && self.page_budget_spent()) || !self.frontier.admit_page(&url) {
+        if (self.shared.is_none() && self.page_budget_spent()) || self.frontier.page_seen(&url) {
+            return false;
+        }
+        if let Err(trapped) = self.trap.check(&url, barren) {
+            // Not marked as seen: a page that yields may still lead here.
+            self.skipped(
+                SkipRow {
+                    url: url.to_string(),
+                    kind: ItemKind::Page,
+                    reason: "trap".into(),
+                    detail: format!("shape {}: {}", trapped.shape, trapped.detail),
+                    page: page.map(Url::to_string),
+                },
+                Some(trapped.shape),
+            );
+            return false;
+        }
+        if !self.frontier.admit_page(&url) {
             return false;
         }
         self.pages_admitted += 1;
-        if self.share_page(&url, depth, &redirected_from) {
+        if self.share_page(&url, depth, barren, &redirected_from) {
             return true;
         }
         self.note_host(&url);
@@ -79,6 +107,7 @@ impl Supervisor {
         self.pending.push(StateOp::PageQueued {
             url: url.clone(),
             depth,
+            barren,
             redirected_from: redirected_from.clone(),
             spilled,
         });
@@ -86,6 +115,7 @@ impl Supervisor {
             self.frontier.push_page(PageJob {
                 url,
                 depth,
+                barren,
                 attempts: 0,
                 losses: 0,
                 redirected_from,
@@ -105,6 +135,12 @@ impl Supervisor {
         let Some(url) = self.canonical(url) else {
             return false;
         };
+        if !self.settings.scope.host_allowed(&url) {
+            // Counted where met, and not kept in the seen set: other sites' URLs must not grow
+            // this crawl's memory.
+            self.logger.do_send(CrawlEvent::ImageOutOfScope { url });
+            return false;
+        }
         if !self.frontier.admit_image(&url) {
             return false;
         }
@@ -112,15 +148,18 @@ impl Supervisor {
             self.logger.do_send(CrawlEvent::ImageAlreadySaved { url });
             return false;
         }
-        if !self.settings.scope.host_allowed(&url) {
-            self.logger.do_send(CrawlEvent::ImageOutOfScope { url });
-            return false;
-        }
-        if self.settings.filter.excluded(&url).is_some() {
-            self.logger.do_send(CrawlEvent::ImageSkipped {
-                url,
-                reason: "filter.exclude",
-            });
+        if let Some(pattern) = self.settings.filter.excluded(&url) {
+            let detail = format!("matches {pattern}");
+            self.skipped(
+                SkipRow {
+                    url: url.to_string(),
+                    kind: ItemKind::Image,
+                    reason: "filter.exclude".into(),
+                    detail,
+                    page: Some(page.to_string()),
+                },
+                None,
+            );
             return false;
         }
         let job = ImageJob {
@@ -192,20 +231,24 @@ impl Supervisor {
 
     pub(super) fn page_done(&mut self, job: PageJob, extracted: Extracted) {
         let depth = job.depth + 1;
-        let mut links = 0;
-        if self.settings.scope.max_depth.is_none_or(|max| depth <= max) {
-            for url in extracted.links {
-                if self.settings.scope.follow_allowed(&url)
-                    && self.admit_page(url, depth, Vec::new())
-                {
-                    links += 1;
-                }
-            }
-        }
+        // Images first: whether the page yielded decides the barren run of its links.
         let mut images = 0;
         for c in extracted.images {
             if self.admit_image(c.url, job.url.clone(), c.name, Vec::new()) {
                 images += 1;
+            }
+        }
+        let yielded = images > 0;
+        self.trap.page_done(&job.url, job.barren, yielded);
+        let barren = TrapRule::child_run(job.barren, yielded);
+        let mut links = 0;
+        if self.settings.scope.max_depth.is_none_or(|max| depth <= max) {
+            for url in extracted.links {
+                if self.settings.scope.follow_allowed(&url)
+                    && self.admit_page(url, depth, barren, Vec::new(), Some(&job.url))
+                {
+                    links += 1;
+                }
             }
         }
         // In the same batch as the links and images it queued: done means they are known.
@@ -216,6 +259,8 @@ impl Supervisor {
             depth: job.depth,
             images,
             links,
+            images_dropped: extracted.images_dropped,
+            links_dropped: extracted.links_dropped,
         });
     }
 
@@ -255,9 +300,13 @@ impl Supervisor {
         match self.redirect_target(&chain, to) {
             Ok(to) => {
                 log::debug!("{} redirects to {to}", job.url);
-                self.admit_page(to, job.depth, chain);
+                self.admit_page(to, job.depth, job.barren, chain, None);
                 self.shared_done(Kind::Page, &job.url, None);
                 self.pending.push(StateOp::PageDone(job.url));
+            }
+            Err(failure) if failure.kind == FailureKind::OutOfScope => {
+                job.redirected_from = chain;
+                self.page_skipped(job, "out of scope", failure.detail, None);
             }
             Err(failure) => {
                 job.attempts += 1;
@@ -277,10 +326,32 @@ impl Supervisor {
                 self.shared_done(Kind::Image, &job.url, None);
                 self.pending.push(StateOp::ImageRedirected(job.url));
             }
+            Err(failure) if failure.kind == FailureKind::OutOfScope => {
+                job.redirected_from = chain;
+                self.image_skipped(job, "out of scope", failure.detail);
+            }
             Err(failure) => {
                 job.attempts += 1;
                 job.redirected_from = chain;
                 self.image_gave_up(job, failure);
+            }
+        }
+    }
+
+    /// Reports a URL left out on purpose (recorded in `skipped.jsonl`, counted by reason).
+    pub(super) fn skipped(&self, row: SkipRow, shape: Option<String>) {
+        self.logger.do_send(CrawlEvent::Skipped { row, shape });
+    }
+
+    /// Whether the trap rule still lets a waiting page be fetched (its shape's budget may have
+    /// been spent since it was admitted); if not, the page is done as skipped.
+    pub(super) fn trap_allows(&mut self, job: &PageJob) -> bool {
+        match self.trap.check(&job.url, job.barren) {
+            Ok(()) => true,
+            Err(trapped) => {
+                let detail = format!("shape {}: {}", trapped.shape, trapped.detail);
+                self.page_skipped(job.clone(), "trap", detail, Some(trapped.shape));
+                false
             }
         }
     }

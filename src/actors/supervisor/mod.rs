@@ -43,6 +43,7 @@ use crate::records::{CrawlReport, Outcome};
 use crate::robots::RobotsBook;
 use crate::settings::Settings;
 use crate::state::{LoadSpilled, Resume, StateOp};
+use crate::trap::TrapRule;
 
 /// A worker's death guard fired: the worker in `slot` of generation `generation` is gone.
 #[derive(Debug, Message)]
@@ -280,6 +281,8 @@ pub struct Supervisor {
     frontier: Box<dyn Frontier>,
     /// Per-host in-flight counts and delays.
     politeness: Politeness,
+    /// The trap rule (`scope.trap_pages`).
+    trap: TrapRule,
     /// robots.txt rules per host; `None` when `http.obey_robots` is off.
     robots: Option<RobotsBook>,
     /// robots.txt fetches waiting for a fetcher.
@@ -379,6 +382,7 @@ impl Supervisor {
                 .collect(),
             frontier: Box::new(MemoryFrontier::default()),
             robots: settings.http.obey_robots.then(RobotsBook::default),
+            trap: TrapRule::new(settings.scope.trap_pages),
             robots_waiting: VecDeque::new(),
             settings,
             fetchers: Vec::new(),
@@ -502,7 +506,11 @@ impl Supervisor {
                 match self.frontier.pop_image(&self.politeness, now) {
                     Ok(job) => match self.robots_verdict(&job.url) {
                         Ok(()) => self.send_image(slot, job, now, ctx),
-                        Err(failure) => self.image_gave_up(job, failure),
+                        // robots.txt could not be reached: the host is down, a real failure.
+                        Err(failure) if failure.kind != FailureKind::Robots => {
+                            self.image_gave_up(job, failure)
+                        }
+                        Err(failure) => self.image_skipped(job, "robots", failure.detail),
                     },
                     Err(blocked) => {
                         self.wake_if_waiting(blocked, ctx);
@@ -513,8 +521,12 @@ impl Supervisor {
             while let Some(slot) = free_slot(&self.fetchers, PAGE_CREDIT) {
                 match self.frontier.pop_page(&self.politeness, now) {
                     Ok(job) => match self.robots_verdict(&job.url) {
-                        Ok(()) => self.send_page(slot, job, now, ctx),
-                        Err(failure) => self.page_gave_up(job, failure),
+                        Ok(()) if self.trap_allows(&job) => self.send_page(slot, job, now, ctx),
+                        Ok(()) => {}
+                        Err(failure) if failure.kind != FailureKind::Robots => {
+                            self.page_gave_up(job, failure)
+                        }
+                        Err(failure) => self.page_skipped(job, "robots", failure.detail, None),
                     },
                     Err(blocked) => {
                         self.wake_if_waiting(blocked, ctx);
@@ -713,7 +725,7 @@ impl Supervisor {
                     });
                 }
                 Ok(Ok(ImageDone::Redirected(to))) => act.image_redirected(job, to),
-                Ok(Ok(ImageDone::Skipped(reason))) => act.image_skipped(job, reason),
+                Ok(Ok(ImageDone::Skipped(reason))) => act.image_skipped(job, reason, String::new()),
                 Ok(Err(failure)) if failure.kind == FailureKind::Disk => {
                     // The image stays waiting in the state; the crawl cannot go on.
                     act.fail(format!("{}: {}", job.url, failure.detail), ctx);

@@ -11,7 +11,7 @@ use crate::cluster::Kind;
 use crate::error::{Failure, FailureKind};
 use crate::frontier::{host_key, ImageJob, PageJob};
 use crate::http::backoff;
-use crate::records::{ErrorRow, ItemKind};
+use crate::records::{ErrorRow, ItemKind, SkipRow};
 use crate::robots::Rules;
 use crate::state::StateOp;
 
@@ -165,14 +165,46 @@ impl Supervisor {
         }));
     }
 
-    /// An image was not kept because of the `[filter]` key `reason`: done, without a file and
-    /// without an error.
-    pub(super) fn image_skipped(&mut self, job: ImageJob, reason: &'static str) {
+    /// An image was left out on purpose (`reason`: a `[filter]` key, "robots", "out of scope"):
+    /// done, without a file and without an error.
+    pub(super) fn image_skipped(&mut self, job: ImageJob, reason: &str, detail: String) {
         self.pending.push(StateOp::ImageFailed(job.url.clone()));
         self.shared_done(Kind::Image, &job.url, Some("images_skipped"));
         let url = job.redirected_from.first().cloned().unwrap_or(job.url);
-        self.logger
-            .do_send(CrawlEvent::ImageSkipped { url, reason });
+        self.skipped(
+            SkipRow {
+                url: url.to_string(),
+                kind: ItemKind::Image,
+                reason: reason.to_string(),
+                detail,
+                page: Some(job.page.to_string()),
+            },
+            None,
+        );
+    }
+
+    /// A page was left out on purpose (`reason`: "robots", "trap", "out of scope"): done, without
+    /// an error. `shape` is the trap rule's URL shape.
+    pub(super) fn page_skipped(
+        &mut self,
+        job: PageJob,
+        reason: &str,
+        detail: String,
+        shape: Option<String>,
+    ) {
+        self.pending.push(StateOp::PageFailed(job.url.clone()));
+        self.shared_done(Kind::Page, &job.url, Some("pages_skipped"));
+        let url = job.redirected_from.first().cloned().unwrap_or(job.url);
+        self.skipped(
+            SkipRow {
+                url: url.to_string(),
+                kind: ItemKind::Page,
+                reason: reason.to_string(),
+                detail,
+                page: None,
+            },
+            shape,
+        );
     }
 
     pub(super) fn image_lost(&mut self, mut job: ImageJob) {

@@ -120,13 +120,14 @@ impl Shared {
 impl Supervisor {
     /// In a shared crawl, sends a newly found page to the shared queue (which drops it if any
     /// process saw its URL before); returns `false` for a local crawl.
-    pub(super) fn share_page(&mut self, url: &Url, depth: u32, from: &[Url]) -> bool {
+    pub(super) fn share_page(&mut self, url: &Url, depth: u32, barren: u32, from: &[Url]) -> bool {
         let Some(sh) = &mut self.shared else {
             return false;
         };
         sh.outbox.push(Op::Page(PageJob {
             url: url.clone(),
             depth,
+            barren,
             attempts: 0,
             losses: 0,
             redirected_from: from.to_vec(),
@@ -357,6 +358,7 @@ impl Supervisor {
             self.pending.push(StateOp::PageQueued {
                 url: l.job.url.clone(),
                 depth: l.job.depth,
+                barren: l.job.barren,
                 redirected_from: l.job.redirected_from.clone(),
                 spilled: false,
             });
