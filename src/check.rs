@@ -278,22 +278,25 @@ impl RobotsCache {
         );
         if !self.rules.contains_key(&host) {
             let robots = robots_url(url);
-            let rules =
-                match http::get_following(client, &robots, &settings.http, MAX_ROBOTS_REDIRECTS)
-                    .await
-                {
-                    Ok(mut fetched) => {
-                        match http::read_prefix(&mut fetched, MAX_ROBOTS_BYTES).await {
-                            Ok(body) => Rules::parse(
-                                &agent_token(&settings.http.user_agent),
-                                &body,
-                                url.host_str().unwrap_or(""),
-                            ),
-                            Err(f) => Rules::after_failure(&f),
-                        }
-                    }
+            let rules = match http::get_following(
+                client,
+                &robots,
+                &settings.http,
+                MAX_ROBOTS_REDIRECTS,
+                &settings.scope,
+            )
+            .await
+            {
+                Ok(mut fetched) => match http::read_prefix(&mut fetched, MAX_ROBOTS_BYTES).await {
+                    Ok(body) => Rules::parse(
+                        &agent_token(&settings.http.user_agent),
+                        &body,
+                        url.host_str().unwrap_or(""),
+                    ),
                     Err(f) => Rules::after_failure(&f),
-                };
+                },
+                Err(f) => Rules::after_failure(&f),
+            };
             self.rules.insert(host.clone(), rules);
         }
         self.rules[&host]

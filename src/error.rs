@@ -86,6 +86,8 @@ pub enum FailureKind {
     Body,
     /// The URL cannot be requested (unsupported scheme, malformed).
     BadUrl,
+    /// The address is not public and `http.block_private_addresses` is on (not retried).
+    Blocked,
     /// Writing to disk failed.
     Disk,
     /// No file name could be made for the image in the output directory (every candidate was in
@@ -134,6 +136,7 @@ impl fmt::Display for FailureKind {
             FailureKind::Body => f.write_str("body error"),
             FailureKind::BadUrl => f.write_str("bad url"),
             FailureKind::Disk => f.write_str("disk error"),
+            FailureKind::Blocked => f.write_str("blocked address"),
             FailureKind::Name => f.write_str("cannot name"),
             FailureKind::WorkerLost => f.write_str("worker lost"),
             FailureKind::Robots => f.write_str("robots"),

@@ -46,12 +46,27 @@ impl BodyDone {
 
 /// Builds the HTTP client for one actor. Must be called on the thread that will use it.
 pub fn client(http: &HttpSettings) -> awc::Client {
-    awc::Client::builder()
-        .connector(awc::Connector::new().timeout(http.connect_timeout).limit(0))
-        .timeout(http.head_timeout)
-        .disable_redirects()
-        .add_default_header((header::USER_AGENT, http.user_agent.as_str()))
-        .finish()
+    // The same client either way; only the connector's type differs.
+    macro_rules! finish {
+        ($connector:expr) => {
+            awc::Client::builder()
+                .connector($connector)
+                .timeout(http.head_timeout)
+                .disable_redirects()
+                .add_default_header((header::USER_AGENT, http.user_agent.as_str()))
+                .finish()
+        };
+    }
+    let connector = awc::Connector::new().timeout(http.connect_timeout).limit(0);
+    if http.block_private {
+        // Names are resolved by a resolver that keeps only public addresses.
+        let tcp = actix_tls::connect::Connector::new(actix_tls::connect::Resolver::custom(
+            crate::netguard::PublicOnly,
+        ))
+        .service();
+        return finish!(connector.connector(tcp));
+    }
+    finish!(connector)
 }
 
 /// A response whose head arrived with a success status; its body is still to be read, chunk by
@@ -184,6 +199,10 @@ pub async fn get(
     url: &Url,
     http: &HttpSettings,
 ) -> Result<Answer<impl Stream<Item = Result<Bytes, PayloadError>> + Unpin>, Failure> {
+    if http.block_private {
+        crate::netguard::check_literal(url)
+            .map_err(|why| Failure::new(FailureKind::Blocked, why))?;
+    }
     let deadline = Instant::now() + http.timeout;
     let response = client
         .get(url.as_str())
@@ -234,13 +253,14 @@ pub async fn get(
     }))
 }
 
-/// Like [`get`], but follows up to `max_hops` redirects itself (on any host), failing on a loop.
-/// Only for robots.txt, which the standard lets redirect anywhere and which is not a crawl target.
+/// Like [`get`], but follows up to `max_hops` redirects itself, failing on a loop or on a redirect
+/// off the sites of `scope` (never requested). Only for robots.txt, which is not a crawl target.
 pub async fn get_following(
     client: &awc::Client,
     url: &Url,
     http: &HttpSettings,
     max_hops: usize,
+    scope: &crate::settings::Scope,
 ) -> Result<Fetched<impl Stream<Item = Result<Bytes, PayloadError>> + Unpin>, Failure> {
     let mut chain = vec![url.clone()];
     loop {
@@ -258,6 +278,12 @@ pub async fn get_following(
                     return Err(Failure::new(
                         FailureKind::TooManyRedirects,
                         format!("more than {max_hops} redirects"),
+                    ));
+                }
+                if !scope.host_allowed(&next) {
+                    return Err(Failure::new(
+                        FailureKind::OutOfScope,
+                        format!("redirect to {next}"),
                     ));
                 }
                 chain.push(next);
@@ -413,6 +439,11 @@ pub fn classify_send(e: SendRequestError) -> Failure {
     let kind = match &e {
         SendRequestError::Timeout => FailureKind::Timeout,
         SendRequestError::Connect(ConnectError::Timeout) => FailureKind::Timeout,
+        SendRequestError::Connect(ConnectError::Resolver(r))
+            if r.to_string().contains(crate::netguard::BLOCKED) =>
+        {
+            FailureKind::Blocked
+        }
         SendRequestError::Connect(_) => FailureKind::Connect,
         SendRequestError::Url(_) | SendRequestError::Http(_) => FailureKind::BadUrl,
         SendRequestError::Send(_) | SendRequestError::Response(_) | SendRequestError::H2(_) => {

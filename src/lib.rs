@@ -42,6 +42,7 @@ pub mod extract;
 pub mod frontier;
 pub mod http;
 pub mod metrics;
+pub mod netguard;
 pub mod paths;
 pub mod progress;
 pub mod records;

@@ -458,4 +458,15 @@ mod tests {
         );
         assert_ne!(fold_key(Path::new("a.jpg")), fold_key(Path::new("b.jpg")));
     }
+
+    #[test]
+    fn components_are_shortened_to_the_file_systems_limit_keeping_the_extension() {
+        let long = format!("{}.jpeg", "é".repeat(100));
+        let short = shorten_component(&long, 143);
+        assert!(short.len() <= 143, "{}", short.len());
+        assert!(short.ends_with(".jpeg") && short.starts_with('é'));
+        assert_eq!(shorten_component("a.png", 143), "a.png");
+        let no_ext = "x".repeat(300);
+        assert_eq!(shorten_component(&no_ext, 30).len(), 30);
+    }
 }

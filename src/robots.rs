@@ -79,12 +79,16 @@ impl Rules {
                 | FailureKind::TooManyRedirects
                 | FailureKind::TooLarge
                 | FailureKind::BadUrl
+                // Redirected off the site: never followed, and read as no robots.txt.
+                | FailureKind::OutOfScope
         );
         if no_file && !failure.kind.is_retryable() {
             return Rules::AllowAll;
         }
         let kind = match failure.kind {
-            FailureKind::Connect | FailureKind::Timeout => failure.kind.clone(),
+            FailureKind::Connect | FailureKind::Timeout | FailureKind::Blocked => {
+                failure.kind.clone()
+            }
             _ => FailureKind::RobotsUnavailable,
         };
         Rules::DisallowAll(Failure::new(

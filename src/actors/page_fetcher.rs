@@ -147,8 +147,14 @@ impl Handler<FetchRobots> for PageFetcher {
             async move {
                 let mut done = m.body_done;
                 let http = &settings.http;
-                let mut fetched =
-                    http::get_following(&client, &m.url, http, MAX_ROBOTS_REDIRECTS).await?;
+                let mut fetched = http::get_following(
+                    &client,
+                    &m.url,
+                    http,
+                    MAX_ROBOTS_REDIRECTS,
+                    &settings.scope,
+                )
+                .await?;
                 let body = http::read_prefix(&mut fetched, MAX_ROBOTS_BYTES).await?;
                 done.fire();
                 let host = m.url.host_str().unwrap_or("");

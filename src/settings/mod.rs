@@ -162,6 +162,9 @@ pub struct RawHttp {
     pub delay_ms: u64,
     /// Respect robots.txt.
     pub obey_robots: bool,
+    /// Refuse loopback, private and link-local addresses: "auto" (when every start URL is a
+    /// public host), "on" or "off".
+    pub block_private_addresses: String,
 }
 
 /// `[output]` as written.
@@ -406,6 +409,9 @@ pub struct HttpSettings {
     pub delay: Duration,
     /// Respect robots.txt.
     pub obey_robots: bool,
+    /// Refuse requests, redirects included, to loopback, private and link-local addresses, after
+    /// DNS (see [`crate::netguard`]).
+    pub block_private: bool,
 }
 
 impl Settings {
@@ -496,11 +502,25 @@ impl RawSettings {
         }
         Ok(Settings {
             scope: self.scope.validate(&start_urls)?,
-            start_urls,
+            start_urls: start_urls.clone(),
             out_dir: self.out_dir.clone(),
             workers,
             extract: self.extract.compile()?,
-            http: self.http.validate()?,
+            http: {
+                let mut http = self.http.validate()?;
+                http.block_private = match self.http.block_private_addresses.trim() {
+                    "auto" => start_urls.iter().all(crate::netguard::looks_public),
+                    "on" | "true" => true,
+                    "off" | "false" => false,
+                    other => {
+                        return Err(bad(
+                            "http.block_private_addresses",
+                            format!("`{other}` is not one of \"auto\", \"on\", \"off\""),
+                        ))
+                    }
+                };
+                http
+            },
             filename: FilenameTemplate::parse(&self.output.filename)
                 .map_err(|e| bad("output.filename", e))?,
             filter: self.filter.validate()?,
@@ -715,6 +735,8 @@ impl RawHttp {
             per_host_concurrency: non_zero("http.per_host_concurrency", self.per_host_concurrency)?,
             delay: Duration::from_millis(self.delay_ms),
             obey_robots: self.obey_robots,
+            // Decided with the start URLs, in `validate_keys`.
+            block_private: false,
         })
     }
 }

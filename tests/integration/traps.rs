@@ -288,3 +288,35 @@ async fn session_ids_in_path_parameters_do_not_make_pages_new() {
     assert!(hits.keys().all(|p| !p.contains(';')), "{hits:?}");
     assert_eq!(report.exit_code(), 0, "{report}");
 }
+
+#[actix_rt::test]
+async fn private_addresses_are_refused_when_asked_by_literal_and_after_dns() {
+    let server = TestServer::start(|path| match path {
+        "/robots.txt" => Reply::Status(404),
+        "/" => Reply::Ok("text/html", b"<img src='/a.png'>".to_vec()),
+        "/a.png" => Reply::Ok("image/png", png(1, 5, 5)),
+        _ => Reply::Status(404),
+    });
+    let port = server.addr.port();
+    let on = "[http]\nblock_private_addresses = \"on\"\nretries = 0\n";
+    for start in [
+        format!("http://127.0.0.1:{port}/"),
+        format!("http://localhost:{port}/"),
+    ] {
+        let out = tempfile::tempdir().unwrap();
+        let (report, _) = run_crawl(std::slice::from_ref(&start), out.path(), on).await;
+        assert_eq!(report.exit_code(), 3, "{start}: {report}");
+        let errs = errors(out.path());
+        assert_eq!(errs.len(), 1, "{errs:?}");
+        assert_eq!(errs[0].error, "blocked address", "{errs:?}");
+        assert!(
+            errs[0].detail.contains("block_private_addresses"),
+            "{errs:?}"
+        );
+    }
+    assert!(server.hits().is_empty(), "{:?}", server.hits());
+    // "auto" leaves a crawl of a site on loopback alone.
+    let out = tempfile::tempdir().unwrap();
+    let (report, _) = run_crawl(&[server.url("/")], out.path(), "").await;
+    assert_eq!(report.stats.images_saved, 1, "{report}");
+}
