@@ -10,6 +10,8 @@
 #                               markup; imgcrawl on 1 and on 2 worker threads (and wget2)
 #   RUNS=5 scripts/bench.sh     more alternating runs (default 3)
 #   PROFILE=1 scripts/bench.sh --heavy   also records a perf profile of one imgcrawl run
+#   BASE=/path/to/imgcrawl scripts/bench.sh   also runs that build (say, the one before a change)
+#                               as "base", alternating with this one, for a before/after table
 #
 # Needs nginx, wget2 and GNU time; installs them from Debian packages when missing (as root).
 # Everything it starts listens on 127.0.0.1 and is stopped at the end; nginx runs with its own
@@ -35,6 +37,9 @@ if [ "$mode" = heavy ]; then
     crawlers=("imgcrawl-1t:IMGCRAWL_THREADS=1" "imgcrawl-2t:IMGCRAWL_THREADS=2")
 else
     crawlers=("imgcrawl:" "imgcrawl-16:IMGCRAWL_HTTP__PER_HOST_CONCURRENCY=16")
+fi
+if [ -n "${BASE:-}" ]; then
+    crawlers=("base:" "${crawlers[@]}")
 fi
 
 need() { command -v "$1" >/dev/null 2>&1; }
@@ -162,7 +167,9 @@ for run in $(seq "$runs"); do
         name=${c%%:*}
         read -r -a vars <<< "${c#*:}"
         fresh_dir "$name-$run"
-        read -r wall cpu rss < <(measure env "${vars[@]}" "$imgcrawl" crawl \
+        bin=$imgcrawl
+        [ "$name" = base ] && bin=$BASE
+        read -r wall cpu rss < <(measure env "${vars[@]}" "$bin" crawl \
             -c "$work/bench.toml" -o "$out/out")
         read -r p i b < <(count_imgcrawl "$out/out")
         echo "$name $run $wall $cpu $rss $p $i $b" >> "$results"

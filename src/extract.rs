@@ -66,6 +66,9 @@ impl fmt::Display for TooComplex {
 const MAX_NAME_CHARS: usize = 200;
 /// Ancestors of an image looked at for its item (`extract.item`): a caption is near its image.
 const MAX_ITEM_LEVELS: usize = 32;
+/// Pages with at most this many image elements read the items around their images directly
+/// ([`item_captions_near`]); more take one pass over the caption elements ([`item_captions`]).
+const FEW_IMAGES: usize = 16;
 /// Ancestors of an image looked at for an automatic caption.
 const MAX_AUTO_LEVELS: usize = 4;
 /// Nodes read for one piece of text, however much is below: a caption is short.
@@ -191,9 +194,10 @@ pub fn extract(html: &str, page_url: &Url, rules: &ExtractRules) -> Result<Extra
     Ok(out)
 }
 
-/// Gives each image its name: for each of its elements in turn until one gives a name, the caption
-/// of its item (`extract.item` and `extract.name`), else an automatic caption (the nearest element
-/// around it that holds this image alone and has a short text), else its `alt`.
+/// Gives each image its name: the caption of the item (`extract.item` and `extract.name`) of the
+/// first of its elements that has one; else, for each of its elements in turn until one gives a
+/// name, an automatic caption (the nearest element around it that holds this image alone and has
+/// a short text), else its `alt`.
 fn name_images(
     doc: &Html,
     images: &mut [ImageCandidate],
@@ -204,7 +208,22 @@ fn name_images(
     if found.is_empty() {
         return Ok(());
     }
-    let items = item_captions(doc, rules, clock)?;
+    let items = if found.len() <= FEW_IMAGES {
+        item_captions_near(found, rules, clock)?
+    } else {
+        item_captions(doc, rules, clock)?
+    };
+    let mut unnamed = false;
+    for &(el, i) in found {
+        clock.tick("reading captions")?;
+        if images[i].name.is_none() {
+            images[i].name = configured_caption(el, rules, &items);
+            unnamed |= images[i].name.is_none();
+        }
+    }
+    if !unnamed {
+        return Ok(());
+    }
     // How many image elements each nearby ancestor holds (a <source> of a <picture> is the same
     // image as its <img>, so it does not count).
     let mut held: HashMap<NodeId, u32> = HashMap::new();
@@ -223,12 +242,50 @@ fn name_images(
         if images[i].name.is_some() {
             continue;
         }
-        let name = configured_caption(el, rules, &items)
-            .or_else(|| auto_caption(el, &held, &mut auto))
-            .or_else(|| alt_text(el));
-        images[i].name = name;
+        images[i].name = auto_caption(el, &held, &mut auto).or_else(|| alt_text(el));
     }
     Ok(())
+}
+
+/// The same as [`item_captions`] for a page with few images (a detail page): only the items around
+/// them are read, each once, which costs less than a pass over the whole document. Bounded too:
+/// each of at most [`FEW_IMAGES`] images reads at most [`MAX_ITEM_LEVELS`] items once.
+fn item_captions_near(
+    found: &[(ElementRef<'_>, usize)],
+    rules: &ExtractRules,
+    clock: &mut Clock,
+) -> Result<HashMap<NodeId, String>, TooComplex> {
+    let mut items: HashMap<NodeId, String> = HashMap::new();
+    let mut read: std::collections::HashSet<NodeId> = std::collections::HashSet::new();
+    for (el, _) in found {
+        for a in std::iter::once(*el)
+            .chain(el.ancestors().filter_map(ElementRef::wrap))
+            .take(MAX_ITEM_LEVELS + 1)
+        {
+            if !rules.item.matches(&a) || !read.insert(a.id()) {
+                continue;
+            }
+            // In document order: the item itself first, then what is inside it.
+            let mut caption = None;
+            if rules.name.matches(&a) {
+                caption = Some(text_of(a)).filter(|t| !t.is_empty());
+            }
+            if caption.is_none() {
+                for m in a.select(&rules.name) {
+                    clock.tick("reading captions")?;
+                    let t = text_of(m);
+                    if !t.is_empty() {
+                        caption = Some(t);
+                        break;
+                    }
+                }
+            }
+            if let Some(t) = caption {
+                items.insert(a.id(), t);
+            }
+        }
+    }
+    Ok(items)
 }
 
 /// For each item (`extract.item`) that has one, its caption: the text of the first element
@@ -674,5 +731,27 @@ mod tests {
         let deep = "<div>".repeat(20_000) + "<img src=deep.jpg alt=deep>";
         let e = run(&deep);
         assert_eq!(e.images.len(), 1);
+    }
+
+    #[test]
+    fn few_and_many_images_get_the_same_captions() {
+        let item = |n: usize| {
+            match n % 4 {
+            0 => format!("<figure><a href=/d/{n}><img src=/i/{n}.jpg alt=alt{n}></a><figcaption>fig {n}</figcaption></figure>"),
+            1 => format!("<a href=/d/{n}><img src=/i/{n}.jpg><p> para {n} </p></a>"),
+            2 => format!("<a class=caption href=/d/{n}>self {n}<img src=/i/{n}.jpg></a>"),
+            _ => format!("<div><img src=/i/{n}.jpg alt=alt{n}></div>"),
+        }
+        };
+        let page = |count: usize| (0..count).map(item).collect::<String>();
+        let few = run(&page(FEW_IMAGES / 2));
+        let many = run(&page(FEW_IMAGES * 3));
+        for (a, b) in few.images.iter().zip(&many.images) {
+            assert_eq!(a, b);
+        }
+        assert_eq!(few.images[0].name.as_deref(), Some("fig 0"));
+        assert_eq!(few.images[1].name.as_deref(), Some("para 1"));
+        assert_eq!(few.images[2].name.as_deref(), Some("self 2"));
+        assert_eq!(few.images[3].name.as_deref(), Some("alt3"));
     }
 }

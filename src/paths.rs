@@ -210,10 +210,43 @@ fn is_invisible(c: char) -> bool {
 /// exFAT) would take them for one: NFC, then lower case. `Cat.jpg` and `cat.jpg`, or `é` written
 /// as one character or as `e` and an accent, have one key.
 pub fn fold_key(path: &Path) -> String {
-    path.to_string_lossy()
-        .nfc()
-        .flat_map(char::to_lowercase)
-        .collect()
+    let mut key = String::new();
+    fold_each(path, |c| key.push(c));
+    key
+}
+
+/// Calls `f` with each character of [`fold_key`]`(path)`, without building it (ASCII, the usual
+/// case, needs no normalization).
+pub fn fold_each(path: &Path, mut f: impl FnMut(char)) {
+    let s = path.to_string_lossy();
+    if s.is_ascii() {
+        s.bytes()
+            .for_each(|b| f(char::from(b.to_ascii_lowercase())));
+    } else if is_nfc(&s) {
+        s.chars().flat_map(char::to_lowercase).for_each(f);
+    } else {
+        s.nfc().flat_map(char::to_lowercase).for_each(f);
+    }
+}
+
+/// Whether `s` is known to be in NFC already (the quick check; most text is).
+fn is_nfc(s: &str) -> bool {
+    unicode_normalization::is_nfc_quick(s.chars()) == unicode_normalization::IsNormalized::Yes
+}
+
+/// Feeds the UTF-8 bytes of [`fold_key`]`(path)` to `h` in one write (short ASCII paths, the usual
+/// case, are folded on the stack).
+pub fn hash_folded(path: &Path, h: &mut impl std::hash::Hasher) {
+    let s = path.to_string_lossy();
+    let mut buf = [0u8; 256];
+    if s.is_ascii() && s.len() <= buf.len() {
+        let folded = &mut buf[..s.len()];
+        folded.copy_from_slice(s.as_bytes());
+        folded.make_ascii_lowercase();
+        h.write(folded);
+    } else {
+        h.write(fold_key(path).as_bytes());
+    }
 }
 
 /// Makes one path component safe: control characters (NUL included) and `/ \ : * ? " < > |` become
@@ -223,7 +256,7 @@ pub fn fold_key(path: &Path) -> String {
 pub fn sanitize_component(raw: &str) -> String {
     let mut s = String::with_capacity(raw.len());
     let mut last_space = false;
-    for c in raw.nfc().filter(|c| !is_invisible(*c)) {
+    let mut push = |c: char| {
         let c = if c.is_control()
             || matches!(c, '/' | '\\' | ':' | '*' | '?' | '"' | '<' | '>' | '|')
         {
@@ -240,6 +273,16 @@ pub fn sanitize_component(raw: &str) -> String {
             s.push(c);
             last_space = false;
         }
+    };
+    // ASCII needs no normalization and holds no invisible characters.
+    if raw.is_ascii() {
+        raw.chars().for_each(&mut push);
+    } else if is_nfc(raw) {
+        raw.chars()
+            .filter(|c| !is_invisible(*c))
+            .for_each(&mut push);
+    } else {
+        raw.nfc().filter(|c| !is_invisible(*c)).for_each(&mut push);
     }
     let mut s = s.trim_matches(|c: char| c == '.' || c == ' ').to_string();
     if s.is_empty() {

@@ -121,6 +121,10 @@ pub struct Stats {
     /// Links left out because a page held more than `extract.max_links_per_page`.
     #[serde(default)]
     pub links_over_page_cap: u64,
+    /// Links not followed because they lead off the allowed sites or are excluded by
+    /// `scope.include`/`scope.exclude`, counted each time a page gives one (not listed).
+    #[serde(default)]
+    pub links_out_of_scope: u64,
     /// Bytes of the new files written.
     pub bytes_saved: u64,
     /// Retries made after retryable failures.
@@ -311,6 +315,15 @@ impl fmt::Display for CrawlReport {
                 f,
                 "  over page caps   {} images, {} links left out (extract.max_images_per_page, extract.max_links_per_page)",
                 s.images_over_page_cap, s.links_over_page_cap
+            )?;
+        }
+        if s.links_out_of_scope > 0 {
+            row(
+                f,
+                "links not taken",
+                s.links_out_of_scope,
+                false,
+                "off the allowed sites or excluded (scope)".into(),
             )?;
         }
         if s.images_out_of_scope > 0 {

@@ -3,7 +3,10 @@
 //! every visit, links that differ only by a counter) without cutting deep galleries short. Pure: the
 //! Supervisor asks it about each new link and tells it what each fetched page yielded.
 //!
-//! The rule, judged from what pages *yield* (a page yields when it brings at least one new image):
+//! The rule, judged from what pages *yield* (a page yields when it brings at least one new image;
+//! an image URL counts as new only if it differs from those seen before by more than a session
+//! token, so a site that puts a session id in every path, images included, does not yield
+//! "new" images on every visit):
 //! - every page carries its **barren run**: how many pages in a row, along the links that led to
 //!   it, yielded nothing. Start pages have 0; a link found on a page that yielded gets 0, a link
 //!   found on a page that did not gets that page's run + 1;
@@ -21,13 +24,26 @@
 //! of "next" links; detail pages reached from list pages that yield have run 0 and are never
 //! skipped.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::hash::BuildHasher;
 
 use url::Url;
 
-/// The URL shape used by the trap rule: host, port when not the default, path with every run of
-/// ASCII digits replaced by `0`, and the sorted names of the query parameters with digit runs in
-/// their values replaced too. `/day/2026-12-04` and `/day/2027-01-01` have one shape.
+/// Whether a path segment or a parameter value looks like a session or request token rather than a
+/// name: at least 12 characters, only letters, digits and `-_()!~`, at least two of them digits
+/// and two letters, and no dot (so file names such as `a1b2c3d4e5f6.jpg` are names).
+pub fn is_token(s: &str) -> bool {
+    s.len() >= 12
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '(' | ')' | '!' | '~'))
+        && s.chars().filter(char::is_ascii_digit).count() >= 2
+        && s.chars().filter(char::is_ascii_alphabetic).count() >= 2
+}
+
+/// The URL shape used by the trap rule: host, port when not the default, path with session-like
+/// tokens (see [`is_token`]) replaced by `*` and every run of ASCII digits by `0`, and the sorted
+/// query parameters folded the same way. `/day/2026-12-04` and `/day/2027-01-01` have one shape,
+/// and so do `/s/A1B2C3D4E5F6/list` and `/s/Z9Y8X7W6V5U4/list`.
 pub fn shape(url: &Url) -> String {
     let mut s = String::with_capacity(url.as_str().len());
     s.push_str(url.host_str().unwrap_or(""));
@@ -35,14 +51,33 @@ pub fn shape(url: &Url) -> String {
         s.push(':');
         s.push_str(&port.to_string());
     }
-    push_digits_folded(&mut s, url.path());
+    let segments: Vec<String> = url
+        .path()
+        .split('/')
+        .map(|seg| {
+            let mut folded = String::new();
+            if is_token(seg) {
+                folded.push('*');
+            } else {
+                push_digits_folded(&mut folded, seg);
+            }
+            folded
+        })
+        .collect();
+    s.push_str(&segments.join("/"));
     if let Some(query) = url.query() {
         let mut pairs: Vec<String> = query
             .split('&')
             .filter(|p| !p.is_empty())
             .map(|p| {
                 let mut folded = String::new();
-                push_digits_folded(&mut folded, p);
+                match p.split_once('=') {
+                    Some((name, value)) if is_token(value) => {
+                        push_digits_folded(&mut folded, name);
+                        folded.push_str("=*");
+                    }
+                    _ => push_digits_folded(&mut folded, p),
+                }
                 folded
             })
             .collect();
@@ -78,6 +113,39 @@ fn push_digits_folded(out: &mut String, s: &str) {
     }
 }
 
+/// What makes an image URL new for the trap rule: the URL with session-like tokens (see
+/// [`is_token`]) in its directories and query values replaced by `*`; its file name and numbers
+/// are kept, so every picture of a gallery is new.
+pub fn novelty_key(url: &Url) -> String {
+    let mut s = String::with_capacity(url.as_str().len());
+    s.push_str(url.host_str().unwrap_or(""));
+    if let Some(port) = url.port() {
+        s.push(':');
+        s.push_str(&port.to_string());
+    }
+    let path = url.path();
+    let (dirs, file) = path.rsplit_once('/').unwrap_or(("", path));
+    for seg in dirs.split('/') {
+        s.push_str(if is_token(seg) { "*" } else { seg });
+        s.push('/');
+    }
+    s.push_str(file);
+    if let Some(query) = url.query() {
+        s.push('?');
+        for pair in query.split('&') {
+            match pair.split_once('=') {
+                Some((name, value)) if is_token(value) => {
+                    s.push_str(name);
+                    s.push_str("=*");
+                }
+                _ => s.push_str(pair),
+            }
+            s.push('&');
+        }
+    }
+    s
+}
+
 /// A shape's budget.
 #[derive(Debug, Default, Clone, Copy)]
 struct Budget {
@@ -94,6 +162,10 @@ pub struct TrapRule {
     budgets: HashMap<String, Budget>,
     /// URLs skipped, by shape.
     skipped: BTreeMap<String, u64>,
+    /// Fingerprints of the novelty keys of the images seen (see [`novelty_key`]).
+    images: HashSet<u64>,
+    /// The fingerprints' key.
+    keys: std::collections::hash_map::RandomState,
 }
 
 /// Why the trap rule skips a URL.
@@ -112,7 +184,18 @@ impl TrapRule {
             limit,
             budgets: HashMap::new(),
             skipped: BTreeMap::new(),
+            images: HashSet::new(),
+            keys: Default::default(),
         }
+    }
+
+    /// Notes an image a page brought; answers whether it is new for the rule (it differs from
+    /// every image seen before by more than a session token). Always new when the rule is off.
+    pub fn note_image(&mut self, url: &Url) -> bool {
+        if self.limit == 0 {
+            return true;
+        }
+        self.images.insert(self.keys.hash_one(novelty_key(url)))
     }
 
     /// Whether the rule is on.
@@ -248,5 +331,25 @@ mod tests {
             rule.page_done(&url(&format!("http://h/photo/{n}")), 0, false);
         }
         assert!(rule.check(&url("http://h/photo/1000"), 0).is_ok());
+    }
+
+    #[test]
+    fn session_tokens_are_not_novelty() {
+        assert!(is_token("A1B2C3D4E5F6G7"));
+        assert!(is_token("(S(lit3py55t21z5v55vlm25s55))"));
+        assert!(!is_token("2026-12-04"));
+        assert!(!is_token("holiday-photos"));
+        assert!(!is_token("a1b2c3d4e5f6.jpg"));
+        let mut rule = TrapRule::new(30);
+        assert!(rule.note_image(&url("http://h/s/A1B2C3D4E5F6G7/img/1.jpg")));
+        assert!(!rule.note_image(&url("http://h/s/Z9Y8X7W6V5U4T3/img/1.jpg")));
+        assert!(rule.note_image(&url("http://h/s/Z9Y8X7W6V5U4T3/img/2.jpg")));
+        assert!(!rule.note_image(&url("http://h/s/Q1W2E3R4T5Y6U7/img/2.jpg")));
+        assert!(rule.note_image(&url("http://h/i.jpg?sid=A1B2C3D4E5F6G7&n=1")));
+        assert!(!rule.note_image(&url("http://h/i.jpg?sid=Z9Y8X7W6V5U4T3&n=1")));
+        assert_eq!(
+            shape(&url("http://h/s/A1B2C3D4E5F6G7/list/2")),
+            shape(&url("http://h/s/Z9Y8X7W6V5U4T3/list/3"))
+        );
     }
 }

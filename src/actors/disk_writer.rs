@@ -17,7 +17,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::fs::{self, File, OpenOptions};
-use std::hash::BuildHasher;
+use std::hash::{BuildHasher, Hasher};
 use std::io::{self, BufRead, BufReader, Write};
 use std::os::unix::fs::OpenOptionsExt;
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -30,7 +30,7 @@ use sha2::{Digest, Sha256};
 use url::Url;
 
 use crate::error::{Error, Failure, FailureKind};
-use crate::paths::{fold_key, shorten_component, with_suffix, FilenameTemplate, NameFields};
+use crate::paths::{hash_folded, shorten_component, with_suffix, FilenameTemplate, NameFields};
 use crate::records::ManifestRow;
 use crate::state::{self, JobKind, LoadSpilled, Loaded, Resume, StateDb, StateOp, STATE_DB};
 
@@ -263,17 +263,24 @@ impl Index {
     /// A file path's fingerprint, of its folded form: names one file system would take for one
     /// (`Cat.jpg`, `cat.jpg`; NFC and NFD) are one name.
     fn fingerprint(&self, path: &Path) -> u64 {
-        self.keys.hash_one((fold_key(path), false))
+        let mut h = self.keys.build_hasher();
+        hash_folded(path, &mut h);
+        h.finish()
     }
 
-    /// A directory's fingerprint (a file and a directory cannot share a name either).
+    /// A directory's fingerprint (a file and a directory cannot share a name either), derived
+    /// from the file fingerprint of the same name.
+    fn dir_of(file_fingerprint: u64) -> u64 {
+        file_fingerprint.rotate_left(29) ^ 0x9e37_79b9_7f4a_7c15
+    }
+
     fn dir_fingerprint(&self, path: &Path) -> u64 {
-        self.keys.hash_one((fold_key(path), true))
+        Self::dir_of(self.fingerprint(path))
     }
 
     fn is_taken(&self, path: &Path) -> bool {
-        self.taken.contains(&self.fingerprint(path))
-            || self.taken.contains(&self.dir_fingerprint(path))
+        let f = self.fingerprint(path);
+        self.taken.contains(&f) || self.taken.contains(&Self::dir_of(f))
     }
 
     fn is_taken_file(&self, path: &Path) -> bool {

@@ -54,6 +54,8 @@ pub enum CrawlEvent {
         images_dropped: usize,
         /// Links left out over `extract.max_links_per_page`.
         links_dropped: usize,
+        /// Links not followed: off the allowed sites, or excluded by `scope.include`/`exclude`.
+        links_out_of_scope: usize,
     },
     /// A page failed for good.
     PageFailed(ErrorRow),
@@ -133,9 +135,11 @@ impl Tally {
             CrawlEvent::PageFetched {
                 images_dropped,
                 links_dropped,
+                links_out_of_scope,
                 ..
             } => {
                 s.pages_fetched += 1;
+                s.links_out_of_scope += *links_out_of_scope as u64;
                 s.images_over_page_cap += *images_dropped as u64;
                 s.links_over_page_cap += *links_dropped as u64;
             }
@@ -340,6 +344,7 @@ impl Logger {
                 links,
                 images_dropped,
                 links_dropped,
+                ..
             } => {
                 log::debug!("page {url} (depth {depth}): {images} new images, {links} new pages");
                 if images_dropped + links_dropped > 0 {

@@ -320,3 +320,38 @@ async fn private_addresses_are_refused_when_asked_by_literal_and_after_dns() {
     let (report, _) = run_crawl(&[server.url("/")], out.path(), "").await;
     assert_eq!(report.stats.images_saved, 1, "{report}");
 }
+
+#[actix_rt::test]
+async fn a_session_id_in_every_path_images_included_does_not_keep_the_crawl_going() {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    // Every answer hands out a fresh session id in every link and image URL, as a site that
+    // tracks sessions in paths does; the gallery itself has three pictures.
+    let next = std::sync::Arc::new(AtomicU64::new(1));
+    let server = TestServer::start(move |path| {
+        let sid = format!("S{:012X}A", next.fetch_add(1, Ordering::SeqCst) * 7919);
+        if path == "/robots.txt" {
+            return Reply::Status(404);
+        }
+        if path.ends_with(".png") {
+            let n = path.as_bytes()[path.len() - 5];
+            return Reply::Ok("image/png", png(u64::from(n), 5, 5));
+        }
+        let body: String = (1..=3)
+            .map(|n| format!("<img src='/s/{sid}/img/{n}.png'>"))
+            .chain(std::iter::once(format!(
+                "<a href='/s/{sid}/gallery'>again</a>"
+            )))
+            .collect();
+        Reply::Ok("text/html", body.into_bytes())
+    });
+    let out = tempfile::tempdir().unwrap();
+    let (report, elapsed) = run_crawl(&[server.url("/")], out.path(), "").await;
+    let pages = server
+        .hits()
+        .iter()
+        .filter(|(p, _)| !p.ends_with(".png") && *p != "/robots.txt")
+        .count();
+    assert!(pages <= 35, "{pages} pages in {elapsed:?}: {report}");
+    assert!(report.stats.pages_skipped.contains_key("trap"), "{report}");
+    assert_eq!(report.exit_code(), 0, "{report}");
+}

@@ -232,21 +232,26 @@ impl Supervisor {
     pub(super) fn page_done(&mut self, job: PageJob, extracted: Extracted) {
         let depth = job.depth + 1;
         // Images first: whether the page yielded decides the barren run of its links.
-        let mut images = 0;
+        let (mut images, mut novel) = (0, 0);
+        let trap_on = self.trap.enabled();
         for c in extracted.images {
+            let url = trap_on.then(|| c.url.clone());
             if self.admit_image(c.url, job.url.clone(), c.name, Vec::new()) {
                 images += 1;
+                if url.is_some_and(|u| self.trap.note_image(&u)) {
+                    novel += 1;
+                }
             }
         }
-        let yielded = images > 0;
+        let yielded = if trap_on { novel > 0 } else { images > 0 };
         self.trap.page_done(&job.url, job.barren, yielded);
         let barren = TrapRule::child_run(job.barren, yielded);
-        let mut links = 0;
+        let (mut links, mut links_out_of_scope) = (0, 0);
         if self.settings.scope.max_depth.is_none_or(|max| depth <= max) {
             for url in extracted.links {
-                if self.settings.scope.follow_allowed(&url)
-                    && self.admit_page(url, depth, barren, Vec::new(), Some(&job.url))
-                {
+                if !self.settings.scope.follow_allowed(&url) {
+                    links_out_of_scope += 1;
+                } else if self.admit_page(url, depth, barren, Vec::new(), Some(&job.url)) {
                     links += 1;
                 }
             }
@@ -261,6 +266,7 @@ impl Supervisor {
             links,
             images_dropped: extracted.images_dropped,
             links_dropped: extracted.links_dropped,
+            links_out_of_scope,
         });
     }
 
