@@ -282,3 +282,22 @@ fn on_a_terminal_the_bar_stays_below_the_log_lines_and_is_cleared_at_the_end() {
         .unwrap_or_else(|| panic!("no summary:\n{}", rows.join("\n")));
     assert!(rows[..summary].iter().any(|r| r.contains("DEBUG] saved")));
 }
+
+#[test]
+fn output_into_a_closed_pipe_ends_quietly() {
+    // `imgcrawl config | head -0`: the reader is gone before anything is written.
+    use std::process::Stdio;
+    for _ in 0..3 {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_imgcrawl"))
+            .arg("config")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        drop(child.stdout.take());
+        let o = child.wait_with_output().unwrap();
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(!err.contains("panicked"), "{err}");
+        assert!(err.is_empty(), "{err}");
+    }
+}
