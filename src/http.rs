@@ -451,7 +451,14 @@ pub fn classify_send(e: SendRequestError) -> Failure {
         }
         _ => FailureKind::Connect,
     };
-    Failure::new(kind, e.to_string())
+    let detail = match &e {
+        // awc's words for it ("connector has been disconnected") hide what happened.
+        SendRequestError::Connect(ConnectError::Disconnected) => {
+            "the server closed the connection without answering".to_string()
+        }
+        _ => e.to_string(),
+    };
+    Failure::new(kind, detail)
 }
 
 /// Classifies an error while reading a body.
