@@ -45,12 +45,7 @@ pub fn is_token(s: &str) -> bool {
 /// query parameters folded the same way. `/day/2026-12-04` and `/day/2027-01-01` have one shape,
 /// and so do `/s/A1B2C3D4E5F6/list` and `/s/Z9Y8X7W6V5U4/list`.
 pub fn shape(url: &Url) -> String {
-    let mut s = String::with_capacity(url.as_str().len());
-    s.push_str(url.host_str().unwrap_or(""));
-    if let Some(port) = url.port() {
-        s.push(':');
-        s.push_str(&port.to_string());
-    }
+    let mut s = origin(url);
     let segments: Vec<String> = url
         .path()
         .split('/')
@@ -98,6 +93,17 @@ pub fn shape(url: &Url) -> String {
     s
 }
 
+/// `host` or `host:port` (when not the scheme's default) of `url`, with room for the rest.
+fn origin(url: &Url) -> String {
+    let mut s = String::with_capacity(url.as_str().len());
+    s.push_str(url.host_str().unwrap_or(""));
+    if let Some(port) = url.port() {
+        s.push(':');
+        s.push_str(&port.to_string());
+    }
+    s
+}
+
 fn push_digits_folded(out: &mut String, s: &str) {
     let mut in_digits = false;
     for c in s.chars() {
@@ -117,12 +123,7 @@ fn push_digits_folded(out: &mut String, s: &str) {
 /// [`is_token`]) in its directories and query values replaced by `*`; its file name and numbers
 /// are kept, so every picture of a gallery is new.
 pub fn novelty_key(url: &Url) -> String {
-    let mut s = String::with_capacity(url.as_str().len());
-    s.push_str(url.host_str().unwrap_or(""));
-    if let Some(port) = url.port() {
-        s.push(':');
-        s.push_str(&port.to_string());
-    }
+    let mut s = origin(url);
     let path = url.path();
     let (dirs, file) = path.rsplit_once('/').unwrap_or(("", path));
     for seg in dirs.split('/') {

@@ -1035,10 +1035,15 @@ fn lock_output(out: &Path) -> Result<File, Error> {
     Ok(f)
 }
 
+/// `path` as a C string for a libc call (`None` if it holds a NUL, which no real path does).
+fn c_path(path: &Path) -> Option<std::ffi::CString> {
+    use std::os::unix::ffi::OsStrExt;
+    std::ffi::CString::new(path.as_os_str().as_bytes()).ok()
+}
+
 /// Whether this process may create files in the directory `dir`.
 fn writable(dir: &Path) -> bool {
-    use std::os::unix::ffi::OsStrExt;
-    let Ok(c) = std::ffi::CString::new(dir.as_os_str().as_bytes()) else {
+    let Some(c) = c_path(dir) else {
         return false;
     };
     // SAFETY: access only reads the NUL-terminated path, which `c` keeps alive for the call.
@@ -1047,8 +1052,7 @@ fn writable(dir: &Path) -> bool {
 
 /// The longest file name the file system holding `dir` takes, in bytes (255 when it does not say).
 fn name_max(dir: &Path) -> usize {
-    use std::os::unix::ffi::OsStrExt;
-    let Ok(c) = std::ffi::CString::new(dir.as_os_str().as_bytes()) else {
+    let Some(c) = c_path(dir) else {
         return 255;
     };
     // SAFETY: pathconf only reads the NUL-terminated path, which `c` keeps alive for the call.
