@@ -89,15 +89,15 @@ pub async fn check(settings: &Settings, url: &Url) -> Result<CheckReport, Error>
         {
             http::Answer::Body(fetched) => break fetched,
             http::Answer::Redirect(to) => {
-                if !settings.scope.follow_allowed(&to) || chain.contains(&to) {
-                    return Err(Error::Check(format!(
-                        "{current} redirects to {to}, which a crawl would not follow (out of scope or a loop)"
-                    )));
+                // The same rule as the crawl's.
+                match crate::admission::redirect_target(settings, &chain, to.clone()) {
+                    Ok(to) => chain.push(to),
+                    Err(f) => {
+                        return Err(Error::Check(format!(
+                            "{current} redirects to {to}, which a crawl would not follow: {f}"
+                        )))
+                    }
                 }
-                if chain.len() > settings.http.max_redirects as usize {
-                    return Err(Error::Check(format!("{url}: too many redirects")));
-                }
-                chain.push(to);
             }
         }
     };

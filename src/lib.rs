@@ -32,6 +32,7 @@
 //! runs in.
 
 pub mod actors;
+pub mod admission;
 pub mod check;
 pub mod cli;
 pub mod cluster;

@@ -131,3 +131,27 @@ fn check_shows_what_a_crawl_would_do_with_one_page_and_saves_nothing() {
         output_text(&o)
     );
 }
+
+#[actix_rt::test]
+async fn check_follows_the_redirects_a_crawl_follows() {
+    // The start page redirects into a folder excluded as a link: a crawl follows the redirect
+    // (include/exclude are about links), so the dry run must too, and agree on what it finds.
+    let server = TestServer::start(|path| match path {
+        "/robots.txt" => Reply::Status(404),
+        "/start" => Reply::Redirect("/old/gallery.html?sid=77".into()),
+        "/old/gallery.html" => Reply::Ok("text/html", b"<img src='/i/a.png' alt='A'>".to_vec()),
+        "/i/a.png" => Reply::Ok("image/png", imgcrawl::sample_site::png(1, 5, 5)),
+        _ => Reply::Status(404),
+    });
+    let toml = "[scope]\nexclude = ['/old/']\n";
+    let out = tempfile::tempdir().unwrap();
+    let settings = crate::support::settings(&[server.url("/start")], out.path(), toml);
+    let report =
+        imgcrawl::check::check(&settings, &url::Url::parse(&server.url("/start")).unwrap())
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(report.redirects.len(), 1, "{report}");
+    let (crawled, _) = crate::support::run_crawl(&[server.url("/start")], out.path(), toml).await;
+    assert_eq!(crawled.stats.images_saved, 1, "{crawled}");
+    assert!(report.to_string().contains("/i/a.png"), "{report}");
+}

@@ -270,34 +270,10 @@ impl Supervisor {
         });
     }
 
-    /// Checks one redirect hop from the chain `from` (ending with the URL that redirected) to `to`:
-    /// the target in canonical form, or the failure that ends the chain.
+    /// Checks one redirect hop (see [`crate::admission::redirect_target`], which `imgcrawl check`
+    /// uses too).
     pub(super) fn redirect_target(&self, from: &[Url], to: Url) -> Result<Url, Failure> {
-        let to = self.canonical(to).ok_or_else(|| {
-            Failure::new(
-                FailureKind::BadUrl,
-                "redirect to a URL over scope.max_url_length",
-            )
-        })?;
-        if from.contains(&to) {
-            return Err(Failure::new(
-                FailureKind::RedirectLoop,
-                format!("back to {to}"),
-            ));
-        }
-        if from.len() > self.settings.http.max_redirects as usize {
-            return Err(Failure::new(
-                FailureKind::TooManyRedirects,
-                format!("more than {} redirects", self.settings.http.max_redirects),
-            ));
-        }
-        if !self.settings.scope.host_allowed(&to) {
-            return Err(Failure::new(
-                FailureKind::OutOfScope,
-                format!("redirect to {to}"),
-            ));
-        }
-        Ok(to)
+        crate::admission::redirect_target(&self.settings, from, to)
     }
 
     pub(super) fn page_redirected(&mut self, mut job: PageJob, to: Url) {
