@@ -53,8 +53,6 @@ pub fn is_non_public(ip: IpAddr) -> bool {
 /// `.internal` and `.home.arpa`.
 pub fn looks_public(url: &Url) -> bool {
     match url.host() {
-        Some(Host::Ipv4(ip)) => !is_non_public(IpAddr::V4(ip)),
-        Some(Host::Ipv6(ip)) => !is_non_public(IpAddr::V6(ip)),
         Some(Host::Domain(d)) => {
             let d = d.trim_end_matches('.').to_ascii_lowercase();
             !(d == "localhost"
@@ -62,21 +60,28 @@ pub fn looks_public(url: &Url) -> bool {
                     .iter()
                     .any(|s| d.ends_with(s)))
         }
+        Some(_) => literal_ip(url).is_some_and(|ip| !is_non_public(ip)),
         None => false,
+    }
+}
+
+/// The address of a URL whose host is an IP literal.
+fn literal_ip(url: &Url) -> Option<IpAddr> {
+    match url.host()? {
+        Host::Ipv4(ip) => Some(IpAddr::V4(ip)),
+        Host::Ipv6(ip) => Some(IpAddr::V6(ip)),
+        Host::Domain(_) => None,
     }
 }
 
 /// The refusal for an IP literal `url` that is not public, if it is one.
 pub fn check_literal(url: &Url) -> Result<(), String> {
-    let ip = match url.host() {
-        Some(Host::Ipv4(ip)) => IpAddr::V4(ip),
-        Some(Host::Ipv6(ip)) => IpAddr::V6(ip),
-        _ => return Ok(()),
-    };
-    if is_non_public(ip) {
-        return Err(format!("{BLOCKED} {ip} (http.block_private_addresses)"));
+    match literal_ip(url) {
+        Some(ip) if is_non_public(ip) => {
+            Err(format!("{BLOCKED} {ip} (http.block_private_addresses)"))
+        }
+        _ => Ok(()),
     }
-    Ok(())
 }
 
 /// A resolver for the HTTP client that resolves names as usual and keeps only public addresses;

@@ -210,22 +210,13 @@ fn is_invisible(c: char) -> bool {
 /// exFAT) would take them for one: NFC, then lower case. `Cat.jpg` and `cat.jpg`, or `é` written
 /// as one character or as `e` and an accent, have one key.
 pub fn fold_key(path: &Path) -> String {
-    let mut key = String::new();
-    fold_each(path, |c| key.push(c));
-    key
-}
-
-/// Calls `f` with each character of [`fold_key`]`(path)`, without building it (ASCII, the usual
-/// case, needs no normalization).
-pub fn fold_each(path: &Path, mut f: impl FnMut(char)) {
     let s = path.to_string_lossy();
     if s.is_ascii() {
-        s.bytes()
-            .for_each(|b| f(char::from(b.to_ascii_lowercase())));
+        s.to_ascii_lowercase()
     } else if is_nfc(&s) {
-        s.chars().flat_map(char::to_lowercase).for_each(f);
+        s.chars().flat_map(char::to_lowercase).collect()
     } else {
-        s.nfc().flat_map(char::to_lowercase).for_each(f);
+        s.nfc().flat_map(char::to_lowercase).collect()
     }
 }
 
@@ -292,19 +283,7 @@ pub fn sanitize_component(raw: &str) -> String {
     if is_reserved(stem) {
         s.insert(0, '_');
     }
-    if s.len() > MAX_COMPONENT_BYTES {
-        s = match s.rfind('.') {
-            Some(dot) if s.len() - dot <= 16 => {
-                let ext = s[dot..].to_string();
-                format!(
-                    "{}{ext}",
-                    truncate_bytes(&s, MAX_COMPONENT_BYTES - ext.len()).trim_end()
-                )
-            }
-            _ => truncate_bytes(&s, MAX_COMPONENT_BYTES).to_string(),
-        };
-    }
-    s
+    shorten_component(&s, MAX_COMPONENT_BYTES)
 }
 
 /// `component` cut to at most `max` bytes, keeping an extension of up to 16 bytes.

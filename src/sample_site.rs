@@ -79,6 +79,8 @@ impl Default for SampleSite {
 
 /// Paths of the broken images: a 404, an HTML page served as a JPEG, and a PNG cut short.
 pub const BROKEN_IMAGES: [&str; 3] = ["/img/missing.jpg", "/img/error-page.jpg", "/img/cut.png"];
+/// How a crawl records each of [`BROKEN_IMAGES`] failing (the `error` of its `errors.jsonl` row).
+pub const BROKEN_IMAGE_ERRORS: [&str; 3] = ["status 404", "not an image", "truncated body"];
 
 impl SampleSite {
     /// Number of good image items.

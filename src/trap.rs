@@ -24,7 +24,7 @@
 //! of "next" links; detail pages reached from list pages that yield have run 0 and are never
 //! skipped.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{HashMap, HashSet};
 use std::hash::BuildHasher;
 
 use url::Url;
@@ -147,22 +147,14 @@ pub fn novelty_key(url: &Url) -> String {
     s
 }
 
-/// A shape's budget.
-#[derive(Debug, Default, Clone, Copy)]
-struct Budget {
-    /// Barren pages of this shape reached through barren pages, since one of the shape last yielded.
-    spent: u32,
-}
-
 /// The trap rule's state for one crawl; see the module documentation.
 #[derive(Debug, Clone)]
 pub struct TrapRule {
     /// Barren pages allowed in a row, and per shape; 0 turns the rule off.
     limit: u32,
-    /// Budgets by shape (only shapes that spent something).
-    budgets: HashMap<String, Budget>,
-    /// URLs skipped, by shape.
-    skipped: BTreeMap<String, u64>,
+    /// What each shape has spent of its budget: barren pages of that shape reached through
+    /// barren pages since one of the shape last yielded (only shapes that spent something).
+    spent: HashMap<String, u32>,
     /// Fingerprints of the novelty keys of the images seen (see [`novelty_key`]).
     images: HashSet<u64>,
     /// The fingerprints' key.
@@ -178,13 +170,19 @@ pub struct Trapped {
     pub detail: String,
 }
 
+impl Trapped {
+    /// The detail of the skip's record: the shape and what the rule saw.
+    pub fn record_detail(&self) -> String {
+        format!("shape {}: {}", self.shape, self.detail)
+    }
+}
+
 impl TrapRule {
     /// The rule with `limit` barren pages (`scope.trap_pages`); 0 turns it off.
     pub fn new(limit: u32) -> Self {
         TrapRule {
             limit,
-            budgets: HashMap::new(),
-            skipped: BTreeMap::new(),
+            spent: HashMap::new(),
             images: HashSet::new(),
             keys: Default::default(),
         }
@@ -214,31 +212,21 @@ impl TrapRule {
         }
     }
 
-    /// Whether a new page `url` with barren run `run` may be crawled; `Err` says why not (and
-    /// counts the skip).
+    /// Whether a new page `url` with barren run `run` may be crawled; `Err` says why not.
     pub fn check(&mut self, url: &Url, run: u32) -> Result<(), Trapped> {
         if self.limit == 0 || run == 0 {
             return Ok(());
         }
         let too_long = run > self.limit;
         let shape = shape(url);
-        let spent = run >= 2
-            && self
-                .budgets
-                .get(&shape)
-                .is_some_and(|b| b.spent >= self.limit);
-        if !too_long && !spent {
-            return Ok(());
-        }
+        let spent = self.spent.get(&shape).copied().unwrap_or(0);
         let detail = if too_long {
             format!("{} pages in a row brought no new image", run - 1)
+        } else if run >= 2 && spent >= self.limit {
+            format!("{spent} pages of this shape brought no new image")
         } else {
-            format!(
-                "{} pages of this shape brought no new image",
-                self.budgets.get(&shape).map_or(0, |b| b.spent)
-            )
+            return Ok(());
         };
-        *self.skipped.entry(shape.clone()).or_default() += 1;
         Err(Trapped { shape, detail })
     }
 
@@ -248,17 +236,12 @@ impl TrapRule {
             return;
         }
         if yielded {
-            if !self.budgets.is_empty() {
-                self.budgets.remove(&shape(url));
+            if !self.spent.is_empty() {
+                self.spent.remove(&shape(url));
             }
         } else if run > 0 {
-            self.budgets.entry(shape(url)).or_default().spent += 1;
+            *self.spent.entry(shape(url)).or_default() += 1;
         }
-    }
-
-    /// URLs skipped so far, by shape.
-    pub fn skipped(&self) -> &BTreeMap<String, u64> {
-        &self.skipped
     }
 }
 
@@ -306,7 +289,12 @@ mod tests {
         assert_eq!(chain(&mut TrapRule::new(0), 1_000, |_| false), 1_000);
         let mut rule = TrapRule::new(30);
         chain(&mut rule, 10_000, |_| false);
-        assert_eq!(rule.skipped().get("h/day/0"), Some(&1));
+        let trapped = rule.check(&url("http://h/day/31"), 31).unwrap_err();
+        assert_eq!(trapped.shape, "h/day/0");
+        assert_eq!(
+            trapped.record_detail(),
+            "shape h/day/0: 30 pages in a row brought no new image"
+        );
     }
 
     #[test]

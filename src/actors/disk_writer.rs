@@ -450,13 +450,11 @@ impl DiskWriter {
             } else {
                 Vec::new()
             };
-            {
-                for row in saved {
-                    let intact = safe_relative(&row.path)
-                        && fs::metadata(out.join(&row.path)).is_ok_and(|f| f.len() == row.bytes);
-                    if row.duplicate_of.is_none() && intact {
-                        reusable.insert(sha_key(&row.sha256), row.path.into_boxed_path());
-                    }
+            for row in saved {
+                let intact = safe_relative(&row.path)
+                    && fs::metadata(out.join(&row.path)).is_ok_and(|f| f.len() == row.bytes);
+                if row.duplicate_of.is_none() && intact {
+                    reusable.insert(sha_key(&row.sha256), row.path.into_boxed_path());
                 }
             }
             for name in [STATE_DB, "state.db-wal", "state.db-shm"] {
@@ -1179,11 +1177,6 @@ impl Handler<CloseOutput> for DiskWriter {
         *closed = true;
         // Closing the database checkpoints its write-ahead log into state.db and removes it.
         self.state().take();
-        self.shared
-            .lock
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .take();
         let prefix = format!("{}-", self.shared.token);
         for path in self.temp_files().unwrap_or_default() {
             if path
@@ -1193,6 +1186,12 @@ impl Handler<CloseOutput> for DiskWriter {
                 let _ = fs::remove_file(path);
             }
         }
+        // Last: the next crawl may start here once this one has written and removed everything.
+        self.shared
+            .lock
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
     }
 }
 

@@ -500,27 +500,25 @@ impl RawSettings {
         if self.out_dir.as_os_str().is_empty() {
             return Err(bad("out_dir", "must not be empty"));
         }
+        let mut http = self.http.validate()?;
+        http.block_private = match self.http.block_private_addresses.trim() {
+            "auto" => start_urls.iter().all(crate::netguard::looks_public),
+            "on" | "true" => true,
+            "off" | "false" => false,
+            other => {
+                return Err(bad(
+                    "http.block_private_addresses",
+                    format!("`{other}` is not one of \"auto\", \"on\", \"off\""),
+                ))
+            }
+        };
         Ok(Settings {
             scope: self.scope.validate(&start_urls)?,
-            start_urls: start_urls.clone(),
+            start_urls,
             out_dir: self.out_dir.clone(),
             workers,
             extract: self.extract.compile()?,
-            http: {
-                let mut http = self.http.validate()?;
-                http.block_private = match self.http.block_private_addresses.trim() {
-                    "auto" => start_urls.iter().all(crate::netguard::looks_public),
-                    "on" | "true" => true,
-                    "off" | "false" => false,
-                    other => {
-                        return Err(bad(
-                            "http.block_private_addresses",
-                            format!("`{other}` is not one of \"auto\", \"on\", \"off\""),
-                        ))
-                    }
-                };
-                http
-            },
+            http,
             filename: FilenameTemplate::parse(&self.output.filename)
                 .map_err(|e| bad("output.filename", e))?,
             filter: self.filter.validate()?,

@@ -86,7 +86,7 @@ impl Supervisor {
                     url: url.to_string(),
                     kind: ItemKind::Page,
                     reason: "trap".into(),
-                    detail: format!("shape {}: {}", trapped.shape, trapped.detail),
+                    detail: trapped.record_detail(),
                     page: page.map(Url::to_string),
                 },
                 Some(trapped.shape),
@@ -331,7 +331,7 @@ impl Supervisor {
         match self.trap.check(&job.url, job.barren) {
             Ok(()) => true,
             Err(trapped) => {
-                let detail = format!("shape {}: {}", trapped.shape, trapped.detail);
+                let detail = trapped.record_detail();
                 self.page_skipped(job.clone(), "trap", detail, Some(trapped.shape));
                 false
             }
