@@ -3,18 +3,19 @@
 //! followed or skipped, and why), without saving anything. This is how selectors are tuned for a
 //! new site.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::fmt;
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use url::Url;
 
-use crate::decode::decode_html;
+use crate::admission::{Admission, Left, Reason, RobotsVerdict, Verdict as Admitted};
 use crate::error::{Error, Failure};
-use crate::extract::extract;
+use crate::fetch;
 use crate::http;
 use crate::paths::{with_suffix, NameFields};
-use crate::robots::{agent_token, robots_url, Rules, MAX_ROBOTS_BYTES, MAX_ROBOTS_REDIRECTS};
+use crate::robots::{robots_url, Rules};
 use crate::settings::Settings;
 use crate::urls;
 
@@ -74,125 +75,92 @@ pub struct CheckReport {
 }
 
 /// Fetches `url` with `settings`' HTTP rules and reports what a crawl would do with its images
-/// and links. Only the page and robots.txt files are requested; nothing is written.
+/// and links: the crawl's own [`Admission`] judges each, as for a start page. Only the page and
+/// robots.txt files are requested; nothing is written.
 pub async fn check(settings: &Settings, url: &Url) -> Result<CheckReport, Error> {
     let client = http::client(&settings.http);
-    let mut robots = RobotsCache::default();
+    let mut admission = Admission::new(Arc::new(settings.clone()), true);
     let fail = |f: Failure| Error::Check(format!("cannot fetch {url}: {f}"));
-    // Redirects followed the way a crawl follows them: each hop must stay in scope.
+    // Redirects followed the way a crawl follows them: each hop by the crawl's rule.
     let mut chain = vec![url.clone()];
-    let mut fetched = loop {
+    let (content_type, body) = loop {
         let current = chain.last().expect("the chain starts with the URL").clone();
-        match http::get(&client, &current, &settings.http)
+        match fetch::page(&client, settings, &current, || {})
             .await
             .map_err(fail)?
         {
-            http::Answer::Body(fetched) => break fetched,
-            http::Answer::Redirect(to) => {
-                // The same rule as the crawl's.
-                match crate::admission::redirect_target(settings, &chain, to.clone()) {
-                    Ok(to) => chain.push(to),
-                    Err(f) => {
-                        return Err(Error::Check(format!(
-                            "{current} redirects to {to}, which a crawl would not follow: {f}"
-                        )))
-                    }
-                }
+            fetch::Page::Body { content_type, body } => break (content_type, body),
+            fetch::Page::NotHtml => {
+                return Err(Error::Check(format!(
+                    "{current} is not an HTML page: a crawl finds nothing on it"
+                )))
             }
+            fetch::Page::Redirect(to) => match admission.redirect(&chain, to.clone()) {
+                Ok(to) => chain.push(to),
+                Err(f) => {
+                    return Err(Error::Check(format!(
+                        "{current} redirects to {to}, which a crawl would not follow: {f}"
+                    )))
+                }
+            },
         }
     };
     let page = chain.pop().expect("the chain holds the page");
-    let content_type = fetched
-        .response
-        .headers()
-        .get(awc::http::header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_string);
-    let body = http::read_body(&mut fetched, settings.http.max_page_bytes)
-        .await
-        .map_err(fail)?;
-    let (html, encoding) = decode_html(&body, content_type.as_deref());
-    let found = extract(&html, &page, &settings.extract)
-        .map_err(|e| Error::Check(format!("{page}: too complex: {e}")))?;
-    let page_disallowed = robots.verdict(&client, settings, &page).await.err();
+    let (found, encoding) = fetch::parse(settings, &page, content_type.as_deref(), &body)
+        .map_err(|f| Error::Check(format!("{page}: {f}")))?;
+    for u in chain.iter().chain([&page]) {
+        // Seen, as in a crawl that reached the page through these URLs.
+        admission.page(u.clone(), 0);
+    }
+    let mut robots = Robots {
+        client: &client,
+        settings,
+    };
+    let page_disallowed = match robots.verdict(&mut admission, &page).await {
+        Verdict::Take => None,
+        Verdict::Skip(why) => Some(why),
+    };
 
-    let scope = &settings.scope;
     let mut images = Vec::new();
-    let mut seen = HashSet::new();
     let mut taken: HashSet<PathBuf> = HashSet::new();
+    let (mut admitted, mut novel) = (0, 0);
     for c in found.images {
-        let Some(u) = scope.canonical(c.url.clone()) else {
-            images.push(image(
-                settings,
-                &page,
-                c.url,
-                c.name,
-                &mut taken,
-                Verdict::Skip("URL longer than scope.max_url_length".into()),
-            ));
-            continue;
-        };
-        if !seen.insert(u.clone()) {
-            continue;
-        }
-        let verdict = if !scope.host_allowed(&u) {
-            Verdict::Skip(format!(
-                "out of scope: host {} is not in scope.allowed_hosts",
-                u.host_str().unwrap_or("?")
-            ))
-        } else if let Some(r) = settings.filter.excluded(&u) {
-            Verdict::Skip(format!("excluded by filter.exclude `{r}`"))
-        } else if let Err(why) = robots.verdict(&client, settings, &u).await {
-            Verdict::Skip(why)
-        } else {
-            Verdict::Take
+        let (u, verdict) = match admission.image(c.url.clone()) {
+            Admitted::Admit(u) => {
+                admitted += 1;
+                novel += usize::from(admission.note_yield(&c.url));
+                (u.clone(), robots.verdict(&mut admission, &u).await)
+            }
+            Admitted::Leave(left) if left.reason == Reason::Seen => continue,
+            Admitted::Leave(left) => (left.url.clone(), describe(&left)),
         };
         images.push(image(settings, &page, u, c.name, &mut taken, verdict));
     }
-
-    let deep_enough = scope.max_depth.is_none_or(|max| max >= 1);
+    let yielded = if admission.counts_yield() {
+        novel > 0
+    } else {
+        admitted > 0
+    };
+    let barren = admission.page_done(&page, 0, yielded);
     let mut links = Vec::new();
-    let mut seen = HashSet::new();
     for l in found.links {
-        let Some(u) = scope.canonical(l.clone()) else {
-            links.push(CheckedLink {
-                url: l,
-                verdict: Verdict::Skip("URL longer than scope.max_url_length".into()),
-            });
-            continue;
+        let (url, verdict) = match admission.link(l, 1, barren) {
+            Admitted::Admit(u) => (u.clone(), robots.verdict(&mut admission, &u).await),
+            Admitted::Leave(left) if left.reason == Reason::Seen => {
+                if left.url != page && !chain.contains(&left.url) {
+                    continue;
+                }
+                (left.url, Verdict::Skip("already seen: this page".into()))
+            }
+            Admitted::Leave(left) => (left.url.clone(), describe(&left)),
         };
-        if !seen.insert(u.clone()) {
-            continue;
-        }
-        let s = u.as_str();
-        let verdict = if u == page || chain.contains(&u) {
-            Verdict::Skip("already seen: this page".into())
-        } else if !scope.host_allowed(&u) {
-            Verdict::Skip(format!(
-                "out of scope: host {} is not in scope.allowed_hosts",
-                u.host_str().unwrap_or("?")
-            ))
-        } else if let Some(r) = scope.exclude.iter().find(|r| r.is_match(s)) {
-            Verdict::Skip(format!("excluded by scope.exclude `{r}`"))
-        } else if !scope.include.is_empty() && !scope.include.iter().any(|r| r.is_match(s)) {
-            Verdict::Skip("matches no scope.include pattern".into())
-        } else if !deep_enough {
-            Verdict::Skip(format!(
-                "depth: scope.max_depth is {}",
-                scope.max_depth.unwrap_or(0)
-            ))
-        } else if let Err(why) = robots.verdict(&client, settings, &u).await {
-            Verdict::Skip(why)
-        } else {
-            Verdict::Take
-        };
-        links.push(CheckedLink { url: u, verdict });
+        links.push(CheckedLink { url, verdict });
     }
     Ok(CheckReport {
         page,
         redirects: chain,
         content_type,
-        encoding: encoding.name(),
+        encoding,
         bytes: body.len(),
         page_disallowed,
         images,
@@ -254,54 +222,45 @@ fn guess_extension(url: &Url) -> &'static str {
     }
 }
 
-/// robots.txt rules per host, fetched once each (only when `http.obey_robots` is on).
-#[derive(Default)]
-struct RobotsCache {
-    rules: HashMap<String, Rules>,
+/// Why a crawl leaves a URL, as `check` says it.
+fn describe(left: &Left) -> Verdict {
+    let d = &left.detail;
+    Verdict::Skip(match left.reason {
+        Reason::TooLong => "URL longer than scope.max_url_length".into(),
+        Reason::OffSite | Reason::RedirectOffSite => format!("out of scope: {d}"),
+        Reason::ScopeExclude => format!("excluded by {d}"),
+        Reason::ScopeInclude => d.clone(),
+        Reason::Filter(key) => format!("excluded by {key}: {d}"),
+        Reason::Depth => format!("depth: {d}"),
+        Reason::Budget => format!("scope.max_pages: {d}"),
+        Reason::Trap => format!("trap: {d}"),
+        Reason::Robots => format!("robots: {d}"),
+        Reason::Seen => "already seen".into(),
+        Reason::AlreadySaved => "already saved".into(),
+    })
 }
 
-impl RobotsCache {
-    /// `Ok` when robots.txt lets a crawl request `url`; else why not.
-    async fn verdict(
-        &mut self,
-        client: &awc::Client,
-        settings: &Settings,
-        url: &Url,
-    ) -> Result<(), String> {
-        if !settings.http.obey_robots {
-            return Ok(());
-        }
-        let host = format!(
-            "{}:{}",
-            url.host_str().unwrap_or(""),
-            url.port_or_known_default().unwrap_or(0)
-        );
-        if !self.rules.contains_key(&host) {
+/// robots.txt, fetched once per host as a crawl fetches it (only when `http.obey_robots` is on).
+struct Robots<'a> {
+    client: &'a awc::Client,
+    settings: &'a Settings,
+}
+
+impl Robots<'_> {
+    /// Whether robots.txt lets a crawl request `url`, learning its host's rules first.
+    async fn verdict(&mut self, admission: &mut Admission, url: &Url) -> Verdict {
+        if let Some(host) = admission.new_host(url) {
             let robots = robots_url(url);
-            let rules = match http::get_following(
-                client,
-                &robots,
-                &settings.http,
-                MAX_ROBOTS_REDIRECTS,
-                &settings.scope,
-            )
-            .await
-            {
-                Ok(mut fetched) => match http::read_prefix(&mut fetched, MAX_ROBOTS_BYTES).await {
-                    Ok(body) => Rules::parse(
-                        &agent_token(&settings.http.user_agent),
-                        &body,
-                        url.host_str().unwrap_or(""),
-                    ),
-                    Err(f) => Rules::after_failure(&f),
-                },
-                Err(f) => Rules::after_failure(&f),
-            };
-            self.rules.insert(host.clone(), rules);
+            let rules = fetch::robots(self.client, self.settings, &robots, || {})
+                .await
+                .unwrap_or_else(|f| Rules::after_failure(&f));
+            admission.learn_robots(&host, rules);
         }
-        self.rules[&host]
-            .check(url)
-            .map_err(|f| format!("robots: {}", f.detail))
+        match admission.robots(url) {
+            RobotsVerdict::Allowed => Verdict::Take,
+            RobotsVerdict::Disallowed(left) => describe(&left),
+            RobotsVerdict::Unavailable(f) => Verdict::Skip(format!("robots: {}", f.detail)),
+        }
     }
 }
 

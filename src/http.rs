@@ -473,35 +473,9 @@ pub fn classify_payload(e: PayloadError) -> Failure {
     Failure::new(kind, e.to_string())
 }
 
-/// Backoff before retry number `attempt` (1-based): `base` doubling with each attempt, capped at
-/// 30 s, with up to ±25 % jitter so that many failed jobs do not come back at once.
-pub fn backoff(base: Duration, attempt: u32, jitter_seed: u64) -> Duration {
-    let base_ms = (base.as_millis().min(30_000) as u64)
-        .saturating_mul(1 << attempt.saturating_sub(1).min(10))
-        .min(30_000);
-    // A cheap deterministic mix of the seed (the job id) is enough for spreading retries.
-    let mixed = jitter_seed
-        .wrapping_mul(0x9E37_79B9_7F4A_7C15)
-        .rotate_left(17);
-    let jitter = (mixed % 501) as i64 - 250; // -250..=250 per mille of a quarter
-    let ms = base_ms as i64 + base_ms as i64 * jitter / 1000;
-    Duration::from_millis(ms.max(1) as u64)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn backoff_grows_and_is_capped() {
-        let base = Duration::from_millis(500);
-        let b1 = backoff(base, 1, 7).as_millis();
-        let b3 = backoff(base, 3, 7).as_millis();
-        assert!((375..=625).contains(&b1), "{b1}");
-        assert!((1500..=2500).contains(&b3), "{b3}");
-        assert!(backoff(base, 30, 1).as_millis() <= 37_500);
-        assert!(backoff(Duration::from_millis(10), 1, 3).as_millis() <= 13);
-    }
 
     fn gzip(data: &[u8]) -> Vec<u8> {
         use std::io::Write;

@@ -13,10 +13,10 @@ use actix_web::{web, App, HttpResponse, HttpServer};
 use serde::Serialize;
 
 use crate::actors::supervisor::{Activity, CrawlState, QueueState};
-use crate::actors::WorkerKind;
 use crate::error::Error;
 use crate::records::Stats;
 use crate::Crawl;
+use crate::Kind;
 
 /// Upper bounds of the response-time buckets, in seconds.
 pub const BUCKETS: [f64; 12] = [
@@ -75,10 +75,10 @@ pub struct ResponseTimes {
 
 impl ResponseTimes {
     /// Records a request of the `kind` of worker that took `took`.
-    pub fn observe(&mut self, kind: WorkerKind, took: Duration) {
+    pub fn observe(&mut self, kind: Kind, took: Duration) {
         match kind {
-            WorkerKind::PageFetcher => &mut self.pages,
-            WorkerKind::ImageSaver => &mut self.images,
+            Kind::Page => &mut self.pages,
+            Kind::Image => &mut self.images,
         }
         .observe(took.as_secs_f64());
     }

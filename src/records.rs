@@ -8,6 +8,8 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
+use crate::Kind;
+
 /// One line of `manifest.jsonl`: an image URL and the file that holds its bytes.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ManifestRow {
@@ -41,23 +43,13 @@ pub struct ManifestRow {
     pub duplicate_on: Option<String>,
 }
 
-/// What failed: a page or an image.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum ItemKind {
-    /// A list or detail page.
-    Page,
-    /// An image.
-    Image,
-}
-
 /// One line of `errors.jsonl`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ErrorRow {
     /// The URL that failed.
     pub url: String,
     /// Page or image.
-    pub kind: ItemKind,
+    pub kind: Kind,
     /// The failure kind, e.g. "status 404", "timeout", "not an image".
     pub error: String,
     /// The underlying error text.
@@ -76,7 +68,7 @@ pub struct SkipRow {
     /// The URL not requested.
     pub url: String,
     /// Page or image.
-    pub kind: ItemKind,
+    pub kind: Kind,
     /// Why: "robots", "trap", "out of scope", or the filter key ("filter.exclude", ...).
     pub reason: String,
     /// More for people: the trap rule's URL shape and what it saw, the redirect's target, ...

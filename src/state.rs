@@ -11,6 +11,7 @@ use url::Url;
 
 use crate::frontier::{ImageJob, PageJob, SeenSet};
 use crate::records::ManifestRow;
+use crate::Kind;
 
 /// File name of the state database inside `OUT/.imgcrawl/`.
 pub const STATE_DB: &str = "state.db";
@@ -44,20 +45,13 @@ pub enum StateOp {
         /// with [`StateDb::load_spilled`].
         spilled: bool,
     },
-    /// A page was fetched and what it links to is queued (or it redirected elsewhere).
+    /// A page was fetched and what it links to is queued.
     PageDone(Url),
-    /// A page failed for good.
-    PageFailed(Url),
-    /// A page failed and waits for a retry; `attempts` so far (kept across runs, so that a URL
+    /// A job failed and waits for a retry; `attempts` so far (kept across runs, so that a URL
     /// that keeps failing is not retried forever by resuming).
-    PageRetry {
-        /// Its URL.
-        url: Url,
-        /// Failed attempts so far.
-        attempts: u32,
-    },
-    /// An image failed and waits for a retry.
-    ImageRetry {
+    Retry {
+        /// Page or image.
+        kind: Kind,
         /// Its URL.
         url: Url,
         /// Failed attempts so far.
@@ -86,10 +80,10 @@ pub enum StateOp {
         /// The temporary file to move into place, relative to `out_dir`.
         temp: Option<PathBuf>,
     },
-    /// An image failed for good, or is not to be fetched or kept (a filter skipped it).
-    ImageFailed(Url),
-    /// An image URL redirected to another one, queued in its place.
-    ImageRedirected(Url),
+    /// A job failed for good, or is not to be fetched or kept (skipped).
+    Failed(Kind, Url),
+    /// A job's URL redirected to another one, queued in its place.
+    Redirected(Kind, Url),
 }
 
 /// What an earlier run left: enough to carry on where it was.
@@ -117,15 +111,6 @@ impl Resume {
     pub fn is_empty(&self) -> bool {
         self.seen_pages.is_empty() && self.seen_images.is_empty()
     }
-}
-
-/// The two kinds of job.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum JobKind {
-    /// Pages.
-    Page,
-    /// Images.
-    Image,
 }
 
 /// Spilled jobs to read back, for one kind.
@@ -336,9 +321,6 @@ impl StateDb {
                     StateOp::PageDone(url) => {
                         page_state.execute(params![url.as_str(), DONE])?;
                     }
-                    StateOp::PageFailed(url) => {
-                        page_state.execute(params![url.as_str(), FAILED])?;
-                    }
                     StateOp::ImageQueued {
                         url,
                         page,
@@ -363,16 +345,30 @@ impl StateDb {
                         image_saved.execute(params![url.as_str(), next_seq, json, temp])?;
                         next_seq += 1;
                     }
-                    StateOp::ImageFailed(url) => {
+                    StateOp::Failed(Kind::Page, url) => {
+                        page_state.execute(params![url.as_str(), FAILED])?;
+                    }
+                    StateOp::Failed(Kind::Image, url) => {
                         image_state.execute(params![url.as_str(), FAILED])?;
                     }
-                    StateOp::PageRetry { url, attempts } => {
+                    StateOp::Retry {
+                        kind: Kind::Page,
+                        url,
+                        attempts,
+                    } => {
                         page_retry.execute(params![url.as_str(), attempts])?;
                     }
-                    StateOp::ImageRetry { url, attempts } => {
+                    StateOp::Retry {
+                        kind: Kind::Image,
+                        url,
+                        attempts,
+                    } => {
                         image_retry.execute(params![url.as_str(), attempts])?;
                     }
-                    StateOp::ImageRedirected(url) => {
+                    StateOp::Redirected(Kind::Page, url) => {
+                        page_state.execute(params![url.as_str(), DONE])?;
+                    }
+                    StateOp::Redirected(Kind::Image, url) => {
                         image_state.execute(params![url.as_str(), REDIRECTED])?;
                     }
                 }
@@ -385,7 +381,7 @@ impl StateDb {
 
     /// Reads back the oldest spilled jobs of `kind` (see [`StateOp::PageQueued`]), at most
     /// `load.take` of them.
-    pub fn load_spilled(&mut self, kind: JobKind, load: LoadSpilled) -> rusqlite::Result<Loaded> {
+    pub fn load_spilled(&mut self, kind: Kind, load: LoadSpilled) -> rusqlite::Result<Loaded> {
         let mut out = Loaded::default();
         let k = kind as usize;
         let Some(from) = self.spill_from[k].filter(|_| load.take > 0) else {
@@ -393,7 +389,7 @@ impl StateDb {
         };
         let take = load.take.min(i64::MAX as u64) as i64;
         let last = match kind {
-            JobKind::Page => {
+            Kind::Page => {
                 let mut stmt = self.conn.prepare_cached(
                     "SELECT rowid, url, depth, via, attempts, barren FROM pages
                      WHERE rowid >= ?1 AND state = 0 ORDER BY rowid LIMIT ?2",
@@ -414,7 +410,7 @@ impl StateDb {
                 }
                 last
             }
-            JobKind::Image => {
+            Kind::Image => {
                 let mut stmt = self.conn.prepare_cached(
                     "SELECT rowid, url, page, name, via, attempts FROM images
                      WHERE rowid >= ?1 AND state = 0 ORDER BY rowid LIMIT ?2",
@@ -681,7 +677,8 @@ mod tests {
             StateOp::PageDone(url("http://h/")),
         ])
         .unwrap();
-        db.apply(&[StateOp::PageRetry {
+        db.apply(&[StateOp::Retry {
+            kind: Kind::Page,
             url: url("http://h/2"),
             attempts: 2,
         }])
@@ -739,22 +736,22 @@ mod tests {
             .unwrap();
         db.apply(&[page(4, true), page(5, true)]).unwrap();
         assert_eq!(
-            paths(db.load_spilled(JobKind::Page, load(2, 5)).unwrap()),
+            paths(db.load_spilled(Kind::Page, load(2, 5)).unwrap()),
             ["/1", "/2"]
         );
         db.apply(&[page(6, true)]).unwrap();
         assert_eq!(
-            paths(db.load_spilled(JobKind::Page, load(10, 4)).unwrap()),
+            paths(db.load_spilled(Kind::Page, load(10, 4)).unwrap()),
             ["/3", "/4", "/5", "/6"]
         );
         // None spilled now: p7 goes to memory, then a new spill starts at p8.
         db.apply(&[page(7, false), page(8, true)]).unwrap();
         assert_eq!(
-            paths(db.load_spilled(JobKind::Page, load(5, 1)).unwrap()),
+            paths(db.load_spilled(Kind::Page, load(5, 1)).unwrap()),
             ["/8"]
         );
         assert!(db
-            .load_spilled(JobKind::Page, load(5, 0))
+            .load_spilled(Kind::Page, load(5, 0))
             .unwrap()
             .pages
             .is_empty());
@@ -772,7 +769,7 @@ mod tests {
         assert_eq!(first, ["/1", "/3", "/4"]);
         assert_eq!((r.pages_spilled, r.seen_pages.len()), (4, 9));
         assert_eq!(
-            paths(db.load_spilled(JobKind::Page, load(4, 4)).unwrap()),
+            paths(db.load_spilled(Kind::Page, load(4, 4)).unwrap()),
             ["/5", "/6", "/7", "/8"]
         );
     }

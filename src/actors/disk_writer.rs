@@ -32,7 +32,8 @@ use url::Url;
 use crate::error::{Error, Failure, FailureKind};
 use crate::paths::{hash_folded, shorten_component, with_suffix, FilenameTemplate, NameFields};
 use crate::records::ManifestRow;
-use crate::state::{self, JobKind, LoadSpilled, Loaded, Resume, StateDb, StateOp, STATE_DB};
+use crate::state::{self, LoadSpilled, Loaded, Resume, StateDb, StateOp, STATE_DB};
+use crate::Kind;
 
 /// Subdirectories of the temporary directory the temporary files are spread over.
 const TMP_SPREAD: u64 = 16;
@@ -610,9 +611,9 @@ impl DiskWriter {
                 db_path.display()
             ))
         };
-        let mut loaded = db.load_spilled(JobKind::Page, m.load_pages).map_err(read)?;
+        let mut loaded = db.load_spilled(Kind::Page, m.load_pages).map_err(read)?;
         loaded.images = db
-            .load_spilled(JobKind::Image, m.load_images)
+            .load_spilled(Kind::Image, m.load_images)
             .map_err(read)?
             .images;
         drop(state);

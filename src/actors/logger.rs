@@ -14,12 +14,10 @@ use actix::prelude::*;
 use url::Url;
 
 use super::disk_writer::{AppendRecords, DiskWriter, RecordFile, WriteFileAtomic, STATS_FILE};
-use super::WorkerKind;
 use crate::error::Error;
-use crate::records::{
-    CrawlReport, ErrorRow, ItemKind, ManifestRow, Outcome, SkipRow, Stats, WholeCrawl,
-};
+use crate::records::{CrawlReport, ErrorRow, ManifestRow, Outcome, SkipRow, Stats, WholeCrawl};
 use crate::settings::Settings;
+use crate::Kind;
 
 /// Something that happened in a crawl. Subscribers receive every event.
 #[derive(Debug, Clone, Message)]
@@ -57,12 +55,10 @@ pub enum CrawlEvent {
         /// Links not followed: off the allowed sites, or excluded by `scope.include`/`exclude`.
         links_out_of_scope: usize,
     },
-    /// A page failed for good.
-    PageFailed(ErrorRow),
+    /// A page or an image (the row's `kind`) failed for good.
+    Failed(ErrorRow),
     /// An image was stored, or recognised as bytes already stored (`duplicate_of` is set).
     ImageSaved(ManifestRow),
-    /// An image failed for good.
-    ImageFailed(ErrorRow),
     /// An image an earlier run saved was found again and skipped.
     ImageAlreadySaved {
         /// Its URL.
@@ -95,7 +91,7 @@ pub enum CrawlEvent {
     /// A worker died and was replaced.
     WorkerRestarted {
         /// Which pool.
-        kind: WorkerKind,
+        kind: Kind,
         /// Its slot in the pool.
         slot: usize,
     },
@@ -143,24 +139,23 @@ impl Tally {
                 s.images_over_page_cap += *images_dropped as u64;
                 s.links_over_page_cap += *links_dropped as u64;
             }
-            CrawlEvent::PageFailed(row) => {
+            CrawlEvent::Failed(row) => {
                 error(row);
-                s.pages_failed += 1;
+                match row.kind {
+                    Kind::Page => s.pages_failed += 1,
+                    Kind::Image => s.images_failed += 1,
+                }
             }
             CrawlEvent::ImageSaved(row) if row.duplicate_of.is_some() => s.duplicates += 1,
             CrawlEvent::ImageSaved(row) => {
                 s.images_saved += 1;
                 s.bytes_saved += row.bytes;
             }
-            CrawlEvent::ImageFailed(row) => {
-                error(row);
-                s.images_failed += 1;
-            }
             CrawlEvent::ImageAlreadySaved { .. } => s.images_already_saved += 1,
             CrawlEvent::Skipped { row, shape } => {
                 let by_reason = match row.kind {
-                    ItemKind::Page => &mut s.pages_skipped,
-                    ItemKind::Image => &mut s.images_skipped,
+                    Kind::Page => &mut s.pages_skipped,
+                    Kind::Image => &mut s.images_skipped,
                 };
                 *by_reason.entry(row.reason.clone()).or_default() += 1;
                 if let Some(shape) = shape {
@@ -353,8 +348,20 @@ impl Logger {
                     );
                 }
             }
-            CrawlEvent::PageFailed(row) => {
-                log::warn!("page failed: {} ({}: {})", row.url, row.error, row.detail);
+            CrawlEvent::Failed(row) => {
+                // A failed page loses what it links to; an image is one file.
+                let level = match row.kind {
+                    Kind::Page => log::Level::Warn,
+                    Kind::Image => log::Level::Debug,
+                };
+                log::log!(
+                    level,
+                    "{} failed: {} ({}: {})",
+                    row.kind,
+                    row.url,
+                    row.error,
+                    row.detail
+                );
                 push_json(&mut self.errors, row);
             }
             CrawlEvent::ImageSaved(row) => {
@@ -368,10 +375,6 @@ impl Logger {
                     ),
                 }
                 push_json(&mut self.manifest, row);
-            }
-            CrawlEvent::ImageFailed(row) => {
-                log::debug!("image failed: {} ({}: {})", row.url, row.error, row.detail);
-                push_json(&mut self.errors, row);
             }
             CrawlEvent::Skipped { row, shape } => {
                 if let Some(shape) = shape {
@@ -403,7 +406,10 @@ impl Logger {
                 error,
             } => log::debug!("retrying {url} after attempt {attempt}: {error}"),
             CrawlEvent::WorkerRestarted { kind, slot } => {
-                log::warn!("{kind:?} {slot} died; replaced it and put its jobs back in the queue");
+                log::warn!(
+                    "{} {slot} died; replaced it and put its jobs back in the queue",
+                    kind.worker()
+                );
             }
             _ => {}
         }

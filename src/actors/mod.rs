@@ -22,21 +22,14 @@ use actix::prelude::*;
 
 use supervisor::WorkerDown;
 
-/// The two worker pools the Supervisor keeps alive.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum WorkerKind {
-    /// A [`page_fetcher::PageFetcher`].
-    PageFetcher,
-    /// An [`image_saver::ImageSaver`].
-    ImageSaver,
-}
+use crate::Kind;
 
 /// Held by every worker; when the worker's state is dropped (the actor died or was stopped), tells
 /// the Supervisor which slot, and which generation of it, is gone.
 #[derive(Debug)]
 pub struct DeathGuard {
     /// Which pool.
-    pub kind: WorkerKind,
+    pub kind: Kind,
     /// The slot in the pool.
     pub slot: usize,
     /// Which incarnation of the slot this worker is (a replacement gets the next).

@@ -8,19 +8,18 @@
 //! tells the Supervisor when the actor dies; jobs in flight then fail with `MailboxError` and the
 //! Supervisor puts them back in the frontier.
 
-use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Arc;
 
 use actix::prelude::*;
 use url::Url;
 
 use super::{Crash, DeathGuard, Retire};
-use crate::decode::decode_html;
-use crate::error::{Failure, FailureKind};
-use crate::extract::{extract, Extracted};
+use crate::error::Failure;
+use crate::extract::Extracted;
+use crate::fetch;
 use crate::frontier::PageJob;
 use crate::http::{self, BodyDone};
-use crate::robots::{agent_token, Rules, MAX_ROBOTS_BYTES, MAX_ROBOTS_REDIRECTS};
+use crate::robots::Rules;
 use crate::settings::Settings;
 
 /// Fetch and parse one page.
@@ -83,14 +82,6 @@ impl Actor for PageFetcher {
     }
 }
 
-/// Whether a Content-Type is worth parsing as HTML (a missing one is tried).
-fn is_html(content_type: Option<&str>) -> bool {
-    content_type.is_none_or(|ct| {
-        let ct = ct.to_ascii_lowercase();
-        ct.contains("html") || ct.starts_with("text/plain")
-    })
-}
-
 impl Handler<FetchPage> for PageFetcher {
     type Result = ResponseActFuture<Self, Result<PageDone, Failure>>;
 
@@ -98,43 +89,27 @@ impl Handler<FetchPage> for PageFetcher {
         let client = self.client.clone();
         let settings = self.settings.clone();
         Box::pin(
-            async move {
-                let mut done = m.body_done;
-                fetch_page(&client, &settings, &m.job.url, &mut done).await
-            }
-            .into_actor(self),
+            async move { fetch_page(&client, &settings, &m.job.url, m.body_done).await }
+                .into_actor(self),
         )
     }
 }
 
+/// Fetches and parses one page; `done` fires once the body is in.
 async fn fetch_page(
     client: &awc::Client,
     settings: &Settings,
     url: &Url,
-    done: &mut BodyDone,
+    mut done: BodyDone,
 ) -> Result<PageDone, Failure> {
-    let mut fetched = match http::get(client, url, &settings.http).await? {
-        http::Answer::Redirect(to) => return Ok(PageDone::Redirected(to)),
-        http::Answer::Body(fetched) => fetched,
-    };
-    let content_type = fetched
-        .response
-        .headers()
-        .get(awc::http::header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_string);
-    if !is_html(content_type.as_deref()) {
-        // Not a page (an image or a download linked as a page): nothing to extract.
-        return Ok(PageDone::Parsed(Extracted::default()));
+    match fetch::page(client, settings, url, || done.fire()).await? {
+        fetch::Page::Redirect(to) => Ok(PageDone::Redirected(to)),
+        fetch::Page::NotHtml => Ok(PageDone::Parsed(Extracted::default())),
+        fetch::Page::Body { content_type, body } => {
+            let (extracted, _) = fetch::parse(settings, url, content_type.as_deref(), &body)?;
+            Ok(PageDone::Parsed(extracted))
+        }
     }
-    let body = http::read_body(&mut fetched, settings.http.max_page_bytes).await?;
-    done.fire();
-    let (html, _) = decode_html(&body, content_type.as_deref());
-    // The parse tree is built and dropped here, never held across an await.
-    let extracted = catch_unwind(AssertUnwindSafe(|| extract(&html, url, &settings.extract)))
-        .map_err(|_| Failure::new(FailureKind::Body, "the HTML parser panicked on this page"))?
-        .map_err(|e| Failure::new(FailureKind::TooComplex, e.to_string()))?;
-    Ok(PageDone::Parsed(extracted))
 }
 
 impl Handler<FetchRobots> for PageFetcher {
@@ -146,19 +121,7 @@ impl Handler<FetchRobots> for PageFetcher {
         Box::pin(
             async move {
                 let mut done = m.body_done;
-                let http = &settings.http;
-                let mut fetched = http::get_following(
-                    &client,
-                    &m.url,
-                    http,
-                    MAX_ROBOTS_REDIRECTS,
-                    &settings.scope,
-                )
-                .await?;
-                let body = http::read_prefix(&mut fetched, MAX_ROBOTS_BYTES).await?;
-                done.fire();
-                let host = m.url.host_str().unwrap_or("");
-                Ok(Rules::parse(&agent_token(&http.user_agent), &body, host))
+                fetch::robots(&client, &settings, &m.url, || done.fire()).await
             }
             .into_actor(self),
         )

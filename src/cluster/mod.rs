@@ -39,6 +39,7 @@ use redis::{ErrorKind, RedisError, Script};
 use crate::error::Error;
 use crate::frontier::{ImageJob, PageJob};
 use crate::settings::Distributed;
+use crate::Kind;
 use scripts::{ACQUIRE, CLAIM_BYTES, PAUSE, PUBLISH, RELEASE, RENEW_SLOTS};
 use wire::{decode_image, decode_page};
 pub use wire::{encode_image, encode_page, url_hash};
@@ -46,21 +47,11 @@ pub use wire::{encode_image, encode_page, url_hash};
 /// The consumer group every process reads the job streams with.
 const GROUP: &str = "workers";
 
-/// The two kinds of shared job.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Kind {
-    /// Pages to fetch.
-    Page,
-    /// Images to download.
-    Image,
-}
-
-impl Kind {
-    fn code(self) -> &'static str {
-        match self {
-            Kind::Page => "p",
-            Kind::Image => "i",
-        }
+/// The letter naming a kind's stream.
+fn code(kind: Kind) -> &'static str {
+    match kind {
+        Kind::Page => "p",
+        Kind::Image => "i",
     }
 }
 
@@ -336,7 +327,7 @@ impl Cluster {
                 }
                 Op::Ack(kind, id, outcome) => {
                     inv.arg("A")
-                        .arg(kind.code())
+                        .arg(code(*kind))
                         .arg(id)
                         .arg(outcome.count.unwrap_or(""))
                         .arg(outcome.row.as_deref().unwrap_or(""))
@@ -349,7 +340,7 @@ impl Cluster {
                     };
                 }
                 Op::GiveBack(kind, id, json) => {
-                    inv.arg("R").arg(kind.code()).arg(id).arg(json);
+                    inv.arg("R").arg(code(*kind)).arg(id).arg(json);
                 }
             }
         }

@@ -1,37 +1,19 @@
 //! The in-memory frontier: per-host queues and hash seen-sets in this process.
 
 use tokio::time::Instant;
-use url::Url;
 
-use super::{host_key, Blocked, Frontier, HostQueues, ImageJob, PageJob, Politeness, SeenSet};
+use super::{host_key, Blocked, Frontier, HostQueues, ImageJob, PageJob, Politeness};
 
 /// A [`Frontier`] held in memory.
 #[derive(Debug, Default)]
 pub struct MemoryFrontier {
+    /// Pages waiting, by host.
     pages: HostQueues<PageJob>,
+    /// Images waiting, by host.
     images: HostQueues<ImageJob>,
-    seen_pages: SeenSet,
-    seen_images: SeenSet,
 }
 
 impl Frontier for MemoryFrontier {
-    fn admit_page(&mut self, url: &Url) -> bool {
-        self.seen_pages.insert(url)
-    }
-
-    fn page_seen(&self, url: &Url) -> bool {
-        self.seen_pages.contains(url)
-    }
-
-    fn admit_image(&mut self, url: &Url) -> bool {
-        self.seen_images.insert(url)
-    }
-
-    fn restore_seen(&mut self, pages: SeenSet, images: SeenSet) {
-        self.seen_pages.merge(pages);
-        self.seen_images.merge(images);
-    }
-
     fn push_page(&mut self, job: PageJob) {
         self.pages.push(host_key(&job.url), job);
     }

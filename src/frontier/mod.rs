@@ -17,6 +17,8 @@ use url::Url;
 
 pub use memory::MemoryFrontier;
 
+use crate::Kind;
+
 /// A page waiting to be fetched.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PageJob {
@@ -50,6 +52,75 @@ pub struct ImageJob {
     pub losses: u32,
     /// The URLs whose redirects led here, first the one found (empty when `url` was found itself).
     pub redirected_from: Vec<Url>,
+}
+
+/// A job of either kind, for the rules that treat pages and images alike (retries, losses,
+/// redirects, records).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Job {
+    /// A page to fetch.
+    Page(PageJob),
+    /// An image to download.
+    Image(ImageJob),
+}
+
+impl Job {
+    /// Page or image.
+    pub fn kind(&self) -> Kind {
+        match self {
+            Job::Page(_) => Kind::Page,
+            Job::Image(_) => Kind::Image,
+        }
+    }
+
+    /// The URL requested.
+    pub fn url(&self) -> &Url {
+        match self {
+            Job::Page(j) => &j.url,
+            Job::Image(j) => &j.url,
+        }
+    }
+
+    /// The URL as it was found (before redirects): the one records name.
+    pub fn found_as(&self) -> &Url {
+        let (url, from) = match self {
+            Job::Page(j) => (&j.url, &j.redirected_from),
+            Job::Image(j) => (&j.url, &j.redirected_from),
+        };
+        from.first().unwrap_or(url)
+    }
+
+    /// The page an image was found on (`None` for a page).
+    pub fn page(&self) -> Option<&Url> {
+        match self {
+            Job::Page(_) => None,
+            Job::Image(j) => Some(&j.page),
+        }
+    }
+
+    /// Failed attempts so far, to count one more.
+    pub fn attempts(&mut self) -> &mut u32 {
+        match self {
+            Job::Page(j) => &mut j.attempts,
+            Job::Image(j) => &mut j.attempts,
+        }
+    }
+
+    /// Times a worker died holding it, to count one more.
+    pub fn losses(&mut self) -> &mut u32 {
+        match self {
+            Job::Page(j) => &mut j.losses,
+            Job::Image(j) => &mut j.losses,
+        }
+    }
+
+    /// The redirect chain that led here.
+    pub fn redirected_from(&mut self) -> &mut Vec<Url> {
+        match self {
+            Job::Page(j) => &mut j.redirected_from,
+            Job::Image(j) => &mut j.redirected_from,
+        }
+    }
 }
 
 /// The politeness key of a URL: host and port (`example.com:443`).
@@ -395,19 +466,17 @@ impl<J> HostQueues<J> {
 /// Where the crawl's waiting work and seen sets live. Implementations decide storage; the
 /// Supervisor decides policy (scope, depth, limits) before calling `admit_*`.
 pub trait Frontier: Send {
-    /// Marks a page URL as seen; returns `false` if it was seen before (then it must not be queued).
-    fn admit_page(&mut self, url: &Url) -> bool;
-    /// Whether a page URL was seen (admitted) before.
-    fn page_seen(&self, url: &Url) -> bool;
-    /// Marks an image URL as seen; returns `false` if it was seen before.
-    fn admit_image(&mut self, url: &Url) -> bool;
-    /// Marks as seen every URL an earlier run admitted (read from the state database straight
-    /// into hashes, so that a resume never holds the URLs themselves).
-    fn restore_seen(&mut self, pages: SeenSet, images: SeenSet);
     /// Queues a page to fetch (new or retried).
     fn push_page(&mut self, job: PageJob);
     /// Queues an image to download (new or retried).
     fn push_image(&mut self, job: ImageJob);
+    /// Queues a job of either kind.
+    fn push(&mut self, job: Job) {
+        match job {
+            Job::Page(j) => self.push_page(j),
+            Job::Image(j) => self.push_image(j),
+        }
+    }
     /// Takes the next page whose host may be contacted now.
     fn pop_page(&mut self, politeness: &Politeness, now: Instant) -> Result<PageJob, Blocked>;
     /// Takes the next image whose host may be contacted now.

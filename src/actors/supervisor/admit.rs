@@ -1,35 +1,39 @@
-//! The Supervisor's admission rules: which discovered URLs become jobs (canonical form, seen sets,
-//! scope, depth, page budget and the trap rule), the robots.txt fetch a new host needs first, and
-//! redirect hops, which are admitted like links. URLs left out on purpose are reported as skipped,
-//! never as failures.
+//! The Supervisor's side of admission: it asks the [`Admission`](crate::admission::Admission) core
+//! what becomes of each discovered URL and redirect hop, queues the jobs it admits, fetches the
+//! robots.txt a new host needs first, and tells the Logger about the URLs left out.
 
 use url::Url;
 
 use super::{RobotsJob, Spill, Supervisor};
 use crate::actors::logger::CrawlEvent;
-use crate::cluster::Kind;
-use crate::error::{Failure, FailureKind};
+use crate::admission::{Left, Reason, Verdict};
+use crate::error::FailureKind;
 use crate::extract::Extracted;
-use crate::frontier::{host_key, ImageJob, PageJob};
-use crate::records::{ItemKind, SkipRow};
+use crate::frontier::{ImageJob, Job, PageJob, SeenSet};
+use crate::records::SkipRow;
 use crate::robots::robots_url;
 use crate::state::{Resume, StateOp};
-use crate::trap::TrapRule;
+use crate::Kind;
 
 impl Supervisor {
     /// Puts back what earlier runs left: every URL they admitted counts as seen, and what was
     /// waiting (or in flight when they stopped) is queued again.
     pub(super) fn restore(&mut self, resume: Resume) {
+        let mut saved = SeenSet::default();
+        for row in &resume.saved {
+            if let Ok(url) = Url::parse(&row.url) {
+                saved.insert(&url);
+            }
+        }
         if self.shared.is_some() {
             // The shared crawl's frontier and seen sets live in Redis; what this directory's
             // state holds beyond the saved images is only this process's share of it.
+            self.admission
+                .resume(SeenSet::default(), SeenSet::default(), saved);
             return;
         }
-        self.pages_admitted = resume.seen_pages.len() as u64;
-        // Saved images stay out of the seen set, so that meeting one again is counted as "already
-        // saved" (see `admit_image`).
-        let images = resume.seen_images.without(&self.previously_saved);
-        self.frontier.restore_seen(resume.seen_pages, images);
+        self.admission
+            .resume(resume.seen_pages, resume.seen_images, saved);
         self.queue_waiting(resume.pages, resume.images);
         self.spill_pages = Spill::committed(resume.pages_spilled);
         self.spill_images = Spill::committed(resume.images_spilled);
@@ -50,53 +54,28 @@ impl Supervisor {
 
     pub(super) fn seed(&mut self) {
         for url in self.settings.start_urls.clone() {
-            self.admit_page(url, 0, 0, Vec::new(), None);
+            let verdict = self.admission.page(url, 0);
+            self.queue_page(verdict, 0, 0, Vec::new(), None);
         }
     }
 
-    /// Whether `scope.max_pages` pages were admitted already.
-    pub(super) fn page_budget_spent(&self) -> bool {
-        self.settings
-            .scope
-            .max_pages
-            .is_some_and(|max| self.pages_admitted >= max)
-    }
-
-    /// Queues a page never seen before (in its canonical form) at `depth` with the trap rule's
-    /// `barren` run, found on `page` (for the records of a skip); returns whether it was queued.
-    pub(super) fn admit_page(
+    /// Queues the page a verdict admitted at `depth` with the trap rule's `barren` run (or reports
+    /// why it was left, as found on `page`); returns whether it was queued.
+    pub(super) fn queue_page(
         &mut self,
-        url: Url,
+        verdict: Verdict,
         depth: u32,
         barren: u32,
         redirected_from: Vec<Url>,
         page: Option<&Url>,
     ) -> bool {
-        let Some(url) = self.canonical(url) else {
-            return false;
+        let url = match verdict {
+            Verdict::Admit(url) => url,
+            Verdict::Leave(left) => {
+                self.left(Kind::Page, left, page);
+                return false;
+            }
         };
-        // A shared crawl's page budget is kept by Redis, for all processes together.
-        if (self.shared.is_none() && self.page_budget_spent()) || self.frontier.page_seen(&url) {
-            return false;
-        }
-        if let Err(trapped) = self.trap.check(&url, barren) {
-            // Not marked as seen: a page that yields may still lead here.
-            self.skipped(
-                SkipRow {
-                    url: url.to_string(),
-                    kind: ItemKind::Page,
-                    reason: "trap".into(),
-                    detail: trapped.record_detail(),
-                    page: page.map(Url::to_string),
-                },
-                Some(trapped.shape),
-            );
-            return false;
-        }
-        if !self.frontier.admit_page(&url) {
-            return false;
-        }
-        self.pages_admitted += 1;
         if self.share_page(&url, depth, barren, &redirected_from) {
             return true;
         }
@@ -124,44 +103,22 @@ impl Supervisor {
         true
     }
 
-    /// Queues an image never seen before; returns whether it was queued.
-    pub(super) fn admit_image(
+    /// Queues the image a verdict admitted, found on `page` (or reports why it was left);
+    /// returns whether it was queued.
+    pub(super) fn queue_image(
         &mut self,
-        url: Url,
+        verdict: Verdict,
         page: Url,
         name: Option<String>,
         from: Vec<Url>,
     ) -> bool {
-        let Some(url) = self.canonical(url) else {
-            return false;
+        let url = match verdict {
+            Verdict::Admit(url) => url,
+            Verdict::Leave(left) => {
+                self.left(Kind::Image, left, Some(&page));
+                return false;
+            }
         };
-        if !self.settings.scope.host_allowed(&url) {
-            // Counted where met, and not kept in the seen set: other sites' URLs must not grow
-            // this crawl's memory.
-            self.logger.do_send(CrawlEvent::ImageOutOfScope { url });
-            return false;
-        }
-        if !self.frontier.admit_image(&url) {
-            return false;
-        }
-        if self.previously_saved.contains(&url) {
-            self.logger.do_send(CrawlEvent::ImageAlreadySaved { url });
-            return false;
-        }
-        if let Some(pattern) = self.settings.filter.excluded(&url) {
-            let detail = format!("matches {pattern}");
-            self.skipped(
-                SkipRow {
-                    url: url.to_string(),
-                    kind: ItemKind::Image,
-                    reason: "filter.exclude".into(),
-                    detail,
-                    page: Some(page.to_string()),
-                },
-                None,
-            );
-            return false;
-        }
         let job = ImageJob {
             url,
             page,
@@ -191,26 +148,36 @@ impl Supervisor {
         true
     }
 
-    /// The canonical form of a discovered URL, or `None` (logged) when it is too long to be real.
-    pub(super) fn canonical(&self, url: Url) -> Option<Url> {
-        let len = url.as_str().len();
-        let canonical = self.settings.scope.canonical(url);
-        if canonical.is_none() {
-            log::debug!(
-                "skipping a URL of {len} bytes (scope.max_url_length is {})",
-                self.settings.scope.max_url_length
-            );
+    /// Tells what is to be told of a URL of `kind` left out, found on `page`: recorded reasons go
+    /// to `skipped.jsonl`; images off the site and saved before are counted.
+    fn left(&self, kind: Kind, left: Left, page: Option<&Url>) {
+        match (left.reason.recorded(), left.reason) {
+            (Some(reason), _) => self.skipped(
+                SkipRow {
+                    url: left.url.to_string(),
+                    kind,
+                    reason: reason.into(),
+                    detail: left.detail,
+                    page: page.map(Url::to_string),
+                },
+                left.shape,
+            ),
+            (None, Reason::TooLong) => log::debug!("skipping a {}", left.detail),
+            (None, Reason::OffSite) if kind == Kind::Image => {
+                self.logger
+                    .do_send(CrawlEvent::ImageOutOfScope { url: left.url });
+            }
+            (None, Reason::AlreadySaved) => {
+                self.logger
+                    .do_send(CrawlEvent::ImageAlreadySaved { url: left.url });
+            }
+            (None, _) => {}
         }
-        canonical
     }
 
     /// On the first URL of a host, holds the host and queues a fetch of its robots.txt.
     pub(super) fn note_host(&mut self, url: &Url) {
-        let Some(book) = &mut self.robots else {
-            return;
-        };
-        let host = host_key(url);
-        if book.begin(&host) {
+        if let Some(host) = self.admission.new_host(url) {
             self.politeness.hold(&host);
             self.robots_waiting.push_back(RobotsJob {
                 url: robots_url(url),
@@ -221,39 +188,33 @@ impl Supervisor {
         }
     }
 
-    /// Whether robots.txt lets `url` be requested (always, when robots are not obeyed).
-    pub(super) fn robots_verdict(&self, url: &Url) -> Result<(), Failure> {
-        match self.robots.as_ref().and_then(|b| b.rules(&host_key(url))) {
-            Some(rules) => rules.check(url),
-            None => Ok(()),
-        }
-    }
-
     pub(super) fn page_done(&mut self, job: PageJob, extracted: Extracted) {
         let depth = job.depth + 1;
         // Images first: whether the page yielded decides the barren run of its links.
         let (mut images, mut novel) = (0, 0);
-        let trap_on = self.trap.enabled();
+        let counts_yield = self.admission.counts_yield();
         for c in extracted.images {
-            let url = trap_on.then(|| c.url.clone());
-            if self.admit_image(c.url, job.url.clone(), c.name, Vec::new()) {
+            let found = counts_yield.then(|| c.url.clone());
+            let verdict = self.admission.image(c.url);
+            if self.queue_image(verdict, job.url.clone(), c.name, Vec::new()) {
                 images += 1;
-                if url.is_some_and(|u| self.trap.note_image(&u)) {
+                if found.is_some_and(|u| self.admission.note_yield(&u)) {
                     novel += 1;
                 }
             }
         }
-        let yielded = if trap_on { novel > 0 } else { images > 0 };
-        self.trap.page_done(&job.url, job.barren, yielded);
-        let barren = TrapRule::child_run(job.barren, yielded);
+        let yielded = if counts_yield { novel > 0 } else { images > 0 };
+        let barren = self.admission.page_done(&job.url, job.barren, yielded);
         let (mut links, mut links_out_of_scope) = (0, 0);
-        if self.settings.scope.max_depth.is_none_or(|max| depth <= max) {
-            for url in extracted.links {
-                if !self.settings.scope.follow_allowed(&url) {
-                    links_out_of_scope += 1;
-                } else if self.admit_page(url, depth, barren, Vec::new(), Some(&job.url)) {
-                    links += 1;
-                }
+        for url in extracted.links {
+            let verdict = self.admission.link(url, depth, barren);
+            match &verdict {
+                Verdict::Leave(l) if l.reason == Reason::Depth => break,
+                Verdict::Leave(l) if l.reason.out_of_scope() => links_out_of_scope += 1,
+                _ => {}
+            }
+            if self.queue_page(verdict, depth, barren, Vec::new(), Some(&job.url)) {
+                links += 1;
             }
         }
         // In the same batch as the links and images it queued: done means they are known.
@@ -270,71 +231,47 @@ impl Supervisor {
         });
     }
 
-    /// Checks one redirect hop (see [`crate::admission::redirect_target`], which `imgcrawl check`
-    /// uses too).
-    pub(super) fn redirect_target(&self, from: &[Url], to: Url) -> Result<Url, Failure> {
-        crate::admission::redirect_target(&self.settings, from, to)
-    }
-
-    pub(super) fn page_redirected(&mut self, mut job: PageJob, to: Url) {
-        let mut chain = std::mem::take(&mut job.redirected_from);
-        chain.push(job.url.clone());
-        match self.redirect_target(&chain, to) {
-            Ok(to) => {
-                log::debug!("{} redirects to {to}", job.url);
-                self.admit_page(to, job.depth, job.barren, chain, None);
-                self.shared_done(Kind::Page, &job.url, None);
-                self.pending.push(StateOp::PageDone(job.url));
-            }
-            Err(failure) if failure.kind == FailureKind::OutOfScope => {
-                job.redirected_from = chain;
-                self.page_skipped(job, "out of scope", failure.detail, None);
-            }
+    /// A job redirected to `to`: the target is admitted like a new URL of the same kind (a
+    /// page keeps its depth and barren run, an image its page and name), or the chain ends as
+    /// skipped (off the site) or failed (a loop, too many hops).
+    pub(super) fn redirected(&mut self, mut job: Job, to: Url) {
+        let mut chain = std::mem::take(job.redirected_from());
+        chain.push(job.url().clone());
+        let to = match self.admission.redirect(&chain, to) {
+            Ok(to) => to,
             Err(failure) => {
-                job.attempts += 1;
-                job.redirected_from = chain;
-                self.page_gave_up(job, failure);
+                *job.redirected_from() = chain;
+                if failure.kind == FailureKind::OutOfScope {
+                    let left = Left {
+                        url: job.url().clone(),
+                        reason: Reason::RedirectOffSite,
+                        detail: failure.detail,
+                        shape: None,
+                    };
+                    return self.job_skipped(job, left);
+                }
+                *job.attempts() += 1;
+                return self.gave_up(job, failure);
+            }
+        };
+        log::debug!("{} redirects to {to}", job.url());
+        let (kind, url) = (job.kind(), job.url().clone());
+        match job {
+            Job::Page(j) => {
+                let verdict = self.admission.page(to, j.barren);
+                self.queue_page(verdict, j.depth, j.barren, chain, None);
+            }
+            Job::Image(j) => {
+                let verdict = self.admission.image(to);
+                self.queue_image(verdict, j.page, j.name, chain);
             }
         }
-    }
-
-    pub(super) fn image_redirected(&mut self, mut job: ImageJob, to: Url) {
-        let mut chain = std::mem::take(&mut job.redirected_from);
-        chain.push(job.url.clone());
-        match self.redirect_target(&chain, to) {
-            Ok(to) => {
-                log::debug!("{} redirects to {to}", job.url);
-                self.admit_image(to, job.page, job.name, chain);
-                self.shared_done(Kind::Image, &job.url, None);
-                self.pending.push(StateOp::ImageRedirected(job.url));
-            }
-            Err(failure) if failure.kind == FailureKind::OutOfScope => {
-                job.redirected_from = chain;
-                self.image_skipped(job, "out of scope", failure.detail);
-            }
-            Err(failure) => {
-                job.attempts += 1;
-                job.redirected_from = chain;
-                self.image_gave_up(job, failure);
-            }
-        }
+        self.shared_done(kind, &url, None);
+        self.pending.push(StateOp::Redirected(kind, url));
     }
 
     /// Reports a URL left out on purpose (recorded in `skipped.jsonl`, counted by reason).
     pub(super) fn skipped(&self, row: SkipRow, shape: Option<String>) {
         self.logger.do_send(CrawlEvent::Skipped { row, shape });
-    }
-
-    /// Whether the trap rule still lets a waiting page be fetched (its shape's budget may have
-    /// been spent since it was admitted); if not, the page is done as skipped.
-    pub(super) fn trap_allows(&mut self, job: &PageJob) -> bool {
-        match self.trap.check(&job.url, job.barren) {
-            Ok(()) => true,
-            Err(trapped) => {
-                let detail = trapped.record_detail();
-                self.page_skipped(job.clone(), "trap", detail, Some(trapped.shape));
-                false
-            }
-        }
     }
 }

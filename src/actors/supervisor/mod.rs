@@ -31,26 +31,27 @@ use super::disk_writer::{CloseOutput, CommitState, DiskWriter, ExportManifest};
 use super::image_saver::{ImageDone, ImageSaver, SaveImage};
 use super::logger::{CrawlEvent, Finish, Logger};
 use super::page_fetcher::{FetchPage, FetchRobots, PageDone, PageFetcher};
-use super::{DeathGuard, Retire, WorkerKind};
+use super::{DeathGuard, Retire};
+use crate::admission::{Admission, Left, Reason};
 use crate::cluster::Cluster;
 use crate::error::{Error, FailureKind};
 use crate::frontier::{
-    host_key, Blocked, Frontier, ImageJob, MemoryFrontier, PageJob, Politeness, SeenSet,
+    host_key, Blocked, Frontier, ImageJob, Job, MemoryFrontier, PageJob, Politeness,
 };
 use crate::http::{BodyDone, BodyIn};
 use crate::metrics::ResponseTimes;
 use crate::records::{CrawlReport, Outcome};
-use crate::robots::RobotsBook;
+use crate::retry::RetryPolicy;
 use crate::settings::Settings;
 use crate::state::{LoadSpilled, Resume, StateOp};
-use crate::trap::TrapRule;
+use crate::Kind;
 
 /// A worker's death guard fired: the worker in `slot` of generation `generation` is gone.
 #[derive(Debug, Message)]
 #[rtype(result = "()")]
 pub struct WorkerDown {
     /// Which pool.
-    pub kind: WorkerKind,
+    pub kind: Kind,
     /// The slot.
     pub slot: usize,
     /// The incarnation that died.
@@ -143,9 +144,6 @@ pub struct Activity {
 const PAGE_CREDIT: usize = 4;
 /// Images one saver downloads at once.
 const IMAGE_CREDIT: usize = 1;
-/// Times a job may be lost with a dying worker before it is given up (a job that kills every
-/// worker that takes it must not kill them forever).
-const MAX_LOSSES: u32 = 3;
 /// How often dead workers are looked for and queue sizes reported (often enough for the progress
 /// display's total and estimate to follow the crawl; a sweep looks at each worker's mailbox once).
 const SWEEP_EVERY: Duration = Duration::from_millis(250);
@@ -169,9 +167,18 @@ const STOP_GRACE: Duration = Duration::from_secs(3);
 /// A job waiting for its retry time.
 #[derive(Debug)]
 enum Delayed {
-    Page(PageJob),
-    Image(ImageJob),
+    Job(Job),
     Robots(RobotsJob),
+}
+
+impl Delayed {
+    /// Counts as a waiting job of this kind (robots.txt fetches count as pages).
+    fn kind(&self) -> Kind {
+        match self {
+            Delayed::Job(job) => job.kind(),
+            Delayed::Robots(_) => Kind::Page,
+        }
+    }
 }
 
 /// A host's robots.txt to fetch.
@@ -252,7 +259,7 @@ impl Spill {
 #[derive(Debug)]
 struct Booking {
     /// Which pool took it.
-    kind: WorkerKind,
+    kind: Kind,
     /// When it was handed out.
     started: Instant,
     /// The generation of the worker that took it.
@@ -281,10 +288,10 @@ pub struct Supervisor {
     frontier: Box<dyn Frontier>,
     /// Per-host in-flight counts and delays.
     politeness: Politeness,
-    /// The trap rule (`scope.trap_pages`).
-    trap: TrapRule,
-    /// robots.txt rules per host; `None` when `http.obey_robots` is off.
-    robots: Option<RobotsBook>,
+    /// Which URLs become jobs: seen sets, page budget, trap rule, robots.txt rules.
+    admission: Admission,
+    /// When failed jobs are tried again.
+    retry: RetryPolicy,
     /// robots.txt fetches waiting for a fetcher.
     robots_waiting: VecDeque<RobotsJob>,
     /// The page fetchers' threads (see [`Supervisor::launch`]); stopped at the end.
@@ -297,8 +304,6 @@ pub struct Supervisor {
     writer: Addr<DiskWriter>,
     /// Events and records.
     logger: Addr<Logger>,
-    /// Image URLs an earlier run saved.
-    previously_saved: SeenSet,
     /// What earlier runs left, until `started` puts it back in the frontier.
     restored: Option<Resume>,
     /// State changes not yet sent to the DiskWriter (the next group commit).
@@ -329,8 +334,6 @@ pub struct Supervisor {
     spill_pages: Spill,
     /// Images kept only in the state database.
     spill_images: Spill,
-    /// Pages admitted to the frontier so far (for `scope.max_pages`).
-    pages_admitted: u64,
     /// The earliest pending wake-up, to avoid scheduling many.
     wake_at: Option<Instant>,
     /// No new work is handed out.
@@ -366,12 +369,6 @@ impl Supervisor {
                 .map_or(crate::settings::Role::All, |d| d.role);
             shared::Shared::new(c, role)
         });
-        let mut saved = SeenSet::default();
-        for row in &resume.saved {
-            if let Ok(url) = url::Url::parse(&row.url) {
-                saved.insert(&url);
-            }
-        }
         Supervisor {
             politeness: Politeness::new(
                 settings.http.per_host_concurrency.get(),
@@ -381,15 +378,14 @@ impl Supervisor {
                 .map(|_| Arbiter::new())
                 .collect(),
             frontier: Box::new(MemoryFrontier::default()),
-            robots: settings.http.obey_robots.then(RobotsBook::default),
-            trap: TrapRule::new(settings.scope.trap_pages),
+            admission: Admission::new(settings.clone(), shared.is_none()),
+            retry: RetryPolicy::new(&settings.http),
             robots_waiting: VecDeque::new(),
             settings,
             fetchers: Vec::new(),
             savers: Vec::new(),
             writer,
             logger,
-            previously_saved: saved,
             restored: Some(resume),
             pending: Vec::new(),
             after_commit: Vec::new(),
@@ -405,7 +401,6 @@ impl Supervisor {
             delayed: Vec::new(),
             spill_pages: Spill::default(),
             spill_images: Spill::default(),
-            pages_admitted: 0,
             wake_at: None,
             stopping: false,
             ending: false,
@@ -437,7 +432,7 @@ impl Supervisor {
     ) -> Addr<PageFetcher> {
         let settings = self.settings.clone();
         let guard = DeathGuard {
-            kind: WorkerKind::PageFetcher,
+            kind: Kind::Page,
             slot,
             generation,
             supervisor: ctx.address().recipient(),
@@ -451,7 +446,7 @@ impl Supervisor {
         let (settings, writer) = (self.settings.clone(), self.writer.clone());
         let claims = self.shared.as_ref().map(|_| ctx.address().recipient());
         let guard = DeathGuard {
-            kind: WorkerKind::ImageSaver,
+            kind: Kind::Image,
             slot,
             generation,
             supervisor: ctx.address().recipient(),
@@ -460,9 +455,9 @@ impl Supervisor {
     }
 
     /// Replaces the worker in `slot` (dead or about to be dropped) with a new one on the same thread.
-    fn replace(&mut self, kind: WorkerKind, slot: usize, ctx: &mut Context<Self>) {
+    fn replace(&mut self, kind: Kind, slot: usize, ctx: &mut Context<Self>) {
         match kind {
-            WorkerKind::PageFetcher => {
+            Kind::Page => {
                 let generation = self.fetchers[slot].generation + 1;
                 let addr = self.start_fetcher(slot, generation, ctx);
                 self.fetchers[slot] = Slot {
@@ -471,7 +466,7 @@ impl Supervisor {
                     inflight: 0,
                 };
             }
-            WorkerKind::ImageSaver => {
+            Kind::Image => {
                 let generation = self.savers[slot].generation + 1;
                 let addr = self.start_saver(slot, generation, ctx);
                 self.savers[slot] = Slot {
@@ -504,14 +499,11 @@ impl Supervisor {
             // Images next: finishing known work keeps the frontier small.
             while let Some(slot) = free_slot(&self.savers, IMAGE_CREDIT) {
                 match self.frontier.pop_image(&self.politeness, now) {
-                    Ok(job) => match self.robots_verdict(&job.url) {
-                        Ok(()) => self.send_image(slot, job, now, ctx),
-                        // robots.txt could not be reached: the host is down, a real failure.
-                        Err(failure) if failure.kind != FailureKind::Robots => {
-                            self.image_gave_up(job, failure)
+                    Ok(job) => {
+                        if let Some(Job::Image(job)) = self.robots_allow(Job::Image(job)) {
+                            self.send_image(slot, job, now, ctx);
                         }
-                        Err(failure) => self.image_skipped(job, "robots", failure.detail),
-                    },
+                    }
                     Err(blocked) => {
                         self.wake_if_waiting(blocked, ctx);
                         break;
@@ -520,14 +512,15 @@ impl Supervisor {
             }
             while let Some(slot) = free_slot(&self.fetchers, PAGE_CREDIT) {
                 match self.frontier.pop_page(&self.politeness, now) {
-                    Ok(job) => match self.robots_verdict(&job.url) {
-                        Ok(()) if self.trap_allows(&job) => self.send_page(slot, job, now, ctx),
-                        Ok(()) => {}
-                        Err(failure) if failure.kind != FailureKind::Robots => {
-                            self.page_gave_up(job, failure)
+                    Ok(job) => {
+                        let Some(Job::Page(job)) = self.robots_allow(Job::Page(job)) else {
+                            continue;
+                        };
+                        match self.admission.trapped(&job.url, job.barren) {
+                            None => self.send_page(slot, job, now, ctx),
+                            Some(left) => self.job_skipped(Job::Page(job), left),
                         }
-                        Err(failure) => self.page_skipped(job, "robots", failure.detail, None),
-                    },
+                    }
                     Err(blocked) => {
                         self.wake_if_waiting(blocked, ctx);
                         break;
@@ -552,8 +545,7 @@ impl Supervisor {
         self.delayed = later;
         for (_, job) in due {
             match job {
-                Delayed::Page(j) => self.frontier.push_page(j),
-                Delayed::Image(j) => self.frontier.push_image(j),
+                Delayed::Job(j) => self.frontier.push(j),
                 Delayed::Robots(j) => self.robots_waiting.push_back(j),
             }
         }
@@ -588,7 +580,7 @@ impl Supervisor {
     /// slot in `end`, after its outcome (a `Retry-After` pause, say) is known.
     fn begin(
         &mut self,
-        kind: WorkerKind,
+        kind: Kind,
         slot: usize,
         host: &str,
         now: Instant,
@@ -609,11 +601,11 @@ impl Supervisor {
         );
         let done = BodyDone::new(ctx.address().recipient(), id);
         let s = match kind {
-            WorkerKind::PageFetcher => {
+            Kind::Page => {
                 self.pages_in_flight += 1;
                 &mut self.fetchers[slot].inflight
             }
-            WorkerKind::ImageSaver => {
+            Kind::Image => {
                 self.images_in_flight += 1;
                 &mut self.savers[slot].inflight
             }
@@ -624,7 +616,7 @@ impl Supervisor {
 
     /// Undoes [`begin`](Self::begin) when the answer comes; `lost` when the worker died holding
     /// the job, which then gets a replacement (unless it already has one).
-    fn end(&mut self, kind: WorkerKind, slot: usize, id: u64, lost: bool, ctx: &mut Context<Self>) {
+    fn end(&mut self, kind: Kind, slot: usize, id: u64, lost: bool, ctx: &mut Context<Self>) {
         let booking = self
             .bookings
             .remove(&id)
@@ -639,11 +631,11 @@ impl Supervisor {
         }
         let current = self.generation(kind, slot) == booking.generation;
         let inflight = match kind {
-            WorkerKind::PageFetcher => {
+            Kind::Page => {
                 self.pages_in_flight -= 1;
                 &mut self.fetchers[slot].inflight
             }
-            WorkerKind::ImageSaver => {
+            Kind::Image => {
                 self.images_in_flight -= 1;
                 &mut self.savers[slot].inflight
             }
@@ -656,15 +648,15 @@ impl Supervisor {
         }
     }
 
-    fn generation(&self, kind: WorkerKind, slot: usize) -> u64 {
+    fn generation(&self, kind: Kind, slot: usize) -> u64 {
         match kind {
-            WorkerKind::PageFetcher => self.fetchers[slot].generation,
-            WorkerKind::ImageSaver => self.savers[slot].generation,
+            Kind::Page => self.fetchers[slot].generation,
+            Kind::Image => self.savers[slot].generation,
         }
     }
 
     fn send_robots(&mut self, slot: usize, job: RobotsJob, now: Instant, ctx: &mut Context<Self>) {
-        const KIND: WorkerKind = WorkerKind::PageFetcher;
+        const KIND: Kind = Kind::Page;
         let (id, body_done) = self.begin(KIND, slot, &job.host, now, ctx);
         let request = self.fetchers[slot].addr.send(FetchRobots {
             url: job.url.clone(),
@@ -682,7 +674,7 @@ impl Supervisor {
     }
 
     fn send_page(&mut self, slot: usize, job: PageJob, now: Instant, ctx: &mut Context<Self>) {
-        const KIND: WorkerKind = WorkerKind::PageFetcher;
+        const KIND: Kind = Kind::Page;
         let host = host_key(&job.url);
         let (id, body_done) = self.begin(KIND, slot, &host, now, ctx);
         let request = self.fetchers[slot].addr.send(FetchPage {
@@ -693,16 +685,16 @@ impl Supervisor {
             act.end(KIND, slot, id, res.is_err(), ctx);
             match res {
                 Ok(Ok(PageDone::Parsed(extracted))) => act.page_done(job, extracted),
-                Ok(Ok(PageDone::Redirected(to))) => act.page_redirected(job, to),
-                Ok(Err(failure)) => act.page_failed(job, failure),
-                Err(_) => act.page_lost(job),
+                Ok(Ok(PageDone::Redirected(to))) => act.redirected(Job::Page(job), to),
+                Ok(Err(failure)) => act.failed(Job::Page(job), failure),
+                Err(_) => act.lost(Job::Page(job)),
             }
             act.pump(ctx);
         }));
     }
 
     fn send_image(&mut self, slot: usize, job: ImageJob, now: Instant, ctx: &mut Context<Self>) {
-        const KIND: WorkerKind = WorkerKind::ImageSaver;
+        const KIND: Kind = Kind::Image;
         let host = host_key(&job.url);
         let (id, body_done) = self.begin(KIND, slot, &host, now, ctx);
         let tmp = self.next_id();
@@ -724,14 +716,22 @@ impl Supervisor {
                         temp,
                     });
                 }
-                Ok(Ok(ImageDone::Redirected(to))) => act.image_redirected(job, to),
-                Ok(Ok(ImageDone::Skipped(reason))) => act.image_skipped(job, reason, String::new()),
+                Ok(Ok(ImageDone::Redirected(to))) => act.redirected(Job::Image(job), to),
+                Ok(Ok(ImageDone::Skipped(key))) => {
+                    let left = Left {
+                        url: job.url.clone(),
+                        reason: Reason::Filter(key),
+                        detail: String::new(),
+                        shape: None,
+                    };
+                    act.job_skipped(Job::Image(job), left);
+                }
                 Ok(Err(failure)) if failure.kind == FailureKind::Disk => {
                     // The image stays waiting in the state; the crawl cannot go on.
                     act.fail(format!("{}: {}", job.url, failure.detail), ctx);
                 }
-                Ok(Err(failure)) => act.image_failed(job, failure),
-                Err(_) => act.image_lost(job),
+                Ok(Err(failure)) => act.failed(Job::Image(job), failure),
+                Err(_) => act.lost(Job::Image(job)),
             }
             act.pump(ctx);
         }));
@@ -741,7 +741,7 @@ impl Supervisor {
         let delayed_pages = self
             .delayed
             .iter()
-            .filter(|(_, d)| !matches!(d, Delayed::Image(_)))
+            .filter(|(_, d)| d.kind() == Kind::Page)
             .count();
         QueueState {
             pages_waiting: self.frontier.pages_waiting()
@@ -934,12 +934,12 @@ impl Supervisor {
     fn sweep(&mut self, ctx: &mut Context<Self>) {
         for slot in 0..self.fetchers.len() {
             if !self.fetchers[slot].addr.connected() {
-                self.replace(WorkerKind::PageFetcher, slot, ctx);
+                self.replace(Kind::Page, slot, ctx);
             }
         }
         for slot in 0..self.savers.len() {
             if !self.savers[slot].addr.connected() {
-                self.replace(WorkerKind::ImageSaver, slot, ctx);
+                self.replace(Kind::Image, slot, ctx);
             }
         }
         let q = self.queues();
@@ -980,17 +980,21 @@ impl Actor for Supervisor {
                 inflight: 0,
             });
         }
+        let resumed_pages = self
+            .restored
+            .as_ref()
+            .filter(|r| !r.is_empty())
+            .map(|r| r.pages.len());
+        if let Some(resume) = self.restored.take() {
+            self.restore(resume);
+        }
         self.logger.do_send(CrawlEvent::Started {
             fetchers: self.fetchers.len(),
             savers: self.savers.len(),
             writers: self.settings.workers.writers.get(),
             threads: self.arbiters.len(),
-            previously_saved: self.previously_saved.len(),
-            resumed_pages: self
-                .restored
-                .as_ref()
-                .filter(|r| !r.is_empty())
-                .map(|r| r.pages.len()),
+            previously_saved: self.admission.saved().len(),
+            resumed_pages,
         });
         if self.shared.is_some() {
             // Delays, pauses and in-flight limits per host hold for the whole cluster.
@@ -1005,9 +1009,6 @@ impl Actor for Supervisor {
             self.timers
                 .push(ctx.run_interval(every, |act, ctx| act.renew_leases(ctx)));
         }
-        if let Some(resume) = self.restored.take() {
-            self.restore(resume);
-        }
         self.seed();
         self.pump(ctx);
     }
@@ -1021,8 +1022,8 @@ impl Handler<WorkerDown> for Supervisor {
             return;
         }
         let current = match m.kind {
-            WorkerKind::PageFetcher => self.fetchers.get(m.slot).map(|s| s.generation),
-            WorkerKind::ImageSaver => self.savers.get(m.slot).map(|s| s.generation),
+            Kind::Page => self.fetchers.get(m.slot).map(|s| s.generation),
+            Kind::Image => self.savers.get(m.slot).map(|s| s.generation),
         };
         if current == Some(m.generation) {
             self.replace(m.kind, m.slot, ctx);

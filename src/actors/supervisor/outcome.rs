@@ -1,19 +1,29 @@
-//! The Supervisor's outcome rules: robots.txt rules learnt or given up on, retries with backoff and
-//! `Retry-After` (which also pauses the host), jobs lost with a dying worker, and failures recorded
-//! for good.
+//! The Supervisor's outcome rules, the same for pages and images: robots.txt rules learnt or given
+//! up on, retries (decided by the [`RetryPolicy`](crate::retry::RetryPolicy), which may also pause
+//! the host), jobs lost with a dying worker, and jobs ended for good as failed or skipped.
 
-use tokio::time::Instant;
 use url::Url;
 
-use super::{Delayed, RobotsJob, Supervisor, MAX_LOSSES};
+use super::{Delayed, RobotsJob, Supervisor};
 use crate::actors::logger::CrawlEvent;
-use crate::cluster::Kind;
-use crate::error::{Failure, FailureKind};
-use crate::frontier::{host_key, ImageJob, PageJob};
-use crate::http::backoff;
-use crate::records::{ErrorRow, ItemKind, SkipRow};
+use crate::admission::{Left, RobotsVerdict};
+use crate::error::Failure;
+use crate::frontier::{host_key, Job};
+use crate::records::{ErrorRow, SkipRow};
+use crate::retry::after_loss;
 use crate::robots::Rules;
 use crate::state::StateOp;
+use crate::Kind;
+
+/// The shared crawl's counter of jobs of `kind` that ended as `what` ("failed", "skipped").
+fn counter(kind: Kind, what: &str) -> &'static str {
+    match (kind, what) {
+        (Kind::Page, "failed") => "pages_failed",
+        (Kind::Image, "failed") => "images_failed",
+        (Kind::Page, _) => "pages_skipped",
+        (Kind::Image, _) => "images_skipped",
+    }
+}
 
 impl Supervisor {
     pub(super) fn learn_robots(&mut self, host: String, rules: Rules) {
@@ -30,9 +40,7 @@ impl Supervisor {
             log::warn!("{host}: {}", failure.detail);
         }
         self.politeness.release(&host);
-        if let Some(book) = &mut self.robots {
-            book.learn(&host, rules);
-        }
+        self.admission.learn_robots(&host, rules);
     }
 
     pub(super) fn robots_failed(&mut self, mut job: RobotsJob, mut failure: Failure) {
@@ -48,43 +56,31 @@ impl Supervisor {
 
     pub(super) fn robots_lost(&mut self, mut job: RobotsJob) {
         job.losses += 1;
-        if job.losses > MAX_LOSSES {
-            let failure = Failure::new(FailureKind::WorkerLost, "the fetcher kept dying");
+        if let Some(failure) = after_loss(Kind::Page, job.losses) {
             return self.learn_robots(job.host, Rules::after_failure(&failure));
         }
         self.robots_waiting.push_front(job);
     }
 
-    /// When to try again after `failure` on attempt number `attempts`, or `None` to give up. A
-    /// `Retry-After` also pauses the whole host; one longer than `http.max_wait_secs` gives up.
-    pub(super) fn retry_at(
+    /// When to try again after `failure` on attempt number `attempts`, or `None` to give up;
+    /// pauses the host when it asked to (`Retry-After`).
+    fn retry_at(
         &mut self,
         url: &Url,
         attempts: u32,
         failure: &mut Failure,
-    ) -> Option<Instant> {
-        let now = Instant::now();
-        let asked = failure.retry_after.unwrap_or_default();
-        if asked > self.settings.http.max_wait {
-            failure.detail = format!(
-                "{} (Retry-After of {} s is longer than http.max_wait_secs)",
-                failure.detail,
-                asked.as_secs()
-            );
-            return None;
+    ) -> Option<tokio::time::Instant> {
+        let now = tokio::time::Instant::now();
+        let salt = self.next_id();
+        let decision = self.retry.decide(failure, attempts, salt);
+        if let Some(wait) = decision.pause_host {
+            self.politeness.pause(&host_key(url), now + wait);
+            self.shared_pause(&host_key(url), wait);
         }
-        if !asked.is_zero() {
-            self.politeness.pause(&host_key(url), now + asked);
-            self.shared_pause(&host_key(url), asked);
-        }
-        if !failure.kind.is_retryable() || attempts > self.settings.http.retries {
-            return None;
-        }
-        let id = self.next_id();
-        Some(now + backoff(self.settings.http.retry_backoff, attempts, id).max(asked))
+        decision.retry_in.map(|d| now + d)
     }
 
-    pub(super) fn retrying(&self, url: Url, attempt: u32, failure: &Failure) {
+    fn retrying(&self, url: Url, attempt: u32, failure: &Failure) {
         self.logger.do_send(CrawlEvent::Retrying {
             url,
             attempt,
@@ -92,131 +88,82 @@ impl Supervisor {
         });
     }
 
-    pub(super) fn page_failed(&mut self, mut job: PageJob, mut failure: Failure) {
-        job.attempts += 1;
-        match self.retry_at(&job.url, job.attempts, &mut failure) {
+    /// A job's attempt failed: it waits for a retry, or ends as failed.
+    pub(super) fn failed(&mut self, mut job: Job, mut failure: Failure) {
+        *job.attempts() += 1;
+        let attempts = *job.attempts();
+        match self.retry_at(job.url(), attempts, &mut failure) {
             Some(at) => {
-                self.retrying(job.url.clone(), job.attempts, &failure);
-                self.pending.push(StateOp::PageRetry {
-                    url: job.url.clone(),
-                    attempts: job.attempts,
+                self.retrying(job.url().clone(), attempts, &failure);
+                self.pending.push(StateOp::Retry {
+                    kind: job.kind(),
+                    url: job.url().clone(),
+                    attempts,
                 });
-                self.delayed.push((at, Delayed::Page(job)));
+                self.delayed.push((at, Delayed::Job(job)));
             }
-            None => self.page_gave_up(job, failure),
+            None => self.gave_up(job, failure),
         }
     }
 
-    /// Records a page as failed for good.
-    pub(super) fn page_gave_up(&mut self, job: PageJob, failure: Failure) {
-        self.pending.push(StateOp::PageFailed(job.url.clone()));
-        self.shared_done(Kind::Page, &job.url, Some("pages_failed"));
-        let url = job.redirected_from.first().unwrap_or(&job.url);
-        self.logger.do_send(CrawlEvent::PageFailed(ErrorRow {
-            url: url.to_string(),
-            kind: ItemKind::Page,
+    /// Records a job as failed for good.
+    pub(super) fn gave_up(&mut self, mut job: Job, failure: Failure) {
+        let kind = job.kind();
+        self.pending.push(StateOp::Failed(kind, job.url().clone()));
+        self.shared_done(kind, job.url(), Some(counter(kind, "failed")));
+        let attempts = *job.attempts();
+        self.logger.do_send(CrawlEvent::Failed(ErrorRow {
+            url: job.found_as().to_string(),
+            kind,
             error: failure.kind.to_string(),
             detail: failure.detail,
-            attempts: job.attempts,
-            page: None,
+            attempts,
+            page: job.page().map(Url::to_string),
         }));
     }
 
-    pub(super) fn page_lost(&mut self, mut job: PageJob) {
-        job.losses += 1;
-        if job.losses > MAX_LOSSES {
-            let detail = format!(
-                "a page fetcher died each of the {} times it held this page",
-                job.losses
-            );
-            job.attempts += 1;
-            return self.page_gave_up(job, Failure::new(FailureKind::WorkerLost, detail));
-        }
-        self.frontier.push_page(job);
-    }
-
-    pub(super) fn image_failed(&mut self, mut job: ImageJob, mut failure: Failure) {
-        job.attempts += 1;
-        match self.retry_at(&job.url, job.attempts, &mut failure) {
-            Some(at) => {
-                self.retrying(job.url.clone(), job.attempts, &failure);
-                self.pending.push(StateOp::ImageRetry {
-                    url: job.url.clone(),
-                    attempts: job.attempts,
-                });
-                self.delayed.push((at, Delayed::Image(job)));
-            }
-            None => self.image_gave_up(job, failure),
-        }
-    }
-
-    /// Records an image as failed for good.
-    pub(super) fn image_gave_up(&mut self, job: ImageJob, failure: Failure) {
-        self.pending.push(StateOp::ImageFailed(job.url.clone()));
-        self.shared_done(Kind::Image, &job.url, Some("images_failed"));
-        let url = job.redirected_from.first().unwrap_or(&job.url);
-        self.logger.do_send(CrawlEvent::ImageFailed(ErrorRow {
-            url: url.to_string(),
-            kind: ItemKind::Image,
-            error: failure.kind.to_string(),
-            detail: failure.detail,
-            attempts: job.attempts,
-            page: Some(job.page.to_string()),
-        }));
-    }
-
-    /// An image was left out on purpose (`reason`: a `[filter]` key, "robots", "out of scope"):
+    /// A job left out on purpose (robots.txt, the trap rule, a redirect off the site, a filter):
     /// done, without a file and without an error.
-    pub(super) fn image_skipped(&mut self, job: ImageJob, reason: &str, detail: String) {
-        self.pending.push(StateOp::ImageFailed(job.url.clone()));
-        self.shared_done(Kind::Image, &job.url, Some("images_skipped"));
-        let url = job.redirected_from.first().cloned().unwrap_or(job.url);
+    pub(super) fn job_skipped(&mut self, job: Job, left: Left) {
+        let kind = job.kind();
+        self.pending.push(StateOp::Failed(kind, job.url().clone()));
+        self.shared_done(kind, job.url(), Some(counter(kind, "skipped")));
         self.skipped(
             SkipRow {
-                url: url.to_string(),
-                kind: ItemKind::Image,
-                reason: reason.to_string(),
-                detail,
-                page: Some(job.page.to_string()),
+                url: job.found_as().to_string(),
+                kind,
+                reason: left.reason.recorded().unwrap_or("skipped").to_string(),
+                detail: left.detail,
+                page: job.page().map(Url::to_string),
             },
-            None,
+            left.shape,
         );
     }
 
-    /// A page was left out on purpose (`reason`: "robots", "trap", "out of scope"): done, without
-    /// an error. `shape` is the trap rule's URL shape.
-    pub(super) fn page_skipped(
-        &mut self,
-        job: PageJob,
-        reason: &str,
-        detail: String,
-        shape: Option<String>,
-    ) {
-        self.pending.push(StateOp::PageFailed(job.url.clone()));
-        self.shared_done(Kind::Page, &job.url, Some("pages_skipped"));
-        let url = job.redirected_from.first().cloned().unwrap_or(job.url);
-        self.skipped(
-            SkipRow {
-                url: url.to_string(),
-                kind: ItemKind::Page,
-                reason: reason.to_string(),
-                detail,
-                page: None,
-            },
-            shape,
-        );
-    }
-
-    pub(super) fn image_lost(&mut self, mut job: ImageJob) {
-        job.losses += 1;
-        if job.losses > MAX_LOSSES {
-            let detail = format!(
-                "an image saver died each of the {} times it held this image",
-                job.losses
-            );
-            job.attempts += 1;
-            return self.image_gave_up(job, Failure::new(FailureKind::WorkerLost, detail));
+    /// A worker died holding the job: it waits again, unless it keeps killing workers.
+    pub(super) fn lost(&mut self, mut job: Job) {
+        *job.losses() += 1;
+        if let Some(failure) = after_loss(job.kind(), *job.losses()) {
+            *job.attempts() += 1;
+            return self.gave_up(job, failure);
         }
-        self.frontier.push_image(job);
+        self.frontier.push(job);
+    }
+
+    /// What robots.txt lets be done with a job taken from the frontier: `Some(job)` to send it,
+    /// `None` when it ended here (disallowed, or the host's robots.txt could not be had).
+    pub(super) fn robots_allow(&mut self, job: Job) -> Option<Job> {
+        match self.admission.robots(job.url()) {
+            RobotsVerdict::Allowed => Some(job),
+            RobotsVerdict::Disallowed(left) => {
+                self.job_skipped(job, left);
+                None
+            }
+            // robots.txt could not be reached: the host is down, a real failure.
+            RobotsVerdict::Unavailable(failure) => {
+                self.gave_up(job, failure);
+                None
+            }
+        }
     }
 }

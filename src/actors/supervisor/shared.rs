@@ -15,11 +15,12 @@ use super::permits::Permits;
 use super::{Delayed, Supervisor, IMAGE_CREDIT, PAGE_CREDIT};
 use crate::actors::image_saver::ClaimBytes;
 use crate::actors::logger::CrawlEvent;
-use crate::cluster::{encode_image, encode_page, BytesClaim, Cluster, Kind, Op, Outcome, Taken};
+use crate::cluster::{encode_image, encode_page, BytesClaim, Cluster, Op, Outcome, Taken};
 use crate::frontier::{ImageJob, PageJob};
 use crate::records::{ManifestRow, WholeCrawl};
 use crate::settings::Role;
 use crate::state::StateOp;
+use crate::Kind;
 
 /// How often an idle process asks for work (and whether the crawl is complete).
 const POLL_EVERY: Duration = Duration::from_millis(150);
@@ -256,16 +257,13 @@ impl Supervisor {
     /// How many jobs of each kind to take now: enough to keep the workers busy (twice their
     /// credit), asked for only when at least half of that is missing.
     fn wanted(&self, role: Role) -> (usize, usize) {
-        let delayed_pages = self
-            .delayed
-            .iter()
-            .filter(|(_, d)| matches!(d, Delayed::Page(_)))
-            .count();
-        let delayed_images = self
-            .delayed
-            .iter()
-            .filter(|(_, d)| matches!(d, Delayed::Image(_)))
-            .count();
+        let delayed = |kind| {
+            self.delayed
+                .iter()
+                .filter(|(_, d)| matches!(d, Delayed::Job(j) if j.kind() == kind))
+                .count()
+        };
+        let (delayed_pages, delayed_images) = (delayed(Kind::Page), delayed(Kind::Image));
         let want = |on: bool, capacity: usize, have: usize| {
             let missing = capacity.saturating_sub(have);
             if on && missing * 2 >= capacity {
@@ -367,7 +365,7 @@ impl Supervisor {
         let mut images = Vec::with_capacity(taken.images.len());
         let mut already = Vec::new();
         for l in taken.images {
-            if self.previously_saved.contains(&l.job.url) {
+            if self.admission.saved().contains(&l.job.url) {
                 already.push((l.job.url, l.id));
                 continue;
             }

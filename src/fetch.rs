@@ -1,0 +1,98 @@
+//! The crawl's two page-like requests, made the same way by the PageFetcher and by `imgcrawl
+//! check`: a page (a redirect to report, or a body to parse into images and links) and a host's
+//! robots.txt (redirects followed within the site, read up to its cap, parsed for our agent).
+
+use std::panic::{catch_unwind, AssertUnwindSafe};
+
+use bytes::Bytes;
+use url::Url;
+
+use crate::decode::decode_html;
+use crate::error::{Failure, FailureKind};
+use crate::extract::{extract, Extracted};
+use crate::http;
+use crate::robots::{agent_token, Rules, MAX_ROBOTS_BYTES, MAX_ROBOTS_REDIRECTS};
+use crate::settings::Settings;
+
+/// What a page request brought.
+#[derive(Debug)]
+pub enum Page {
+    /// A redirect to this URL (not followed: the caller judges each hop).
+    Redirect(Url),
+    /// A response that is not HTML (an image or a download linked as a page): nothing to parse.
+    NotHtml,
+    /// An HTML (or untyped, or plain-text) body, whole.
+    Body {
+        /// Its Content-Type, if given.
+        content_type: Option<String>,
+        /// The bytes, decompressed.
+        body: Bytes,
+    },
+}
+
+/// Whether a Content-Type is worth parsing as HTML (a missing one is tried).
+fn is_html(content_type: Option<&str>) -> bool {
+    content_type.is_none_or(|ct| {
+        let ct = ct.to_ascii_lowercase();
+        ct.contains("html") || ct.starts_with("text/plain")
+    })
+}
+
+/// Requests the page `url`; `body_in` is called once its body is in (the host's request slot
+/// can be given back before the parse).
+pub async fn page(
+    client: &awc::Client,
+    settings: &Settings,
+    url: &Url,
+    body_in: impl FnOnce(),
+) -> Result<Page, Failure> {
+    let mut fetched = match http::get(client, url, &settings.http).await? {
+        http::Answer::Redirect(to) => return Ok(Page::Redirect(to)),
+        http::Answer::Body(fetched) => fetched,
+    };
+    let content_type = fetched
+        .response
+        .headers()
+        .get(awc::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    if !is_html(content_type.as_deref()) {
+        return Ok(Page::NotHtml);
+    }
+    let body = http::read_body(&mut fetched, settings.http.max_page_bytes).await?;
+    body_in();
+    Ok(Page::Body { content_type, body })
+}
+
+/// Parses a page body found at `url` into its images and links, with the name of the encoding it
+/// was read in. The parse tree is built and dropped here, never held across an await; a parser
+/// panic fails this page only.
+pub fn parse(
+    settings: &Settings,
+    url: &Url,
+    content_type: Option<&str>,
+    body: &[u8],
+) -> Result<(Extracted, &'static str), Failure> {
+    let (html, encoding) = decode_html(body, content_type);
+    let extracted = catch_unwind(AssertUnwindSafe(|| extract(&html, url, &settings.extract)))
+        .map_err(|_| Failure::new(FailureKind::Body, "the HTML parser panicked on this page"))?
+        .map_err(|e| Failure::new(FailureKind::TooComplex, e.to_string()))?;
+    Ok((extracted, encoding.name()))
+}
+
+/// Fetches and parses the robots.txt at `url` for the configured user agent; `body_in` is called
+/// once its body is in. A failure here is judged by [`Rules::after_failure`] (or retried).
+pub async fn robots(
+    client: &awc::Client,
+    settings: &Settings,
+    url: &Url,
+    body_in: impl FnOnce(),
+) -> Result<Rules, Failure> {
+    let http = &settings.http;
+    let mut fetched =
+        http::get_following(client, url, http, MAX_ROBOTS_REDIRECTS, &settings.scope).await?;
+    let body = http::read_prefix(&mut fetched, MAX_ROBOTS_BYTES).await?;
+    body_in();
+    let host = url.host_str().unwrap_or("");
+    Ok(Rules::parse(&agent_token(&http.user_agent), &body, host))
+}
