@@ -11,7 +11,7 @@ use std::sync::Arc;
 use url::Url;
 
 use crate::admission::{Admission, Left, Reason, RobotsVerdict, Verdict as Admitted};
-use crate::error::{Error, Failure};
+use crate::error::{Error, Failure, FailureKind};
 use crate::fetch;
 use crate::http;
 use crate::paths::{with_suffix, NameFields};
@@ -80,34 +80,35 @@ pub struct CheckReport {
 pub async fn check(settings: &Settings, url: &Url) -> Result<CheckReport, Error> {
     let client = http::client(&settings.http);
     let mut admission = Admission::new(Arc::new(settings.clone()), true);
-    let fail = |f: Failure| Error::Check(format!("cannot fetch {url}: {f}"));
+    let fail = |url: &Url, source: Failure| Error::Check {
+        url: url.to_string(),
+        source,
+    };
     // Redirects followed the way a crawl follows them: each hop by the crawl's rule.
     let mut chain = vec![url.clone()];
     let (content_type, body) = loop {
         let current = chain.last().expect("the chain starts with the URL").clone();
         match fetch::page(&client, settings, &current, || {})
             .await
-            .map_err(fail)?
+            .map_err(|f| fail(&current, f))?
         {
             fetch::Page::Body { content_type, body } => break (content_type, body),
             fetch::Page::NotHtml => {
-                return Err(Error::Check(format!(
-                    "{current} is not an HTML page: a crawl finds nothing on it"
-                )))
+                let why = "not an HTML page: a crawl finds nothing on it";
+                return Err(fail(&current, Failure::new(FailureKind::Body, why)));
             }
             fetch::Page::Redirect(to) => match admission.redirect(&chain, to.clone()) {
                 Ok(to) => chain.push(to),
                 Err(f) => {
-                    return Err(Error::Check(format!(
-                        "{current} redirects to {to}, which a crawl would not follow: {f}"
-                    )))
+                    let why = format!("redirects to {to}, which a crawl would not follow: {f}");
+                    return Err(fail(&current, Failure::new(f.kind, why)));
                 }
             },
         }
     };
     let page = chain.pop().expect("the chain holds the page");
     let (found, encoding) = fetch::parse(settings, &page, content_type.as_deref(), &body)
-        .map_err(|f| Error::Check(format!("{page}: {f}")))?;
+        .map_err(|f| fail(&page, f))?;
     for u in chain.iter().chain([&page]) {
         // Seen, as in a crawl that reached the page through these URLs.
         admission.page(u.clone(), 0);

@@ -68,7 +68,7 @@ impl CrawlBuilder {
                 in_memory: settings.workers.frontier_in_memory.get(),
             })
             .await
-            .map_err(|e| Error::Aborted(format!("disk writer unavailable: {e}")))??;
+            .map_err(|e| Error::aborted("the disk writer", e))??;
         // Beside the Supervisor (see `Supervisor::launch`): most events come from it.
         let logger = Logger::new(settings.clone(), writer.clone(), self.subscribers);
         let logger = Logger::start_in_arbiter(System::current().arbiter(), move |_| logger);
@@ -86,7 +86,7 @@ pub struct Crawl {
 }
 
 fn gone(e: MailboxError) -> Error {
-    Error::Aborted(format!("the crawl's actors stopped: {e}"))
+    Error::aborted("the crawl's actors", e)
 }
 
 impl Crawl {

@@ -3,18 +3,21 @@
 
 use std::fmt;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
+use crate::records::{CrawlReport, Outcome};
 use crate::settings::SettingsError;
 
-/// An error that ends a crawl or prevents it from starting. Per-URL problems are [`Failure`]s instead.
+/// An error that ends a crawl or prevents it from starting. Per-URL problems are [`Failure`]s
+/// instead. Each keeps the error it came from as its [`source`](std::error::Error::source).
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// The configuration is wrong; the message names the key and where its value came from.
     #[error(transparent)]
     Settings(#[from] SettingsError),
     /// A file or directory of the output could not be created, read or written.
-    #[error("{action} {path}: {source}")]
+    #[error("{action} {}: {source}", path.display())]
     Io {
         /// What was being done, e.g. "cannot create output directory".
         action: &'static str,
@@ -24,30 +27,119 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
-    /// The output directory holds a crawl that cannot be resumed (another crawl, another version).
-    #[error("{0}")]
-    Resume(String),
     /// The state database could not be read or written.
-    #[error("{0}")]
-    State(String),
+    #[error("{action} {}: {source}", path.display())]
+    State {
+        /// What was being done, e.g. "cannot commit the crawl state in".
+        action: &'static str,
+        /// The database file.
+        path: PathBuf,
+        /// SQLite's error.
+        #[source]
+        source: rusqlite::Error,
+    },
+    /// The state database was used before the output was opened (a bug in the caller).
+    #[error("the state database is not open")]
+    NotOpen,
+    /// The output directory holds a crawl this one cannot carry on from.
+    #[error("{} cannot be resumed: {source}. Run with --fresh to start over there, or choose another output directory", dir.display())]
+    Resume {
+        /// The output directory.
+        dir: PathBuf,
+        /// What is wrong with its state.
+        #[source]
+        source: StateError,
+    },
+    /// Another crawl is working in the output directory.
+    #[error("{} is in use by {holder}; wait for it to end, or choose another output directory", dir.display())]
+    Busy {
+        /// The output directory.
+        dir: PathBuf,
+        /// Who holds it, e.g. "another imgcrawl crawl (PID 4242)".
+        holder: String,
+    },
+    /// A symbolic link stands where imgcrawl writes its own files.
+    #[error("{} is a symbolic link; imgcrawl never writes through one inside its output directory. Remove it, or choose another output directory", path.display())]
+    Symlink {
+        /// The link.
+        path: PathBuf,
+    },
+    /// An image could not be written because of the disk (full, read-only, failing).
+    #[error("{url}: {source}")]
+    ImageWrite {
+        /// The image's URL.
+        url: String,
+        /// What the writer said.
+        #[source]
+        source: Failure,
+    },
     /// Writing to the output directory failed during the crawl (for example the disk is full).
     #[error("cannot write to the output directory: {0}; the state and the files saved so far are intact, run the same command again once this is fixed")]
-    Disk(String),
-    /// The shared crawl's Redis could not be used at start-up (not reachable, not a Redis).
-    #[error("{0}")]
-    Cluster(String),
+    Disk(#[source] Arc<Error>),
+    /// The shared crawl's Redis could not be used (not reachable, not a Redis).
+    #[error("cannot use Redis at {url} ({what}): {source}")]
+    Cluster {
+        /// The Redis URL, without its password.
+        url: String,
+        /// What was being done.
+        what: &'static str,
+        /// Redis's error.
+        #[source]
+        source: redis::RedisError,
+    },
     /// The shared crawl's Redis refused the credentials of `distributed.redis_url`.
-    #[error("{0}")]
-    ClusterAuth(String),
-    /// `imgcrawl check` could not fetch or read the page.
-    #[error("{0}")]
-    Check(String),
+    #[error("Redis at {url} refused the credentials (the user and password of --redis or distributed.redis_url): {source}")]
+    ClusterAuth {
+        /// The Redis URL, without its password.
+        url: String,
+        /// Redis's error.
+        #[source]
+        source: redis::RedisError,
+    },
+    /// `imgcrawl check` could not fetch or read the page `url`.
+    #[error("cannot fetch and read {url}: {source}")]
+    Check {
+        /// The page's URL (or the redirect hop's that failed).
+        url: String,
+        /// Why.
+        #[source]
+        source: Failure,
+    },
     /// The metrics server (`metrics`) could not listen on its address.
-    #[error("{0}")]
-    Metrics(String),
+    #[error("cannot serve metrics on {addr} (key metrics): {source}")]
+    Metrics {
+        /// The address.
+        addr: String,
+        /// The operating system's error.
+        #[source]
+        source: std::io::Error,
+    },
     /// The crawl's actors stopped answering (for example the System was shut down under it).
-    #[error("crawl aborted: {0}")]
-    Aborted(String),
+    #[error("crawl aborted: {what} stopped: {source}")]
+    Aborted {
+        /// Which actor, e.g. "the disk writer".
+        what: &'static str,
+        /// actix's error, or the dropped channel's.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    /// The error that ended a crawl, told again to each caller that asks for its report.
+    #[error(transparent)]
+    Ended(Arc<Error>),
+}
+
+/// Why a state database cannot be carried on from.
+#[derive(Debug, thiserror::Error)]
+pub enum StateError {
+    /// SQLite could not open or read it (a corrupt file, say).
+    #[error(transparent)]
+    Sqlite(#[from] rusqlite::Error),
+    /// Another version of imgcrawl wrote it.
+    #[error("it was written by another version of imgcrawl (state schema {0})")]
+    OtherVersion(String),
+    /// It holds a crawl of other start URLs.
+    #[error("it holds a crawl of other start URLs: {0}")]
+    OtherCrawl(String),
 }
 
 impl Error {
@@ -58,6 +150,61 @@ impl Error {
             path: path.into(),
             source,
         }
+    }
+
+    /// Builds an [`Error::State`] for the database at `path`.
+    pub fn state(action: &'static str, path: impl Into<PathBuf>, source: rusqlite::Error) -> Self {
+        Error::State {
+            action,
+            path: path.into(),
+            source,
+        }
+    }
+
+    /// Builds an [`Error::Aborted`]: the actor `what` stopped answering.
+    pub fn aborted(
+        what: &'static str,
+        source: impl std::error::Error + Send + Sync + 'static,
+    ) -> Self {
+        Error::Aborted {
+            what,
+            source: Box::new(source),
+        }
+    }
+
+    /// The error itself, looking through [`Error::Ended`].
+    fn root(&self) -> &Error {
+        match self {
+            Error::Ended(e) => e.root(),
+            e => e,
+        }
+    }
+}
+
+/// The process exit status of a command's result (its crawl report, if it crawled), the one
+/// place it is decided:
+/// - 0: done (URLs skipped on purpose included; with `failures_expected`, failed ones too);
+/// - 1: an error during the run (the disk, the network, the actors);
+/// - 2: the command could not start as asked (the configuration, the output directory held by
+///   another crawl or by another crawl's state, a planted link, Redis credentials);
+/// - 3: the crawl finished, and some pages or images failed;
+/// - 130: the crawl was stopped (Ctrl-C, SIGTERM).
+pub fn exit_status(result: Result<Option<&CrawlReport>, &Error>, failures_expected: bool) -> u8 {
+    match result {
+        Ok(None) => 0,
+        Ok(Some(r)) => match (r.outcome, r.stats.has_failures() && !failures_expected) {
+            (Outcome::Stopped, _) => 130,
+            (Outcome::Finished, true) => 3,
+            (Outcome::Finished, false) => 0,
+        },
+        Err(e) => match e.root() {
+            Error::Settings(_)
+            | Error::Resume { .. }
+            | Error::Busy { .. }
+            | Error::Symlink { .. }
+            | Error::ClusterAuth { .. } => 2,
+            _ => 1,
+        },
     }
 }
 
@@ -168,6 +315,8 @@ impl Failure {
         }
     }
 }
+
+impl std::error::Error for Failure {}
 
 impl fmt::Display for Failure {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

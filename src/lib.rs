@@ -46,6 +46,7 @@ pub mod http;
 mod kind;
 pub mod metrics;
 pub mod netguard;
+pub mod output;
 pub mod paths;
 pub mod progress;
 pub mod records;

@@ -6,6 +6,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use imgcrawl::cli::{Cli, Command, CommonArgs, ServeArgs};
+use imgcrawl::error::exit_status;
 use imgcrawl::sample_site::{SampleServer, SampleSite};
 use imgcrawl::{Crawl, CrawlReport, Error, Settings};
 
@@ -25,139 +26,105 @@ fn main() -> ExitCode {
     let multi = init_logging(cli.quiet, cli.verbose, live);
     // awc's rustls needs exactly one process-wide crypto provider; we build with ring only.
     let _ = rustls::crypto::ring::default_provider().install_default();
-    let code = match cli.command {
+    let (result, failures_expected) = run(cli.command, multi);
+    if let Err(e) = &result {
+        eprintln!("imgcrawl: {e}");
+    }
+    let result = result.as_ref().map(Option::as_ref);
+    ExitCode::from(exit_status(result, failures_expected))
+}
+
+/// Runs one command: its crawl report, if it crawled, or the error that ended it; and whether the
+/// crawl's failures were expected (the demo's deliberately broken images).
+fn run(
+    command: Command,
+    multi: Option<indicatif::MultiProgress>,
+) -> (Result<Option<CrawlReport>, Error>, bool) {
+    let plain = |r: Result<(), Error>| (r.map(|()| None), false);
+    match command {
         Command::Crawl(args) => {
             let sources = args.sources(std::env::vars().collect());
             let (fresh, json) = (args.fresh, args.json);
-            match Settings::load(&sources) {
-                Ok(settings) => run_crawl(
-                    async move { crawl(settings, fresh, multi).await },
-                    json,
-                    |r| r.exit_code() as u8,
-                ),
-                Err(e) => {
-                    eprintln!("imgcrawl: {e}");
-                    2
-                }
-            }
+            let report = Settings::load(&sources)
+                .map_err(Error::from)
+                .and_then(|settings| run_crawl(crawl(settings, fresh, multi), json));
+            (report.map(Some), false)
         }
-        Command::Demo(args) => run_crawl(demo(args.common, multi), args.json, demo_exit_code),
-        Command::Config(args) => show_config(&args),
-        Command::Check(args) => check_page(&args),
-        Command::ServeSample(args) => serve_sample(args),
-        Command::SampleSite(args) => {
-            let site = SampleSite {
-                pages: args.pages,
-                per_page: args.per_page,
-                page_kb: args.page_kb,
-            };
-            match site.write_to(&args.write) {
-                Ok((files, bytes)) => {
-                    println!(
-                        "wrote {files} files ({:.1} MB) to {}: {} list pages, {} images",
-                        bytes as f64 / 1e6,
-                        args.write.display(),
-                        site.pages,
-                        site.image_count()
-                    );
-                    0
-                }
-                Err(e) => {
-                    eprintln!(
-                        "imgcrawl: cannot write the sample site to {}: {e}",
-                        args.write.display()
-                    );
-                    1
-                }
-            }
+        Command::Demo(args) => {
+            let report = run_crawl(demo(args.common, multi), args.json);
+            let expected = report.as_ref().is_ok_and(demo_as_built);
+            (report.map(Some), expected)
         }
-        Command::Manifest(args) => match (&args.out_dir, &args.redis, &args.crawl_id) {
+        Command::Config(args) => plain(show_config(&args)),
+        Command::Check(args) => plain(check_page(&args)),
+        Command::ServeSample(args) => plain(serve_sample(args)),
+        Command::SampleSite(args) => plain(write_sample(&args)),
+        Command::Manifest(args) => plain(match (&args.out_dir, &args.redis, &args.crawl_id) {
             (_, Some(url), Some(id)) => shared_manifest(url, id),
-            (Some(out), _, _) => match imgcrawl::state::export_manifest(out) {
-                Ok(rows) => {
-                    println!(
-                        "wrote {} with {rows} images",
-                        out.join("manifest.jsonl").display()
-                    );
-                    0
-                }
-                Err(e) => {
-                    eprintln!("imgcrawl: {e}");
-                    1
-                }
-            },
+            (Some(out), _, _) => imgcrawl::output::manifest::export(out).map(|rows| {
+                let path = imgcrawl::output::Layout::new(out)
+                    .record(imgcrawl::output::RecordFile::Manifest);
+                println!("wrote {} with {rows} images", path.display());
+            }),
             _ => unreachable!("clap requires OUT or --redis with --crawl-id"),
-        },
-    };
-    ExitCode::from(code)
-}
-
-/// `imgcrawl check`: the dry run of one page. Exit 2 for a configuration error, 1 when the page
-/// cannot be fetched.
-fn check_page(args: &imgcrawl::cli::CheckArgs) -> u8 {
-    let settings = match Settings::load(&args.sources(std::env::vars().collect())) {
-        Ok(s) => s,
-        Err(e) => {
-            eprintln!("imgcrawl: {e}");
-            return 2;
-        }
-    };
-    let Some(url) = settings.start_urls.first().cloned() else {
-        eprintln!("imgcrawl: no page to check");
-        return 2;
-    };
-    let system = actix::System::new();
-    match system.block_on(async move { imgcrawl::check::check(&settings, &url).await }) {
-        Ok(report) => {
-            println!("{report}");
-            0
-        }
-        Err(e) => {
-            eprintln!("imgcrawl: {e}");
-            1
-        }
+        }),
     }
 }
 
-/// Prints the merged configuration with the origin of each value. Exit 2 if it is broken, or if
+/// `imgcrawl sample-site --write DIR`: writes the sample gallery as files.
+fn write_sample(args: &imgcrawl::cli::SampleSiteArgs) -> Result<(), Error> {
+    let site = SampleSite {
+        pages: args.pages,
+        per_page: args.per_page,
+        page_kb: args.page_kb,
+    };
+    let (files, bytes) = site
+        .write_to(&args.write)
+        .map_err(|e| Error::io("cannot write the sample site to", &args.write, e))?;
+    println!(
+        "wrote {files} files ({:.1} MB) to {}: {} list pages, {} images",
+        bytes as f64 / 1e6,
+        args.write.display(),
+        site.pages,
+        site.image_count()
+    );
+    Ok(())
+}
+
+/// `imgcrawl check`: the dry run of one page.
+fn check_page(args: &imgcrawl::cli::CheckArgs) -> Result<(), Error> {
+    let settings = Settings::load(&args.sources(std::env::vars().collect()))?;
+    let url = settings.start_urls[0].clone();
+    let system = actix::System::new();
+    let report = system.block_on(async move { imgcrawl::check::check(&settings, &url).await })?;
+    println!("{report}");
+    Ok(())
+}
+
+/// Prints the merged configuration with the origin of each value. Fails if it is broken, or if
 /// a crawl would refuse it (the reason follows the printout), except for a missing start URL,
 /// which `crawl` may still be given.
-fn show_config(args: &imgcrawl::cli::CrawlArgs) -> u8 {
+fn show_config(args: &imgcrawl::cli::CrawlArgs) -> Result<(), Error> {
     let sources = args.sources(std::env::vars().collect());
-    match sources.effective() {
-        Ok((text, invalid)) => {
-            print!("{text}");
-            match invalid {
-                None => 0,
-                Some(e) if e.key == "start_urls" => {
-                    eprintln!("note: no start URL yet; give them to `imgcrawl crawl` as arguments");
-                    0
-                }
-                Some(e) => {
-                    eprintln!("imgcrawl: a crawl would refuse this configuration: {e}");
-                    2
-                }
-            }
+    let (text, invalid) = sources.effective()?;
+    print!("{text}");
+    match invalid {
+        None => Ok(()),
+        Some(e) if e.key == "start_urls" => {
+            eprintln!("note: no start URL yet; give them to `imgcrawl crawl` as arguments");
+            Ok(())
         }
-        Err(e) => {
-            eprintln!("imgcrawl: {e}");
-            2
-        }
+        // Named after the printout: a crawl would refuse it.
+        Some(e) => Err(e.into()),
     }
 }
 
 /// Prints the whole manifest of shared crawl `id` on the Redis at `url`, one JSON line per saved
 /// image, in the order they were saved.
-fn shared_manifest(url: &str, id: &str) -> u8 {
-    let shared = match imgcrawl::settings::Distributed::to_read(url, id, "--redis") {
-        Ok(d) => d,
-        Err(e) => {
-            eprintln!("imgcrawl: {e}");
-            return 2;
-        }
-    };
+fn shared_manifest(url: &str, id: &str) -> Result<(), Error> {
+    let shared = imgcrawl::settings::Distributed::to_read(url, id, "--redis")?;
     let system = actix::System::new();
-    let result = system.block_on(async move {
+    let n = system.block_on(async move {
         let cluster = imgcrawl::cluster::Cluster::connect(&shared, None).await?;
         let mut out = std::io::BufWriter::new(std::io::stdout().lock());
         let (mut from, page) = (0, 1000);
@@ -165,7 +132,11 @@ fn shared_manifest(url: &str, id: &str) -> u8 {
             let rows = cluster
                 .manifest(from, page)
                 .await
-                .map_err(|e| Error::Cluster(format!("reading the shared manifest: {e}")))?;
+                .map_err(|source| Error::Cluster {
+                    url: shared.redacted_url(),
+                    what: "reading the shared manifest",
+                    source,
+                })?;
             for row in &rows {
                 writeln!(out, "{row}").map_err(|e| Error::io("cannot write", "stdout", e))?;
             }
@@ -177,21 +148,9 @@ fn shared_manifest(url: &str, id: &str) -> u8 {
         out.flush()
             .map_err(|e| Error::io("cannot write", "stdout", e))?;
         Ok::<usize, Error>(from)
-    });
-    match result {
-        Ok(n) => {
-            eprintln!("{n} images in the manifest of shared crawl {id}");
-            0
-        }
-        Err(e @ Error::ClusterAuth(_)) => {
-            eprintln!("imgcrawl: {e}");
-            2
-        }
-        Err(e) => {
-            eprintln!("imgcrawl: {e}");
-            1
-        }
-    }
+    })?;
+    eprintln!("{n} images in the manifest of shared crawl {id}");
+    Ok(())
 }
 
 /// Sets up `log`: errors only with `quiet`, debug or trace with `verbose` (RUST_LOG, when set,
@@ -238,32 +197,19 @@ fn init_logging(quiet: bool, verbose: u8, live: bool) -> Option<indicatif::Multi
     Some(multi)
 }
 
-/// Runs `fut` in a new System and maps its outcome to an exit status.
-/// With `json`, the final counters are printed as JSON instead of the summary table.
+/// Runs `fut` in a new System and prints its report: with `json`, the final counters as JSON
+/// instead of the summary table.
 fn run_crawl(
     fut: impl std::future::Future<Output = Result<CrawlReport, Error>> + 'static,
     json: bool,
-    exit_code: fn(&CrawlReport) -> u8,
-) -> u8 {
-    let system = actix::System::new();
-    match system.block_on(fut) {
-        Ok(report) => {
-            if json {
-                println!("{}", report.to_json());
-            } else {
-                println!("{report}");
-            }
-            exit_code(&report)
-        }
-        Err(e @ (Error::Settings(_) | Error::Resume(_) | Error::ClusterAuth(_))) => {
-            eprintln!("imgcrawl: {e}");
-            2
-        }
-        Err(e) => {
-            eprintln!("imgcrawl: {e}");
-            1
-        }
+) -> Result<CrawlReport, Error> {
+    let report = actix::System::new().block_on(fut)?;
+    if json {
+        println!("{}", report.to_json());
+    } else {
+        println!("{report}");
     }
+    Ok(report)
 }
 
 /// Crawls with `settings` (resuming unless `fresh`). The first Ctrl-C or SIGTERM stops handing
@@ -369,10 +315,10 @@ impl StopSignals {
     }
 }
 
-/// The demo's exit status: 0 when it finished and its only failures are the sample gallery's
-/// deliberately broken images, each failing the way it was built to (a 404, an HTML page served
-/// as a JPEG, a transfer cut short); otherwise the crawl's own status.
-fn demo_exit_code(report: &CrawlReport) -> u8 {
+/// Whether the demo finished and its only failures are the sample gallery's deliberately broken
+/// images, each failing the way it was built to (a 404, an HTML page served as a JPEG, a transfer
+/// cut short): then its failures are expected, and the exit status is 0.
+fn demo_as_built(report: &CrawlReport) -> bool {
     let s = &report.stats;
     let mut expected = std::collections::BTreeMap::new();
     for kind in imgcrawl::sample_site::BROKEN_IMAGE_ERRORS {
@@ -387,10 +333,8 @@ fn demo_exit_code(report: &CrawlReport) -> u8 {
             "demo: every outcome is as the sample gallery was built to show (its {} broken images failed as they should); exit status 0",
             imgcrawl::sample_site::BROKEN_IMAGES.len()
         );
-        0
-    } else {
-        report.exit_code() as u8
     }
+    as_built
 }
 
 /// Serves the sample gallery in this System and crawls it.
@@ -419,7 +363,8 @@ async fn demo(
     result
 }
 
-fn serve_sample(args: ServeArgs) -> u8 {
+/// `imgcrawl serve-sample`: serves the sample gallery until Ctrl-C.
+fn serve_sample(args: ServeArgs) -> Result<(), Error> {
     let system = actix::System::new();
     system.block_on(async move {
         let site = SampleSite {
@@ -427,25 +372,19 @@ fn serve_sample(args: ServeArgs) -> u8 {
             per_page: args.per_page,
             page_kb: 0,
         };
-        match SampleServer::start(site, args.port) {
-            Ok(server) => {
-                println!(
-                    "serving the sample gallery at {} (Ctrl-C to stop)",
-                    server.url()
-                );
-                println!(
-                    "try: imgcrawl crawl {}list/1.html -o sample-out",
-                    server.url()
-                );
-                let _ = actix_rt::signal::ctrl_c().await;
-                server.stop().await;
-                0
-            }
-            Err(e) => {
-                eprintln!("imgcrawl: cannot serve on 127.0.0.1:{}: {e}", args.port);
-                1
-            }
-        }
+        let server = SampleServer::start(site, args.port)
+            .map_err(|e| Error::io("cannot serve on", format!("127.0.0.1:{}", args.port), e))?;
+        println!(
+            "serving the sample gallery at {} (Ctrl-C to stop)",
+            server.url()
+        );
+        println!(
+            "try: imgcrawl crawl {}list/1.html -o sample-out",
+            server.url()
+        );
+        let _ = actix_rt::signal::ctrl_c().await;
+        server.stop().await;
+        Ok(())
     })
 }
 

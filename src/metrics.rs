@@ -385,8 +385,10 @@ pub fn routes(crawl: Crawl) -> impl FnOnce(&mut web::ServiceConfig) {
 /// Opens the listening socket for the metrics server, before the crawl starts, so that a busy
 /// address stops imgcrawl before any work is done.
 pub fn bind(addr: SocketAddr) -> Result<TcpListener, Error> {
-    TcpListener::bind(addr)
-        .map_err(|e| Error::Metrics(format!("cannot serve metrics on {addr} (key metrics): {e}")))
+    TcpListener::bind(addr).map_err(|source| Error::Metrics {
+        addr: addr.to_string(),
+        source,
+    })
 }
 
 /// The metrics server of one crawl, running in the current System.
@@ -399,16 +401,20 @@ impl MetricsServer {
     /// Serves `crawl`'s `/metrics` and `/status` on `listener` (see [`bind`]), with one worker
     /// thread and no signal handling of its own (the crawl owns Ctrl-C).
     pub fn start(crawl: &Crawl, listener: TcpListener) -> Result<MetricsServer, Error> {
-        let addr = listener
-            .local_addr()
-            .map_err(|e| Error::Metrics(format!("metrics socket: {e}")))?;
+        let addr = listener.local_addr().map_err(|source| Error::Metrics {
+            addr: "the metrics socket".into(),
+            source,
+        })?;
         let crawl = crawl.clone();
         let server = HttpServer::new(move || App::new().configure(routes(crawl.clone())))
             .workers(1)
             .disable_signals()
             .shutdown_timeout(1)
             .listen(listener)
-            .map_err(|e| Error::Metrics(format!("cannot serve metrics on {addr}: {e}")))?
+            .map_err(|source| Error::Metrics {
+                addr: addr.to_string(),
+                source,
+            })?
             .run();
         let handle = server.handle();
         actix_rt::spawn(server);

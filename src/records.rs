@@ -192,14 +192,10 @@ pub struct CrawlReport {
 }
 
 impl CrawlReport {
-    /// The process exit status: 0 all done (URLs skipped on purpose included), 3 some pages or
-    /// images failed, 130 stopped.
+    /// The process exit status of this report (see [`crate::error::exit_status`]): 0 all done
+    /// (URLs skipped on purpose included), 3 some pages or images failed, 130 stopped.
     pub fn exit_code(&self) -> i32 {
-        match (self.outcome, self.stats.has_failures()) {
-            (Outcome::Stopped, _) => 130,
-            (Outcome::Finished, true) => 3,
-            (Outcome::Finished, false) => 0,
-        }
+        crate::error::exit_status(Ok(Some(self)), false).into()
     }
 }
 

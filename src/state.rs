@@ -9,12 +9,10 @@ use std::path::{Path, PathBuf};
 use rusqlite::{params, Connection, OptionalExtension};
 use url::Url;
 
+use crate::error::StateError;
 use crate::frontier::{ImageJob, PageJob, SeenSet};
 use crate::records::ManifestRow;
 use crate::Kind;
-
-/// File name of the state database inside `OUT/.imgcrawl/`.
-pub const STATE_DB: &str = "state.db";
 
 /// Schema version stored in the database; a different one is refused rather than misread.
 const SCHEMA_VERSION: &str = "2";
@@ -198,8 +196,8 @@ impl StateDb {
     /// Opens (creating if needed) the database at `path`, for the crawl identified by
     /// `fingerprint` (its start URLs). An existing database of another crawl is refused with a
     /// message saying why.
-    pub fn open(path: &Path, fingerprint: &str) -> Result<StateDb, String> {
-        let conn = Connection::open(path).map_err(|e| e.to_string())?;
+    pub fn open(path: &Path, fingerprint: &str) -> Result<StateDb, StateError> {
+        let conn = Connection::open(path)?;
         conn.execute_batch(
             "PRAGMA journal_mode = WAL;
              PRAGMA synchronous = FULL;
@@ -213,13 +211,11 @@ impl StateDb {
                  via TEXT, saved_seq INTEGER, row TEXT, temp TEXT,
                  attempts INTEGER NOT NULL DEFAULT 0);
              CREATE INDEX IF NOT EXISTS images_saved ON images (saved_seq);",
-        )
-        .map_err(|e| e.to_string())?;
+        )?;
         // The trap rule's barren run, added after the first release of this schema: a state
         // written before it gains the column (0: every waiting page starts a new run).
         if conn.prepare("SELECT barren FROM pages LIMIT 0").is_err() {
-            conn.execute_batch("ALTER TABLE pages ADD COLUMN barren INTEGER NOT NULL DEFAULT 0")
-                .map_err(|e| e.to_string())?;
+            conn.execute_batch("ALTER TABLE pages ADD COLUMN barren INTEGER NOT NULL DEFAULT 0")?;
         }
         let db = StateDb {
             conn,
@@ -230,16 +226,9 @@ impl StateDb {
                 db.set_meta("schema", SCHEMA_VERSION)?;
                 db.set_meta("fingerprint", fingerprint)?;
             }
-            (Some(v), _) if v != SCHEMA_VERSION => {
-                return Err(format!(
-                    "it was written by another version of imgcrawl (state schema {v})"
-                ))
-            }
+            (Some(v), _) if v != SCHEMA_VERSION => return Err(StateError::OtherVersion(v)),
             (Some(_), Some(f)) if f != fingerprint => {
-                return Err(format!(
-                    "it holds a crawl of other start URLs: {}",
-                    summary(&f)
-                ))
+                return Err(StateError::OtherCrawl(summary(&f)))
             }
             _ => {}
         }
@@ -247,30 +236,29 @@ impl StateDb {
     }
 
     /// Opens an existing database to read it, whatever crawl it belongs to.
-    fn open_read_only(path: &Path) -> Result<StateDb, crate::Error> {
+    /// Opens the state database at `path` to read it only (another process may be using it).
+    pub fn open_read_only(path: &Path) -> Result<StateDb, crate::Error> {
         Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
             .map(|conn| StateDb {
                 conn,
                 spill_from: [None, None],
             })
-            .map_err(|e| crate::Error::State(format!("{}: {e}", path.display())))
+            .map_err(|e| crate::Error::state("cannot open", path, e))
     }
 
-    fn meta(&self, key: &str) -> Result<Option<String>, String> {
+    fn meta(&self, key: &str) -> rusqlite::Result<Option<String>> {
         self.conn
             .query_row("SELECT value FROM meta WHERE key = ?1", [key], |r| r.get(0))
             .optional()
-            .map_err(|e| e.to_string())
     }
 
-    fn set_meta(&self, key: &str, value: &str) -> Result<(), String> {
+    fn set_meta(&self, key: &str, value: &str) -> rusqlite::Result<()> {
         self.conn
             .execute(
                 "INSERT OR REPLACE INTO meta (key, value) VALUES (?1, ?2)",
                 params![key, value],
             )
             .map(drop)
-            .map_err(|e| e.to_string())
     }
 
     /// Applies `ops` in one transaction.
@@ -531,32 +519,19 @@ impl StateDb {
         Ok(r)
     }
 
-    /// Replaces `out_dir/manifest.jsonl` with the saved images, in the order they were saved;
-    /// returns how many. The rows stream from the database to a synced temporary file that is
-    /// then renamed over the old manifest, so memory stays flat and no reader sees half of it.
-    pub fn write_manifest(&self, out_dir: &Path) -> Result<usize, crate::Error> {
-        use std::io::Write;
-        let target = out_dir.join("manifest.jsonl");
-        let tmp = out_dir.join(".imgcrawl").join("manifest.jsonl.part");
-        let failed = |e: rusqlite::Error| crate::Error::State(format!("reading saved images: {e}"));
-        let io = |e: std::io::Error| crate::Error::io("cannot write", &target, e);
-        let mut out = std::io::BufWriter::new(std::fs::File::create(&tmp).map_err(io)?);
+    /// Calls `each` with the manifest row (JSON) of every saved image, in the order they were
+    /// saved, without holding them all in memory.
+    pub fn each_saved_row(&self, mut each: impl FnMut(&str)) -> rusqlite::Result<usize> {
         let mut stmt = self
             .conn
-            .prepare("SELECT row FROM images WHERE state = 1 ORDER BY saved_seq")
-            .map_err(failed)?;
-        let mut rows = stmt.query([]).map_err(failed)?;
+            .prepare("SELECT row FROM images WHERE state = 1 ORDER BY saved_seq")?;
+        let mut rows = stmt.query([])?;
         let mut n = 0;
-        while let Some(row) = rows.next().map_err(failed)? {
-            let json: String = row.get(0).map_err(failed)?;
-            out.write_all(json.as_bytes())
-                .and_then(|_| out.write_all(b"\n"))
-                .map_err(io)?;
+        while let Some(row) = rows.next()? {
+            let json: String = row.get(0)?;
+            each(&json);
             n += 1;
         }
-        let file = out.into_inner().map_err(|e| io(e.into_error()))?;
-        file.sync_all().map_err(io)?;
-        std::fs::rename(&tmp, &target).map_err(io)?;
         Ok(n)
     }
 
@@ -576,26 +551,12 @@ impl StateDb {
     }
 }
 
-/// Rewrites `out_dir/manifest.jsonl` from the state database of the crawl in `out_dir` (atomically:
-/// a temporary file renamed over the old one); returns the number of images in it.
-pub fn export_manifest(out_dir: &Path) -> Result<usize, crate::Error> {
-    let db_path = out_dir.join(".imgcrawl").join(STATE_DB);
-    if !db_path.exists() {
-        return Err(crate::Error::State(format!(
-            "{} does not exist: {} holds no imgcrawl crawl",
-            db_path.display(),
-            out_dir.display()
-        )));
-    }
-    StateDb::open_read_only(&db_path)?.write_manifest(out_dir)
-}
-
 /// The saved images recorded in the state database at `db_path`, read without changing it and
 /// whatever crawl it belongs to.
 pub fn read_saved(db_path: &Path) -> Result<Vec<ManifestRow>, crate::Error> {
     StateDb::open_read_only(db_path)?
         .saved_rows()
-        .map_err(|e| crate::Error::State(format!("{}: {e}", db_path.display())))
+        .map_err(|e| crate::Error::state("cannot read saved images from", db_path, e))
 }
 
 /// The fingerprint of a crawl: its sorted start URLs, one per line.
@@ -642,7 +603,7 @@ mod tests {
     #[test]
     fn batches_round_trip_into_a_resume() {
         let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join(STATE_DB);
+        let path = dir.path().join("state.db");
         let fp = fingerprint(&[url("http://h/")]);
         let mut db = StateDb::open(&path, &fp).unwrap();
         db.apply(&[
@@ -712,13 +673,16 @@ mod tests {
         let err = StateDb::open(&path, &fingerprint(&[url("http://other/")]))
             .err()
             .unwrap();
-        assert!(err.contains("other start URLs: http://h/"), "{err}");
+        assert!(
+            err.to_string().contains("other start URLs: http://h/"),
+            "{err}"
+        );
     }
 
     #[test]
     fn spilled_jobs_come_back_once_in_admission_order() {
         let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join(STATE_DB);
+        let path = dir.path().join("state.db");
         let mut db = StateDb::open(&path, "fp").unwrap();
         let page = |n: u32, spilled: bool| StateOp::PageQueued {
             url: url(&format!("http://h/{n}")),

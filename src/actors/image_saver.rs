@@ -18,12 +18,13 @@ use bytes::Bytes;
 use sha2::{Digest, Sha256};
 use url::Url;
 
-use super::disk_writer::{AppendTemp, DiscardTemp, DiskWriter, ImageName, WriteImage};
+use super::disk_writer::{AppendTemp, DiscardTemp, DiskWriter, WriteImage};
 use super::{Crash, DeathGuard, Retire};
 use crate::cluster::BytesClaim;
 use crate::error::{Failure, FailureKind};
 use crate::frontier::ImageJob;
 use crate::http::{self, BodyDone};
+use crate::output::ImageName;
 use crate::records::ManifestRow;
 use crate::settings::Settings;
 use crate::sniff::{self, SNIFF_LEN, TAIL_LEN};

@@ -1,7 +1,8 @@
-//! Logger: the crawl's one voice. It receives every [`CrawlEvent`], keeps the counters, turns saved
-//! images, failures and skipped URLs into `manifest.jsonl`, `errors.jsonl` and `skipped.jsonl` lines (written in batches through
-//! the DiskWriter), prints a status line every few seconds through `log`, forwards events to
-//! subscribers, and on [`Finish`] flushes everything, writes `stats.json` and returns the report.
+//! Logger: the crawl's one voice. It receives every [`CrawlEvent`], keeps the counters, turns
+//! failures and skipped URLs into `errors.jsonl` and `skipped.jsonl` lines (written in batches
+//! through the DiskWriter; `manifest.jsonl` is written by the commit that saves each image),
+//! prints a status line every few seconds through `log`, forwards events to subscribers, and on
+//! [`Finish`] flushes everything, writes `stats.json` and returns the report.
 //!
 //! Takes: [`CrawlEvent`] (fire-and-forget, from the Supervisor), [`Subscribe`], [`GetStats`],
 //! [`Finish`]. Record flushes block its mailbox while they run (`ctx.wait`), so records keep their
@@ -13,8 +14,9 @@ use std::time::{Duration, Instant};
 use actix::prelude::*;
 use url::Url;
 
-use super::disk_writer::{AppendRecords, DiskWriter, RecordFile, WriteFileAtomic, STATS_FILE};
+use super::disk_writer::{AppendRecords, DiskWriter, WriteFileAtomic};
 use crate::error::Error;
+use crate::output::RecordFile;
 use crate::records::{CrawlReport, ErrorRow, ManifestRow, Outcome, SkipRow, Stats, WholeCrawl};
 use crate::settings::Settings;
 use crate::Kind;
@@ -275,14 +277,12 @@ pub struct Logger {
     tally: Tally,
     /// When the crawl started, for rates.
     started: Instant,
-    /// Manifest lines not yet written.
-    manifest: String,
     /// Error lines not yet written.
     errors: String,
     /// Skipped-URL lines not yet written.
     skipped: String,
     /// The first record write that failed; the crawl's end reports it.
-    write_error: Option<String>,
+    write_error: Option<Error>,
     /// Set by [`Finish`]: the counters and timings are final.
     finished: bool,
     /// The flush and status timers, cancelled by [`Finish`].
@@ -302,7 +302,6 @@ impl Logger {
             subscribers,
             tally: Tally::default(),
             started: Instant::now(),
-            manifest: String::new(),
             errors: String::new(),
             skipped: String::new(),
             write_error: None,
@@ -364,18 +363,15 @@ impl Logger {
                 );
                 push_json(&mut self.errors, row);
             }
-            CrawlEvent::ImageSaved(row) => {
-                match &row.duplicate_of {
-                    Some(first) => log::debug!("{} has the bytes of {}", row.url, first.display()),
-                    None => log::debug!(
-                        "saved {} as {} ({} bytes)",
-                        row.url,
-                        row.path.display(),
-                        row.bytes
-                    ),
-                }
-                push_json(&mut self.manifest, row);
-            }
+            CrawlEvent::ImageSaved(row) => match &row.duplicate_of {
+                Some(first) => log::debug!("{} has the bytes of {}", row.url, first.display()),
+                None => log::debug!(
+                    "saved {} as {} ({} bytes)",
+                    row.url,
+                    row.path.display(),
+                    row.bytes
+                ),
+            },
             CrawlEvent::Skipped { row, shape } => {
                 if let Some(shape) = shape {
                     if !self.tally.stats.trap_shapes.contains_key(shape) {
@@ -423,12 +419,6 @@ impl Logger {
     /// Writes buffered records, pausing the mailbox until the DiskWriter is done.
     fn flush(&mut self, ctx: &mut Context<Self>) {
         let mut batches = Vec::new();
-        if !self.manifest.is_empty() {
-            batches.push(AppendRecords {
-                file: RecordFile::Manifest,
-                text: std::mem::take(&mut self.manifest),
-            });
-        }
         if !self.errors.is_empty() {
             batches.push(AppendRecords {
                 file: RecordFile::Errors,
@@ -447,13 +437,12 @@ impl Logger {
         let writer = self.writer.clone();
         let fut = async move {
             for b in batches {
-                match writer.send(b).await {
-                    Ok(Ok(())) => {}
-                    Ok(Err(e)) => return Err(e.to_string()),
-                    Err(e) => return Err(format!("disk writer unavailable: {e}")),
-                }
+                writer
+                    .send(b)
+                    .await
+                    .map_err(|e| Error::aborted("the disk writer", e))??;
             }
-            Ok(())
+            Ok::<(), Error>(())
         };
         ctx.wait(fut.into_actor(self).map(|res, act, _| {
             if let Err(e) = res {
@@ -490,7 +479,7 @@ impl Handler<CrawlEvent> for Logger {
         for s in &self.subscribers {
             s.do_send(event.clone());
         }
-        if self.manifest.len() + self.errors.len() + self.skipped.len() >= FLUSH_BYTES {
+        if self.errors.len() + self.skipped.len() >= FLUSH_BYTES {
             self.flush(ctx);
         }
     }
@@ -545,7 +534,7 @@ impl Handler<Finish> for Logger {
             async move {
                 writer
                     .send(WriteFileAtomic {
-                        name: STATS_FILE,
+                        file: RecordFile::Stats,
                         contents: stats_json,
                     })
                     .await
@@ -553,9 +542,9 @@ impl Handler<Finish> for Logger {
             .into_actor(self)
             .map(move |res, act, _| {
                 if let Some(e) = act.write_error.take() {
-                    return Err(Error::Aborted(format!("records could not be written: {e}")));
+                    return Err(Error::Disk(Arc::new(e)));
                 }
-                res.map_err(|e| Error::Aborted(format!("disk writer unavailable: {e}")))??;
+                res.map_err(|e| Error::aborted("the disk writer", e))??;
                 Ok(report)
             }),
         )

@@ -222,30 +222,32 @@ impl std::fmt::Debug for Cluster {
 }
 
 /// Why Redis could not be used at start-up: a wrong password is a configuration error.
-fn start_error(d: &Distributed, e: &RedisError) -> Error {
+fn start_error(d: &Distributed, e: RedisError) -> Error {
     let auth = e.kind() == ErrorKind::AuthenticationFailed
         || matches!(e.code(), Some("NOAUTH" | "WRONGPASS"));
+    let url = d.redacted_url();
     if auth {
-        return Error::ClusterAuth(format!(
-            "Redis at {} refused the credentials (the user and password of --redis or distributed.redis_url): {e}",
-            d.redacted_url()
-        ));
+        return Error::ClusterAuth { url, source: e };
     }
-    Error::Cluster(format!("cannot use Redis at {}: {e}", d.redacted_url()))
+    Error::Cluster {
+        url,
+        what: "start-up",
+        source: e,
+    }
 }
 
 impl Cluster {
     /// Connects to the shared crawl `d`, checks the credentials and creates the job streams and
     /// their consumer group when this is the crawl's first process.
     pub async fn connect(d: &Distributed, max_pages: Option<u64>) -> Result<Cluster, Error> {
-        let client = redis::Client::open(d.redis_url.as_str()).map_err(|e| start_error(d, &e))?;
+        let client = redis::Client::open(d.redis_url.as_str()).map_err(|e| start_error(d, e))?;
         let config = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(Duration::from_secs(5)))
             .set_response_timeout(Some(Duration::from_secs(10)))
             .set_number_of_retries(2);
         let con = ConnectionManager::new_with_config(client, config)
             .await
-            .map_err(|e| start_error(d, &e))?;
+            .map_err(|e| start_error(d, e))?;
         let cluster = Cluster {
             con,
             keys: Keys::new(&d.crawl_id),
@@ -263,7 +265,7 @@ impl Cluster {
         redis::cmd("PING")
             .query_async::<String>(&mut con)
             .await
-            .map_err(|e| start_error(d, &e))?;
+            .map_err(|e| start_error(d, e))?;
         for kind in [Kind::Page, Kind::Image] {
             let created: Result<(), RedisError> = redis::cmd("XGROUP")
                 .arg("CREATE")
@@ -276,7 +278,7 @@ impl Cluster {
             match created {
                 Ok(()) => {}
                 Err(e) if e.code() == Some("BUSYGROUP") => {}
-                Err(e) => return Err(start_error(d, &e)),
+                Err(e) => return Err(start_error(d, e)),
             }
         }
         Ok(cluster)

@@ -148,15 +148,6 @@ const IMAGE_CREDIT: usize = 1;
 /// display's total and estimate to follow the crawl; a sweep looks at each worker's mailbox once).
 const SWEEP_EVERY: Duration = Duration::from_millis(250);
 
-/// Why a crawl ended without a report (a cloneable stand-in for [`Error`], which is not `Clone`).
-#[derive(Debug, Clone)]
-enum Ended {
-    /// The actors stopped answering.
-    Aborted(String),
-    /// Disk trouble.
-    Disk(String),
-}
-
 /// State changes that trigger a commit at once rather than at the next tick.
 const COMMIT_BATCH: usize = 2048;
 /// How often pending state changes are committed (the group commit's latency).
@@ -315,7 +306,7 @@ pub struct Supervisor {
     /// A commit is in flight (one at a time, so batches land in order).
     commit_in_flight: bool,
     /// A fatal error (disk trouble) that ends the crawl.
-    fatal: Option<String>,
+    fatal: Option<Arc<Error>>,
     /// Stop waiting for requests in flight (the grace period after a stop has passed).
     abandon: bool,
     /// Job ids, also naming temporary files.
@@ -344,9 +335,9 @@ pub struct Supervisor {
     /// Supervisor stops once nobody holds its address.
     timers: Vec<SpawnHandle>,
     /// The final report, once known.
-    report: Option<Result<CrawlReport, Ended>>,
+    report: Option<Result<CrawlReport, Arc<Error>>>,
     /// Callers of [`AwaitReport`] before the end.
-    waiters: Vec<oneshot::Sender<Result<CrawlReport, Ended>>>,
+    waiters: Vec<oneshot::Sender<Result<CrawlReport, Arc<Error>>>>,
     /// The shared crawl this process takes part in (`None` for a local crawl).
     shared: Option<shared::Shared>,
 }
@@ -728,7 +719,14 @@ impl Supervisor {
                 }
                 Ok(Err(failure)) if failure.kind == FailureKind::Disk => {
                     // The image stays waiting in the state; the crawl cannot go on.
-                    act.fail(format!("{}: {}", job.url, failure.detail), ctx);
+                    let url = job.url.to_string();
+                    act.fail(
+                        Error::ImageWrite {
+                            url,
+                            source: failure,
+                        },
+                        ctx,
+                    );
                 }
                 Ok(Err(failure)) => act.failed(Job::Image(job), failure),
                 Err(_) => act.lost(Job::Image(job)),
@@ -828,8 +826,8 @@ impl Supervisor {
                         .after(new_images, load_images, loaded.images.len());
                     act.queue_waiting(loaded.pages, loaded.images);
                 }
-                Ok(Err(e)) => act.fail(e.to_string(), ctx),
-                Err(e) => act.fail(format!("the disk writer stopped: {e}"), ctx),
+                Ok(Err(e)) => act.fail(e, ctx),
+                Err(e) => act.fail(Error::aborted("the disk writer", e), ctx),
             }
             if act.pending.len() >= COMMIT_BATCH || act.ending_soon() || act.refill_due() {
                 act.commit(ctx);
@@ -847,10 +845,10 @@ impl Supervisor {
 
     /// Ends the crawl after an error the crawl cannot go on with (the disk is full or unwritable).
     /// What is committed stays; what was in flight is done again by the next run.
-    fn fail(&mut self, why: String, ctx: &mut Context<Self>) {
+    fn fail(&mut self, why: Error, ctx: &mut Context<Self>) {
         if self.fatal.is_none() {
             log::error!("{why}");
-            self.fatal = Some(why);
+            self.fatal = Some(Arc::new(why));
         }
         self.stopping = true;
         self.abandon = true;
@@ -897,22 +895,23 @@ impl Supervisor {
                 .await;
             let report = match report {
                 Ok(Ok(report)) => Ok(report),
-                Ok(Err(e)) => Err(Ended::Aborted(e.to_string())),
-                Err(e) => Err(Ended::Aborted(format!("the Logger stopped: {e}"))),
+                Ok(Err(e)) => Err(e),
+                Err(e) => Err(Error::aborted("the Logger", e)),
             };
             let ended = match fatal {
-                Some(why) => Err(Ended::Disk(why)),
+                Some(why) => Err(Error::Disk(why)),
                 // The manifest is rewritten from the committed state, so the two always agree.
                 None => match writer.send(ExportManifest).await {
                     Ok(Ok(_)) => report,
-                    Ok(Err(e)) => Err(Ended::Disk(e.to_string())),
-                    Err(e) => Err(Ended::Aborted(format!("the disk writer stopped: {e}"))),
+                    Ok(Err(e)) => Err(Error::Disk(Arc::new(e))),
+                    Err(e) => Err(Error::aborted("the disk writer", e)),
                 },
             };
             let _ = writer.send(CloseOutput).await;
             ended
         };
         ctx.spawn(finish.into_actor(self).map(|report, act, _| {
+            let report = report.map_err(Arc::new);
             // Every worker is told to stop: the savers share the Supervisor's thread, which is
             // not the crawl's to stop. The fetchers' threads are.
             for s in &act.fetchers {
@@ -1077,12 +1076,7 @@ impl Handler<AwaitReport> for Supervisor {
     type Result = ResponseFuture<Result<CrawlReport, Error>>;
 
     fn handle(&mut self, _: AwaitReport, _: &mut Context<Self>) -> Self::Result {
-        let to_error = |r: Result<CrawlReport, Ended>| {
-            r.map_err(|e| match e {
-                Ended::Aborted(why) => Error::Aborted(why),
-                Ended::Disk(why) => Error::Disk(why),
-            })
-        };
+        let to_error = |r: Result<CrawlReport, Arc<Error>>| r.map_err(Error::Ended);
         if let Some(report) = &self.report {
             let report = to_error(report.clone());
             return Box::pin(async move { report });
@@ -1091,7 +1085,7 @@ impl Handler<AwaitReport> for Supervisor {
         self.waiters.push(tx);
         Box::pin(async move {
             rx.await
-                .map_err(|_| Error::Aborted("the Supervisor stopped".into()))
+                .map_err(|e| Error::aborted("the Supervisor", e))
                 .and_then(to_error)
         })
     }

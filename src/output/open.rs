@@ -1,0 +1,205 @@
+//! Opening an output directory: lock it, refuse planted symbolic links, start over (`--fresh`)
+//! or carry on, finish the moves a crash interrupted, remove leftover temporary files, re-queue
+//! saved images whose file is gone, import the manifest of a directory that has no state.
+
+use std::collections::HashMap;
+use std::fs::{self, File};
+use std::path::{Path, PathBuf};
+
+use url::Url;
+
+use super::fsio::{
+    lock_output, name_max, refuse_symlink, remove_if_there, safe_relative, through_symlink,
+};
+use super::names::{sha_key, ShaKey};
+use super::{manifest, Output, RecordFile, TMP_SPREAD};
+use crate::error::Error;
+use crate::state::{self, Resume, StateDb};
+
+impl Output {
+    /// Prepares the output directory and its state database: creates them (or, with `fresh`,
+    /// first removes the state and records of an earlier crawl), finishes the renames a crash
+    /// interrupted, removes leftover temporary files, re-queues saved images whose file is gone,
+    /// imports the manifest of an output directory that has none, and rewrites `manifest.jsonl`
+    /// from the state. `fingerprint` is the crawl's identity (a state of another crawl is
+    /// refused); `in_memory` jobs of each kind are read into memory. Answers with what the
+    /// earlier runs left.
+    pub fn open(&self, fresh: bool, fingerprint: &str, in_memory: usize) -> Result<Resume, Error> {
+        self.claim()?;
+        let reusable = if fresh {
+            self.forget()?
+        } else {
+            HashMap::new()
+        };
+        let layout = &self.layout;
+        let db_path = layout.state_db();
+        let mut db = StateDb::open(&db_path, fingerprint).map_err(|e| Error::Resume {
+            dir: self.out_dir.clone(),
+            source: e,
+        })?;
+        let db_err = |e| Error::state("crawl state", &db_path, e);
+        self.finish_moves(&db.pending_renames().map_err(db_err)?)?;
+        db.clear_temps().map_err(db_err)?;
+        self.name_max.store(
+            name_max(&self.out_dir),
+            std::sync::atomic::Ordering::Relaxed,
+        );
+        self.remove_temp_files()?;
+        let mut resume = db.resume(in_memory).map_err(db_err)?;
+        if resume.is_empty() {
+            for file in [RecordFile::Errors, RecordFile::Skipped] {
+                let path = layout.record(file);
+                File::create(&path).map_err(|e| Error::io("cannot write", &path, e))?;
+            }
+            let imported = manifest::import_ops(manifest::read(layout)?);
+            if !imported.is_empty() {
+                db.apply(&imported).map_err(db_err)?;
+                resume = db.resume(in_memory).map_err(db_err)?;
+            }
+        }
+        let lost = self.requeue_missing(&mut db, &resume).map_err(db_err)?;
+        if lost > 0 {
+            log::warn!("{lost} saved images have lost their file; they will be downloaded again");
+            // Read again: they wait now, in their place in the queue.
+            resume = db.resume(in_memory).map_err(db_err)?;
+        }
+        let mut index = self.index();
+        index.reusable = reusable;
+        for row in &resume.saved {
+            if row.duplicate_of.is_none() {
+                index
+                    .by_sha
+                    .insert(sha_key(&row.sha256), row.path.clone().into_boxed_path());
+                index.take(&row.path);
+            }
+        }
+        drop(index);
+        *self.state() = Some(db);
+        self.export_manifest()?;
+        Ok(resume)
+    }
+
+    /// Makes the output directory and imgcrawl's own directory in it, takes the lock (before
+    /// anything is removed or written: another crawl may be working here) and refuses symbolic
+    /// links planted where imgcrawl writes its own files.
+    fn claim(&self) -> Result<(), Error> {
+        let (out, layout) = (&self.out_dir, &self.layout);
+        let state_dir = layout.state_dir();
+        fs::create_dir_all(out).map_err(|e| Error::io("cannot create output directory", out, e))?;
+        refuse_symlink(&state_dir)?;
+        fs::create_dir_all(&state_dir)
+            .map_err(|e| Error::io("cannot create output directory", &state_dir, e))?;
+        let lock = lock_output(out, &layout.lock())?;
+        *self.lock.lock().unwrap_or_else(|p| p.into_inner()) = Some(lock);
+        refuse_symlink(&self.tmp_dir)?;
+        for path in layout.state_db_files() {
+            refuse_symlink(&path)?;
+        }
+        refuse_symlink(&layout.manifest_part())?;
+        for file in RecordFile::ALL {
+            refuse_symlink(&layout.record(file))?;
+        }
+        fs::create_dir_all(&self.tmp_dir)
+            .map_err(|e| Error::io("cannot create output directory", out, e))
+    }
+
+    /// Starts over (`--fresh`): removes the state and records of the earlier crawl, keeping its
+    /// image files. Answers the files it saved, by content, that are still intact: the first
+    /// image with the same bytes takes one over instead of writing a copy.
+    fn forget(&self) -> Result<HashMap<ShaKey, Box<Path>>, Error> {
+        let (out, layout) = (&self.out_dir, &self.layout);
+        let db_path = layout.state_db();
+        // A state that cannot be read (corrupt) is simply replaced: only the files it names
+        // are lost as candidates for reuse.
+        let saved = if db_path.exists() {
+            state::read_saved(&db_path).unwrap_or_else(|e| {
+                log::warn!("starting over without reading the old state: {e}");
+                Vec::new()
+            })
+        } else {
+            Vec::new()
+        };
+        let mut reusable = HashMap::new();
+        for row in saved {
+            let intact = safe_relative(&row.path)
+                && fs::metadata(out.join(&row.path)).is_ok_and(|f| f.len() == row.bytes);
+            if row.duplicate_of.is_none() && intact {
+                reusable.insert(sha_key(&row.sha256), row.path.into_boxed_path());
+            }
+        }
+        for path in layout.state_db_files() {
+            remove_if_there(&path)?;
+        }
+        for file in RecordFile::ALL {
+            remove_if_there(&layout.record(file))?;
+        }
+        Ok(reusable)
+    }
+
+    /// Finishes the moves of saved images into place that a crash interrupted (committed, not
+    /// yet renamed). A recorded move that would leave the output directory is ignored.
+    fn finish_moves(&self, moves: &[(PathBuf, PathBuf)]) -> Result<(), Error> {
+        let out = &self.out_dir;
+        for (temp, dest) in moves {
+            if !(safe_relative(temp) && safe_relative(dest))
+                || through_symlink(out, temp)
+                || through_symlink(out, dest)
+            {
+                log::warn!(
+                    "{}: ignoring a recorded move of {} to {} that leaves the output directory",
+                    self.layout.state_db().display(),
+                    temp.display(),
+                    dest.display()
+                );
+                continue;
+            }
+            let (temp, dest) = (out.join(temp), out.join(dest));
+            if !dest.exists() && temp.exists() {
+                if let Some(parent) = dest.parent() {
+                    fs::create_dir_all(parent)
+                        .map_err(|e| Error::io("cannot create directory", parent, e))?;
+                }
+                fs::rename(&temp, &dest)
+                    .map_err(|e| Error::io("cannot move file into place", &dest, e))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Removes this and earlier crawls' temporary files.
+    fn remove_temp_files(&self) -> Result<(), Error> {
+        let tmp_dir = &self.tmp_dir;
+        for path in self
+            .temp_files()
+            .map_err(|e| Error::io("cannot read", tmp_dir, e))?
+        {
+            fs::remove_file(&path)
+                .map_err(|e| Error::io("cannot remove leftover temporary file", &path, e))?;
+        }
+        for k in 0..TMP_SPREAD {
+            let dir = tmp_dir.join(k.to_string());
+            self.ensure_dir(&dir)
+                .map_err(|e| Error::io("cannot create directory", &dir, e))?;
+        }
+        Ok(())
+    }
+
+    /// Saved images whose file is missing or has another size (deleted by hand, or a rename lost
+    /// with a power cut) go back to waiting, so that they are downloaded again. Rows whose bytes
+    /// another process of a shared crawl holds have no file here to check.
+    fn requeue_missing(&self, db: &mut StateDb, resume: &Resume) -> rusqlite::Result<usize> {
+        let out = &self.out_dir;
+        let lost: Vec<Url> = resume
+            .saved
+            .iter()
+            .filter(|row| row.duplicate_on.is_none())
+            .filter(|row| {
+                !(safe_relative(&row.path)
+                    && fs::metadata(out.join(&row.path)).is_ok_and(|m| m.len() == row.bytes))
+            })
+            .filter_map(|row| Url::parse(&row.url).ok())
+            .collect();
+        db.requeue_images(&lost)?;
+        Ok(lost.len())
+    }
+}
