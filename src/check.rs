@@ -3,7 +3,6 @@
 //! followed or skipped, and why), without saving anything. This is how selectors are tuned for a
 //! new site.
 
-use std::collections::HashSet;
 use std::fmt;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -14,7 +13,8 @@ use crate::admission::{Admission, Left, Reason, RobotsVerdict, Verdict as Admitt
 use crate::error::{Error, Failure, FailureKind};
 use crate::fetch;
 use crate::http;
-use crate::paths::{with_suffix, NameFields};
+use crate::output::names::Index;
+use crate::paths::NameFields;
 use crate::robots::{robots_url, Rules};
 use crate::settings::Settings;
 use crate::urls;
@@ -123,7 +123,7 @@ pub async fn check(settings: &Settings, url: &Url) -> Result<CheckReport, Error>
     };
 
     let mut images = Vec::new();
-    let mut taken: HashSet<PathBuf> = HashSet::new();
+    let mut taken = Index::default();
     let (mut admitted, mut novel) = (0, 0);
     for c in found.images {
         let (u, verdict) = match admission.image(c.url.clone()) {
@@ -176,7 +176,7 @@ fn image(
     page: &Url,
     url: Url,
     name: Option<String>,
-    taken: &mut HashSet<PathBuf>,
+    taken: &mut Index,
     verdict: Verdict,
 ) -> CheckedImage {
     let stem = urls::file_stem(&url).unwrap_or_else(|| "image".to_string());
@@ -190,14 +190,12 @@ fn image(
         sha256: &"0".repeat(64),
         ext: guess_extension(&url),
     });
-    let mut path = wanted.clone();
-    if verdict == Verdict::Take {
-        let mut n = 1;
-        while !taken.insert(path.clone()) {
-            n += 1;
-            path = with_suffix(&wanted, n);
-        }
-    }
+    // Named as the crawl names files (on a fresh output directory).
+    let path = if verdict == Verdict::Take {
+        taken.pick(&wanted, |_| false).0
+    } else {
+        wanted
+    };
     CheckedImage {
         url,
         name,
