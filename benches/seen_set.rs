@@ -3,7 +3,7 @@
 
 use std::sync::atomic::Ordering;
 
-use imgcrawl::frontier::SeenSet;
+use imgcrawl::seen::SeenSet;
 use url::Url;
 
 #[path = "support/counting.rs"]

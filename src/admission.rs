@@ -10,8 +10,9 @@ use std::sync::Arc;
 use url::Url;
 
 use crate::error::{Failure, FailureKind};
-use crate::frontier::{host_key, SeenSet};
+use crate::job::host_key;
 use crate::robots::{RobotsBook, Rules};
+use crate::seen::SeenSet;
 use crate::settings::Settings;
 use crate::trap::TrapRule;
 

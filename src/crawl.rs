@@ -7,14 +7,15 @@ use std::sync::Arc;
 
 use actix::prelude::*;
 
+use crate::activity::{Activity, QueueState};
 use crate::actors::disk_writer::{DiskWriter, OpenOutput};
 use crate::actors::logger::{CrawlEvent, GetStats, Logger, Subscribe};
 use crate::actors::supervisor::{
-    Activity, AwaitReport, GetActivity, GetQueues, GetWorkers, QueueState, StopCrawl, Supervisor,
-    WorkerAddrs,
+    AwaitReport, GetActivity, GetQueues, GetWorkers, StopCrawl, Supervisor, WorkerAddrs,
 };
 use crate::cluster::Cluster;
 use crate::error::Error;
+use crate::frontier::{Frontier, LocalFrontier, SharedFrontier};
 use crate::records::{CrawlReport, Stats};
 use crate::settings::Settings;
 use crate::state::fingerprint;
@@ -45,7 +46,9 @@ impl CrawlBuilder {
     /// `#[actix::main]`). Fails if the output directory cannot be prepared.
     pub async fn start(self) -> Result<Crawl, Error> {
         let settings = Arc::new(self.settings);
-        let cluster = match &settings.distributed {
+        let in_memory = settings.workers.frontier_in_memory.get();
+        // The one place the two modes part: where waiting work lives.
+        let frontier: Box<dyn Frontier> = match &settings.distributed {
             Some(d) => {
                 let cluster = Cluster::connect(d, settings.scope.max_pages).await?;
                 log::info!(
@@ -55,9 +58,10 @@ impl CrawlBuilder {
                     cluster.consumer(),
                     d.role
                 );
-                Some(cluster)
+                let per_host = settings.http.per_host_concurrency.get();
+                Box::new(SharedFrontier::new(cluster, d.role, per_host))
             }
-            None => None,
+            None => Box::new(LocalFrontier::new(in_memory)),
         };
         let prototype = DiskWriter::new(settings.out_dir.clone(), settings.filename.clone());
         let writer = SyncArbiter::start(settings.workers.writers.get(), move || prototype.clone());
@@ -65,7 +69,7 @@ impl CrawlBuilder {
             .send(OpenOutput {
                 fresh: self.fresh,
                 fingerprint: fingerprint(&settings.start_urls),
-                in_memory: settings.workers.frontier_in_memory.get(),
+                in_memory,
             })
             .await
             .map_err(|e| Error::aborted("the disk writer", e))??;
@@ -73,7 +77,7 @@ impl CrawlBuilder {
         let logger = Logger::new(settings.clone(), writer.clone(), self.subscribers);
         let logger = Logger::start_in_arbiter(System::current().arbiter(), move |_| logger);
         let supervisor =
-            Supervisor::new(settings, writer, logger.clone(), resume, cluster).launch();
+            Supervisor::new(settings, frontier, writer, logger.clone(), resume).launch();
         Ok(Crawl { supervisor, logger })
     }
 }

@@ -18,32 +18,6 @@ use crate::error::{Failure, FailureKind};
 use crate::settings::HttpSettings;
 use crate::urls;
 
-/// Tells the Supervisor that the body of request `0` (its booking id) has been read in full.
-#[derive(Debug, Clone, Copy, actix::Message)]
-#[rtype(result = "()")]
-pub struct BodyIn(pub u64);
-
-/// Fired by a worker once a response's body has been read in full, so that the Supervisor can free
-/// the host's request slot while the worker goes on parsing or storing: politeness counts requests
-/// the server is serving, not work done afterwards. A job that ends without firing it (a failure, a
-/// redirect, a dead worker) has its slot freed when its answer comes.
-#[derive(Debug, Default)]
-pub struct BodyDone(Option<(actix::Recipient<BodyIn>, u64)>);
-
-impl BodyDone {
-    /// The signal for booking `id`, sent to `supervisor`.
-    pub fn new(supervisor: actix::Recipient<BodyIn>, id: u64) -> Self {
-        BodyDone(Some((supervisor, id)))
-    }
-
-    /// Tells the Supervisor the body is in (later calls do nothing).
-    pub fn fire(&mut self) {
-        if let Some((to, id)) = self.0.take() {
-            to.do_send(BodyIn(id));
-        }
-    }
-}
-
 /// Builds the HTTP client for one actor. Must be called on the thread that will use it.
 pub fn client(http: &HttpSettings) -> awc::Client {
     // The same client either way; only the connector's type differs.

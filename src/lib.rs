@@ -31,6 +31,7 @@
 //! The library never creates a System, installs a logger, exits the process or stops the System it
 //! runs in.
 
+pub mod activity;
 pub mod actors;
 pub mod admission;
 pub mod check;
@@ -43,6 +44,7 @@ pub mod extract;
 pub mod fetch;
 pub mod frontier;
 pub mod http;
+pub mod job;
 mod kind;
 pub mod metrics;
 pub mod netguard;
@@ -53,6 +55,7 @@ pub mod records;
 pub mod retry;
 pub mod robots;
 pub mod sample_site;
+pub mod seen;
 pub mod settings;
 pub mod sniff;
 pub mod state;

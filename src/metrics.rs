@@ -6,83 +6,15 @@
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::net::{SocketAddr, TcpListener};
-use std::time::Duration;
 
 use actix_web::dev::ServerHandle;
 use actix_web::{web, App, HttpResponse, HttpServer};
 use serde::Serialize;
 
-use crate::actors::supervisor::{Activity, CrawlState, QueueState};
+use crate::activity::{Activity, CrawlState, Histogram, QueueState};
 use crate::error::Error;
 use crate::records::Stats;
 use crate::Crawl;
-use crate::Kind;
-
-/// Upper bounds of the response-time buckets, in seconds.
-pub const BUCKETS: [f64; 12] = [
-    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
-];
-
-/// A histogram of durations over [`BUCKETS`] (and one bucket above the last bound).
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct Histogram {
-    /// Observations per bucket (not cumulative); the last one is above every bound.
-    counts: [u64; BUCKETS.len() + 1],
-    /// Sum of the observations, in seconds.
-    sum: f64,
-}
-
-impl Histogram {
-    /// Records one duration of `secs` seconds.
-    pub fn observe(&mut self, secs: f64) {
-        let i = BUCKETS.partition_point(|&bound| bound < secs);
-        self.counts[i] += 1;
-        self.sum += secs;
-    }
-
-    /// Number of observations.
-    pub fn count(&self) -> u64 {
-        self.counts.iter().sum()
-    }
-
-    /// Sum of the observations, in seconds.
-    pub fn sum(&self) -> f64 {
-        self.sum
-    }
-
-    /// `(upper bound, observations at or below it)` for each bound, cumulative as Prometheus wants
-    /// them; the `+Inf` bucket is [`count`](Self::count).
-    pub fn cumulative(&self) -> impl Iterator<Item = (f64, u64)> + '_ {
-        BUCKETS
-            .iter()
-            .zip(self.counts)
-            .scan(0, |total, (&bound, n)| {
-                *total += n;
-                Some((bound, *total))
-            })
-    }
-}
-
-/// How long requests took, from the moment one was started to the moment its response was in
-/// (the body read in full, or the failure known), by what they fetched.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct ResponseTimes {
-    /// Pages (robots.txt included).
-    pub pages: Histogram,
-    /// Images.
-    pub images: Histogram,
-}
-
-impl ResponseTimes {
-    /// Records a request of the `kind` of worker that took `took`.
-    pub fn observe(&mut self, kind: Kind, took: Duration) {
-        match kind {
-            Kind::Page => &mut self.pages,
-            Kind::Image => &mut self.images,
-        }
-        .observe(took.as_secs_f64());
-    }
-}
 
 /// Escapes a Prometheus label value.
 fn label(value: &str) -> String {

@@ -10,8 +10,9 @@ use rusqlite::{params, Connection, OptionalExtension};
 use url::Url;
 
 use crate::error::StateError;
-use crate::frontier::{ImageJob, PageJob, SeenSet};
+use crate::job::{ImageJob, Job, PageJob};
 use crate::records::ManifestRow;
+use crate::seen::SeenSet;
 use crate::Kind;
 
 /// Schema version stored in the database; a different one is refused rather than misread.
@@ -82,6 +83,38 @@ pub enum StateOp {
     Failed(Kind, Url),
     /// A job's URL redirected to another one, queued in its place.
     Redirected(Kind, Url),
+}
+
+impl StateOp {
+    /// The admission of `job` (kept only in the database when `spilled`).
+    pub fn queued(job: &Job, spilled: bool) -> StateOp {
+        match job {
+            Job::Page(j) => StateOp::PageQueued {
+                url: j.url.clone(),
+                depth: j.depth,
+                barren: j.barren,
+                redirected_from: j.redirected_from.clone(),
+                spilled,
+            },
+            Job::Image(j) => StateOp::ImageQueued {
+                url: j.url.clone(),
+                page: j.page.clone(),
+                name: j.name.clone(),
+                redirected_from: j.redirected_from.clone(),
+                spilled,
+            },
+        }
+    }
+
+    /// The same admission, kept only in the database when `spilled`.
+    pub fn spilled(mut self, spilled: bool) -> StateOp {
+        if let StateOp::PageQueued { spilled: s, .. } | StateOp::ImageQueued { spilled: s, .. } =
+            &mut self
+        {
+            *s = spilled;
+        }
+        self
+    }
 }
 
 /// What an earlier run left: enough to carry on where it was.

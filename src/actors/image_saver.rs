@@ -19,11 +19,12 @@ use sha2::{Digest, Sha256};
 use url::Url;
 
 use super::disk_writer::{AppendTemp, DiscardTemp, DiskWriter, WriteImage};
+use super::supervisor::{BodyDone, ClaimBytes};
 use super::{Crash, DeathGuard, Retire};
 use crate::cluster::BytesClaim;
 use crate::error::{Failure, FailureKind};
-use crate::frontier::ImageJob;
-use crate::http::{self, BodyDone};
+use crate::http;
+use crate::job::ImageJob;
 use crate::output::ImageName;
 use crate::records::ManifestRow;
 use crate::settings::Settings;
@@ -40,15 +41,6 @@ pub struct SaveImage {
     pub tmp: u64,
     /// Fired once the body is in, before it is checked and stored.
     pub body_done: BodyDone,
-}
-
-/// Asks the shared crawl whether another process stores these bytes already, or claims them for
-/// this one (answers an error text when Redis cannot be asked).
-#[derive(Debug, Message)]
-#[rtype(result = "Result<BytesClaim, String>")]
-pub struct ClaimBytes {
-    /// Hex SHA-256 of the bytes.
-    pub sha256: String,
 }
 
 /// What downloading an image gave.

@@ -13,12 +13,13 @@ use std::sync::Arc;
 use actix::prelude::*;
 use url::Url;
 
+use super::supervisor::BodyDone;
 use super::{Crash, DeathGuard, Retire};
 use crate::error::Failure;
 use crate::extract::Extracted;
 use crate::fetch;
-use crate::frontier::PageJob;
-use crate::http::{self, BodyDone};
+use crate::http;
+use crate::job::PageJob;
 use crate::robots::Rules;
 use crate::settings::Settings;
 

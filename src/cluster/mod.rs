@@ -37,7 +37,7 @@ use redis::streams::{StreamAutoClaimReply, StreamReadReply};
 use redis::{ErrorKind, RedisError, Script};
 
 use crate::error::Error;
-use crate::frontier::{ImageJob, PageJob};
+use crate::job::{ImageJob, PageJob};
 use crate::settings::Distributed;
 use crate::Kind;
 use scripts::{ACQUIRE, CLAIM_BYTES, PAUSE, PUBLISH, RELEASE, RENEW_SLOTS};

@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use url::Url;
 
-use crate::frontier::{ImageJob, PageJob};
+use crate::job::{ImageJob, PageJob};
 
 /// A page as it travels through the shared queue.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -4,52 +4,55 @@
 
 use url::Url;
 
-use super::{RobotsJob, Spill, Supervisor};
+use super::{RobotsJob, Supervisor};
 use crate::actors::logger::CrawlEvent;
 use crate::admission::{Left, Reason, Verdict};
 use crate::error::FailureKind;
 use crate::extract::Extracted;
-use crate::frontier::{ImageJob, Job, PageJob, SeenSet};
+use crate::frontier::Placed;
+use crate::job::{ImageJob, Job, PageJob};
 use crate::records::SkipRow;
 use crate::robots::robots_url;
+use crate::seen::SeenSet;
 use crate::state::{Resume, StateOp};
 use crate::Kind;
 
 impl Supervisor {
-    /// Puts back what earlier runs left: every URL they admitted counts as seen, and what was
-    /// waiting (or in flight when they stopped) is queued again.
-    pub(super) fn restore(&mut self, resume: Resume) {
+    /// Puts back what earlier runs left: every URL they admitted counts as seen, the images they
+    /// saved as saved, and what was waiting (or in flight when they stopped) is queued again.
+    pub(super) fn restore(&mut self, mut resume: Resume) {
         let mut saved = SeenSet::default();
-        for row in &resume.saved {
+        for row in std::mem::take(&mut resume.saved) {
             if let Ok(url) = Url::parse(&row.url) {
                 saved.insert(&url);
             }
         }
-        if self.shared.is_some() {
-            // The shared crawl's frontier and seen sets live in Redis; what this directory's
-            // state holds beyond the saved images is only this process's share of it.
-            self.admission
-                .resume(SeenSet::default(), SeenSet::default(), saved);
-            return;
-        }
+        let restored = self.frontier.restore(resume);
         self.admission
-            .resume(resume.seen_pages, resume.seen_images, saved);
-        self.queue_waiting(resume.pages, resume.images);
-        self.spill_pages = Spill::committed(resume.pages_spilled);
-        self.spill_images = Spill::committed(resume.images_spilled);
+            .resume(restored.pages, restored.images, saved);
+        for job in restored.waiting {
+            self.queue_known(job);
+        }
     }
 
-    /// Queues jobs that were already admitted and recorded (left by an earlier run, or read back
+    /// Queues a job that was already admitted and recorded (left by an earlier run, or read back
     /// from the state database after a spill).
-    pub(super) fn queue_waiting(&mut self, pages: Vec<PageJob>, images: Vec<ImageJob>) {
-        for job in pages {
-            self.note_host(&job.url);
-            self.frontier.push_page(job);
+    pub(super) fn queue_known(&mut self, job: Job) {
+        self.note_host(job.url());
+        self.frontier.push(job);
+    }
+
+    /// A job the shared crawl handed to this process: recorded in the local state and queued
+    /// here, unless it is an image an earlier run in this directory saved.
+    pub(super) fn took(&mut self, job: Job) {
+        if job.kind() == Kind::Image && self.admission.saved().contains(job.url()) {
+            self.frontier.done(Kind::Image, job.url(), None);
+            let url = job.url().clone();
+            self.logger.do_send(CrawlEvent::ImageAlreadySaved { url });
+            return;
         }
-        for job in images {
-            self.note_host(&job.url);
-            self.frontier.push_image(job);
-        }
+        self.pending.push(StateOp::queued(&job, false));
+        self.queue_known(job);
     }
 
     pub(super) fn seed(&mut self) {
@@ -69,38 +72,23 @@ impl Supervisor {
         redirected_from: Vec<Url>,
         page: Option<&Url>,
     ) -> bool {
-        let url = match verdict {
-            Verdict::Admit(url) => url,
+        match verdict {
+            Verdict::Admit(url) => {
+                self.queue_new(Job::Page(PageJob {
+                    url,
+                    depth,
+                    barren,
+                    attempts: 0,
+                    losses: 0,
+                    redirected_from,
+                }));
+                true
+            }
             Verdict::Leave(left) => {
                 self.left(Kind::Page, left, page);
-                return false;
+                false
             }
-        };
-        if self.share_page(&url, depth, barren, &redirected_from) {
-            return true;
         }
-        self.note_host(&url);
-        let spilled = self
-            .spill_pages
-            .spills(self.frontier.pages_waiting(), self.in_memory());
-        self.pending.push(StateOp::PageQueued {
-            url: url.clone(),
-            depth,
-            barren,
-            redirected_from: redirected_from.clone(),
-            spilled,
-        });
-        if !spilled {
-            self.frontier.push_page(PageJob {
-                url,
-                depth,
-                barren,
-                attempts: 0,
-                losses: 0,
-                redirected_from,
-            });
-        }
-        true
     }
 
     /// Queues the image a verdict admitted, found on `page` (or reports why it was left);
@@ -112,40 +100,34 @@ impl Supervisor {
         name: Option<String>,
         from: Vec<Url>,
     ) -> bool {
-        let url = match verdict {
-            Verdict::Admit(url) => url,
+        match verdict {
+            Verdict::Admit(url) => {
+                self.queue_new(Job::Image(ImageJob {
+                    url,
+                    page,
+                    name,
+                    attempts: 0,
+                    losses: 0,
+                    redirected_from: from,
+                }));
+                true
+            }
             Verdict::Leave(left) => {
                 self.left(Kind::Image, left, Some(&page));
-                return false;
+                false
             }
-        };
-        let job = ImageJob {
-            url,
-            page,
-            name,
-            attempts: 0,
-            losses: 0,
-            redirected_from: from,
-        };
-        if self.shared.is_some() {
-            self.share_image(job);
-            return true;
         }
-        self.note_host(&job.url);
-        let spilled = self
-            .spill_images
-            .spills(self.frontier.images_waiting(), self.in_memory());
-        self.pending.push(StateOp::ImageQueued {
-            url: job.url.clone(),
-            page: job.page.clone(),
-            name: job.name.clone(),
-            redirected_from: job.redirected_from.clone(),
-            spilled,
-        });
-        if !spilled {
-            self.frontier.push_image(job);
+    }
+
+    /// Hands a newly admitted job to the frontier; one queued here is recorded in the local
+    /// state (in the batch that says what found it) and its host's robots.txt is fetched.
+    fn queue_new(&mut self, job: Job) {
+        let op = StateOp::queued(&job, false);
+        let url = job.url().clone();
+        if let Placed::Here { spilled } = self.frontier.add(job) {
+            self.note_host(&url);
+            self.pending.push(op.spilled(spilled));
         }
-        true
     }
 
     /// Tells what is to be told of a URL of `kind` left out, found on `page`: recorded reasons go
@@ -219,7 +201,8 @@ impl Supervisor {
         }
         // In the same batch as the links and images it queued: done means they are known.
         self.pending.push(StateOp::PageDone(job.url.clone()));
-        self.shared_done(Kind::Page, &job.url, Some("pages_fetched"));
+        self.frontier
+            .done(Kind::Page, &job.url, Some("pages_fetched"));
         self.logger.do_send(CrawlEvent::PageFetched {
             url: job.url,
             depth: job.depth,
@@ -266,7 +249,7 @@ impl Supervisor {
                 self.queue_image(verdict, j.page, j.name, chain);
             }
         }
-        self.shared_done(kind, &url, None);
+        self.frontier.done(kind, &url, None);
         self.pending.push(StateOp::Redirected(kind, url));
     }
 

@@ -8,7 +8,7 @@ use super::{Delayed, RobotsJob, Supervisor};
 use crate::actors::logger::CrawlEvent;
 use crate::admission::{Left, RobotsVerdict};
 use crate::error::Failure;
-use crate::frontier::{host_key, Job};
+use crate::job::{host_key, Job};
 use crate::records::{ErrorRow, SkipRow};
 use crate::retry::after_loss;
 use crate::robots::Rules;
@@ -75,7 +75,7 @@ impl Supervisor {
         let decision = self.retry.decide(failure, attempts, salt);
         if let Some(wait) = decision.pause_host {
             self.politeness.pause(&host_key(url), now + wait);
-            self.shared_pause(&host_key(url), wait);
+            self.frontier.host_paused(&host_key(url), wait);
         }
         decision.retry_in.map(|d| now + d)
     }
@@ -110,7 +110,8 @@ impl Supervisor {
     pub(super) fn gave_up(&mut self, mut job: Job, failure: Failure) {
         let kind = job.kind();
         self.pending.push(StateOp::Failed(kind, job.url().clone()));
-        self.shared_done(kind, job.url(), Some(counter(kind, "failed")));
+        self.frontier
+            .done(kind, job.url(), Some(counter(kind, "failed")));
         let attempts = *job.attempts();
         self.logger.do_send(CrawlEvent::Failed(ErrorRow {
             url: job.found_as().to_string(),
@@ -127,7 +128,8 @@ impl Supervisor {
     pub(super) fn job_skipped(&mut self, job: Job, left: Left) {
         let kind = job.kind();
         self.pending.push(StateOp::Failed(kind, job.url().clone()));
-        self.shared_done(kind, job.url(), Some(counter(kind, "skipped")));
+        self.frontier
+            .done(kind, job.url(), Some(counter(kind, "skipped")));
         self.skipped(
             SkipRow {
                 url: job.found_as().to_string(),

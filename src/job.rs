@@ -1,0 +1,119 @@
+//! Jobs: a page to fetch or an image to download, as they wait, travel to a worker and are
+//! recorded, and the politeness key of their host.
+
+use url::Url;
+
+use crate::Kind;
+
+/// A page waiting to be fetched.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PageJob {
+    /// Normalized URL.
+    pub url: Url,
+    /// Link hops from a start page.
+    pub depth: u32,
+    /// Pages in a row, along the links that led here, that brought no new image (the trap rule's
+    /// barren run, see [`crate::trap`]).
+    pub barren: u32,
+    /// Failed HTTP attempts so far.
+    pub attempts: u32,
+    /// Times a worker died while holding this job.
+    pub losses: u32,
+    /// The URLs whose redirects led here, first the one found (empty when `url` was found itself).
+    pub redirected_from: Vec<Url>,
+}
+
+/// An image waiting to be downloaded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ImageJob {
+    /// Normalized URL.
+    pub url: Url,
+    /// The page it was found on.
+    pub page: Url,
+    /// Caption or alt text, when the page gave one.
+    pub name: Option<String>,
+    /// Failed HTTP attempts so far.
+    pub attempts: u32,
+    /// Times a worker died while holding this job.
+    pub losses: u32,
+    /// The URLs whose redirects led here, first the one found (empty when `url` was found itself).
+    pub redirected_from: Vec<Url>,
+}
+
+/// A job of either kind, for the rules that treat pages and images alike (retries, losses,
+/// redirects, records).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Job {
+    /// A page to fetch.
+    Page(PageJob),
+    /// An image to download.
+    Image(ImageJob),
+}
+
+impl Job {
+    /// Page or image.
+    pub fn kind(&self) -> Kind {
+        match self {
+            Job::Page(_) => Kind::Page,
+            Job::Image(_) => Kind::Image,
+        }
+    }
+
+    /// The URL requested.
+    pub fn url(&self) -> &Url {
+        match self {
+            Job::Page(j) => &j.url,
+            Job::Image(j) => &j.url,
+        }
+    }
+
+    /// The URL as it was found (before redirects): the one records name.
+    pub fn found_as(&self) -> &Url {
+        let (url, from) = match self {
+            Job::Page(j) => (&j.url, &j.redirected_from),
+            Job::Image(j) => (&j.url, &j.redirected_from),
+        };
+        from.first().unwrap_or(url)
+    }
+
+    /// The page an image was found on (`None` for a page).
+    pub fn page(&self) -> Option<&Url> {
+        match self {
+            Job::Page(_) => None,
+            Job::Image(j) => Some(&j.page),
+        }
+    }
+
+    /// Failed attempts so far, to count one more.
+    pub fn attempts(&mut self) -> &mut u32 {
+        match self {
+            Job::Page(j) => &mut j.attempts,
+            Job::Image(j) => &mut j.attempts,
+        }
+    }
+
+    /// Times a worker died holding it, to count one more.
+    pub fn losses(&mut self) -> &mut u32 {
+        match self {
+            Job::Page(j) => &mut j.losses,
+            Job::Image(j) => &mut j.losses,
+        }
+    }
+
+    /// The redirect chain that led here.
+    pub fn redirected_from(&mut self) -> &mut Vec<Url> {
+        match self {
+            Job::Page(j) => &mut j.redirected_from,
+            Job::Image(j) => &mut j.redirected_from,
+        }
+    }
+}
+
+/// The politeness key of a URL: host and port (`example.com:443`).
+pub fn host_key(url: &Url) -> String {
+    format!(
+        "{}:{}",
+        url.host_str().unwrap_or(""),
+        url.port_or_known_default().unwrap_or(0)
+    )
+}
