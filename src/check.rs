@@ -80,32 +80,7 @@ pub struct CheckReport {
 pub async fn check(settings: &Settings, url: &Url) -> Result<CheckReport, Error> {
     let client = http::client(&settings.http);
     let mut admission = Admission::new(Arc::new(settings.clone()), true);
-    let fail = |url: &Url, source: Failure| Error::Check {
-        url: url.to_string(),
-        source,
-    };
-    // Redirects followed the way a crawl follows them: each hop by the crawl's rule.
-    let mut chain = vec![url.clone()];
-    let (content_type, body) = loop {
-        let current = chain.last().expect("the chain starts with the URL").clone();
-        match fetch::page(&client, settings, &current, || {})
-            .await
-            .map_err(|f| fail(&current, f))?
-        {
-            fetch::Page::Body { content_type, body } => break (content_type, body),
-            fetch::Page::NotHtml => {
-                let why = "not an HTML page: a crawl finds nothing on it";
-                return Err(fail(&current, Failure::new(FailureKind::Body, why)));
-            }
-            fetch::Page::Redirect(to) => match admission.redirect(&chain, to.clone()) {
-                Ok(to) => chain.push(to),
-                Err(f) => {
-                    let why = format!("redirects to {to}, which a crawl would not follow: {f}");
-                    return Err(fail(&current, Failure::new(f.kind, why)));
-                }
-            },
-        }
-    };
+    let (mut chain, content_type, body) = follow(&client, settings, &admission, url).await?;
     let page = chain.pop().expect("the chain holds the page");
     let (found, encoding) = fetch::parse(settings, &page, content_type.as_deref(), &body)
         .map_err(|f| fail(&page, f))?;
@@ -168,6 +143,45 @@ pub async fn check(settings: &Settings, url: &Url) -> Result<CheckReport, Error>
         links,
         out_dir: settings.out_dir.clone(),
     })
+}
+
+/// The `imgcrawl check` error for `url`.
+fn fail(url: &Url, source: Failure) -> Error {
+    Error::Check {
+        url: url.to_string(),
+        source,
+    }
+}
+
+/// Fetches `url`, following redirects the way a crawl follows them (each hop by the crawl's
+/// rule): answers the chain of URLs (the page last), its Content-Type and its body.
+async fn follow(
+    client: &awc::Client,
+    settings: &Settings,
+    admission: &Admission,
+    url: &Url,
+) -> Result<(Vec<Url>, Option<String>, bytes::Bytes), Error> {
+    let mut chain = vec![url.clone()];
+    loop {
+        let current = chain.last().expect("the chain starts with the URL").clone();
+        let page = fetch::page(client, settings, &current, || {})
+            .await
+            .map_err(|f| fail(&current, f))?;
+        match page {
+            fetch::Page::Body { content_type, body } => return Ok((chain, content_type, body)),
+            fetch::Page::NotHtml => {
+                let why = "not an HTML page: a crawl finds nothing on it";
+                return Err(fail(&current, Failure::new(FailureKind::Body, why)));
+            }
+            fetch::Page::Redirect(to) => match admission.redirect(&chain, to.clone()) {
+                Ok(to) => chain.push(to),
+                Err(f) => {
+                    let why = format!("redirects to {to}, which a crawl would not follow: {f}");
+                    return Err(fail(&current, Failure::new(f.kind, why)));
+                }
+            },
+        }
+    }
 }
 
 /// The name and path an image would get.

@@ -6,7 +6,6 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::records::{CrawlReport, Outcome};
 use crate::settings::SettingsError;
 
 /// An error that ends a crawl or prevents it from starting. Per-URL problems are [`Failure`]s
@@ -179,32 +178,19 @@ impl Error {
             e => e,
         }
     }
-}
 
-/// The process exit status of a command's result (its crawl report, if it crawled), the one
-/// place it is decided:
-/// - 0: done (URLs skipped on purpose included; with `failures_expected`, failed ones too);
-/// - 1: an error during the run (the disk, the network, the actors);
-/// - 2: the command could not start as asked (the configuration, the output directory held by
-///   another crawl or by another crawl's state, a planted link, Redis credentials);
-/// - 3: the crawl finished, and some pages or images failed;
-/// - 130: the crawl was stopped (Ctrl-C, SIGTERM).
-pub fn exit_status(result: Result<Option<&CrawlReport>, &Error>, failures_expected: bool) -> u8 {
-    match result {
-        Ok(None) => 0,
-        Ok(Some(r)) => match (r.outcome, r.stats.has_failures() && !failures_expected) {
-            (Outcome::Stopped, _) => 130,
-            (Outcome::Finished, true) => 3,
-            (Outcome::Finished, false) => 0,
-        },
-        Err(e) => match e.root() {
+    /// Whether the command could not start as asked (the configuration, an output directory held
+    /// by another crawl or by another crawl's state, a planted link, Redis credentials), rather
+    /// than failing while it ran.
+    pub fn is_usage(&self) -> bool {
+        matches!(
+            self.root(),
             Error::Settings(_)
-            | Error::Resume { .. }
-            | Error::Busy { .. }
-            | Error::Symlink { .. }
-            | Error::ClusterAuth { .. } => 2,
-            _ => 1,
-        },
+                | Error::Resume { .. }
+                | Error::Busy { .. }
+                | Error::Symlink { .. }
+                | Error::ClusterAuth { .. }
+        )
     }
 }
 

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use imgcrawl::cli::{Cli, Command, CommonArgs, ServeArgs};
-use imgcrawl::error::exit_status;
+use imgcrawl::records::exit_status;
 use imgcrawl::sample_site::{SampleServer, SampleSite};
 use imgcrawl::{Crawl, CrawlReport, Error, Settings};
 

@@ -47,16 +47,34 @@ fn family<'a>(
 /// The crawl's metrics in the Prometheus text exposition format (version 0.0.4).
 pub fn prometheus_text(stats: &Stats, activity: &Activity) -> String {
     let mut out = String::new();
-    let s = stats;
-    let one = |v: u64| vec![(String::new(), v as f64)];
-    let by = |key: &str, pairs: &[(&str, u64)]| -> Vec<(String, f64)> {
-        pairs
-            .iter()
-            .map(|(v, n)| (format!("{key}=\"{v}\""), *n as f64))
-            .collect()
-    };
+    counters(&mut out, stats);
+    gauges(&mut out, activity);
+    response_times(&mut out, activity);
+    out
+}
+
+/// One sample without labels.
+fn one(v: u64) -> Vec<(String, f64)> {
+    vec![(String::new(), v as f64)]
+}
+
+/// Samples labelled `key="value"`.
+fn by(key: &str, pairs: &[(&str, u64)]) -> Vec<(String, f64)> {
+    pairs
+        .iter()
+        .map(|(v, n)| (format!("{key}=\"{v}\""), *n as f64))
+        .collect()
+}
+
+/// Samples labelled `kind="page"` and `kind="image"`.
+fn by_kind(pages: usize, images: usize) -> Vec<(String, f64)> {
+    by("kind", &[("page", pages as u64), ("image", images as u64)])
+}
+
+/// The crawl's counters (from the Logger's stats).
+fn counters(out: &mut String, s: &Stats) {
     family(
-        &mut out,
+        out,
         "imgcrawl_pages_total",
         "counter",
         "Pages done, by outcome.",
@@ -66,7 +84,7 @@ pub fn prometheus_text(stats: &Stats, activity: &Activity) -> String {
         ),
     );
     family(
-        &mut out,
+        out,
         "imgcrawl_images_total",
         "counter",
         "Image URLs done, by outcome (duplicate: same bytes as a saved file).",
@@ -82,7 +100,7 @@ pub fn prometheus_text(stats: &Stats, activity: &Activity) -> String {
         ),
     );
     family(
-        &mut out,
+        out,
         "imgcrawl_images_skipped_total",
         "counter",
         "Images left out on purpose, by reason (a [filter] key, robots).",
@@ -91,7 +109,7 @@ pub fn prometheus_text(stats: &Stats, activity: &Activity) -> String {
             .map(|(k, n)| (format!("reason=\"{}\"", label(k)), *n as f64)),
     );
     family(
-        &mut out,
+        out,
         "imgcrawl_pages_skipped_total",
         "counter",
         "Pages left out on purpose, by reason (robots, trap, out of scope).",
@@ -100,14 +118,14 @@ pub fn prometheus_text(stats: &Stats, activity: &Activity) -> String {
             .map(|(k, n)| (format!("reason=\"{}\"", label(k)), *n as f64)),
     );
     family(
-        &mut out,
+        out,
         "imgcrawl_saved_bytes_total",
         "counter",
         "Bytes of the new image files written.",
         one(s.bytes_saved),
     );
     family(
-        &mut out,
+        out,
         "imgcrawl_errors_total",
         "counter",
         "Pages and images that failed for good, by kind of error.",
@@ -116,68 +134,54 @@ pub fn prometheus_text(stats: &Stats, activity: &Activity) -> String {
             .map(|(k, n)| (format!("kind=\"{}\"", label(k)), *n as f64)),
     );
     family(
-        &mut out,
+        out,
         "imgcrawl_retries_total",
         "counter",
         "Retries made after retryable failures.",
         one(s.retries),
     );
     family(
-        &mut out,
+        out,
         "imgcrawl_worker_restarts_total",
         "counter",
         "Workers that died and were replaced.",
         one(s.worker_restarts),
     );
+}
+
+/// The crawl's gauges (from the Supervisor's activity).
+fn gauges(out: &mut String, activity: &Activity) {
     let q = &activity.queues;
     family(
-        &mut out,
+        out,
         "imgcrawl_frontier_jobs",
         "gauge",
         "Jobs waiting (spilled to the state database included), by kind.",
-        by(
-            "kind",
-            &[
-                ("page", q.pages_waiting as u64),
-                ("image", q.images_waiting as u64),
-            ],
-        ),
+        by_kind(q.pages_waiting, q.images_waiting),
     );
     family(
-        &mut out,
+        out,
         "imgcrawl_frontier_spilled_jobs",
         "gauge",
         "Of the waiting jobs, those kept only in the state database, by kind.",
-        by(
-            "kind",
-            &[
-                ("page", q.pages_spilled as u64),
-                ("image", q.images_spilled as u64),
-            ],
-        ),
+        by_kind(q.pages_spilled, q.images_spilled),
     );
     family(
-        &mut out,
+        out,
         "imgcrawl_in_flight_requests",
         "gauge",
         "Requests being served, by kind.",
-        by(
-            "kind",
-            &[
-                ("page", q.pages_in_flight as u64),
-                ("image", q.images_in_flight as u64),
-            ],
-        ),
+        by_kind(q.pages_in_flight, q.images_in_flight),
     );
     family(
-        &mut out,
+        out,
         "imgcrawl_images_committing",
         "gauge",
         "Images stored and waiting for the state commit after which they count as saved.",
         one(q.images_committing as u64),
     );
     family(
-        &mut out,
+        out,
         "imgcrawl_host_in_flight_requests",
         "gauge",
         "Requests being served, by host (hosts with none are left out).",
@@ -187,7 +191,7 @@ pub fn prometheus_text(stats: &Stats, activity: &Activity) -> String {
             .map(|(h, n)| (format!("host=\"{}\"", label(h)), *n as f64)),
     );
     family(
-        &mut out,
+        out,
         "imgcrawl_running",
         "gauge",
         "1 while the crawl runs (or is stopping), 0 once it has ended.",
@@ -196,6 +200,10 @@ pub fn prometheus_text(stats: &Stats, activity: &Activity) -> String {
             CrawlState::Running | CrawlState::Stopping
         ))),
     );
+}
+
+/// The response-time histograms, by kind.
+fn response_times(out: &mut String, activity: &Activity) {
     let name = "imgcrawl_response_seconds";
     let _ = writeln!(
         out,
@@ -217,7 +225,6 @@ pub fn prometheus_text(stats: &Stats, activity: &Activity) -> String {
         let _ = writeln!(out, "{name}_sum{{kind=\"{kind}\"}} {}", h.sum());
         let _ = writeln!(out, "{name}_count{{kind=\"{kind}\"}} {}", h.count());
     }
-    out
 }
 
 /// The JSON answered at `/status`.

@@ -8,6 +8,7 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
+use crate::error::Error;
 use crate::Kind;
 
 /// One line of `manifest.jsonl`: an image URL and the file that holds its bytes.
@@ -192,10 +193,10 @@ pub struct CrawlReport {
 }
 
 impl CrawlReport {
-    /// The process exit status of this report (see [`crate::error::exit_status`]): 0 all done
+    /// The process exit status of this report (see [`exit_status`]): 0 all done
     /// (URLs skipped on purpose included), 3 some pages or images failed, 130 stopped.
     pub fn exit_code(&self) -> i32 {
-        crate::error::exit_status(Ok(Some(self)), false).into()
+        exit_status(Ok(Some(self)), false).into()
     }
 }
 
@@ -213,75 +214,62 @@ impl CrawlReport {
     }
 }
 
-impl fmt::Display for CrawlReport {
-    /// The human summary printed at the end: a compact table of counts, bytes and rates, the
-    /// errors by kind with an example URL each, and where the outputs are.
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+/// One row of the summary table: what, how many, the rate (when `rate`), and a note.
+fn row(
+    f: &mut fmt::Formatter<'_>,
+    secs: f64,
+    what: &str,
+    n: u64,
+    rate: bool,
+    note: &str,
+) -> fmt::Result {
+    let per_sec = if rate {
+        format!("{:.1}", n as f64 / secs)
+    } else {
+        String::new()
+    };
+    let line = format!("  {what:<16} {n:>9} {per_sec:>10}  {note}");
+    writeln!(f, "{}", line.trim_end())
+}
+
+/// Counts by reason, as `reason n, reason n`.
+fn by_reason(counts: &BTreeMap<String, u64>) -> String {
+    let why: Vec<String> = counts.iter().map(|(k, n)| format!("{k} {n}")).collect();
+    why.join(", ")
+}
+
+impl CrawlReport {
+    /// The table's rows of pages and images done, each with its rate or a note.
+    fn outcomes(&self, f: &mut fmt::Formatter<'_>, secs: f64) -> fmt::Result {
         let s = &self.stats;
-        let state = match self.outcome {
-            Outcome::Finished => "finished",
-            Outcome::Stopped => "stopped before the end (run again to continue)",
-        };
-        let secs = s.elapsed_secs.max(1e-6);
-        writeln!(f, "imgcrawl {state} in {:.1} s", s.elapsed_secs)?;
-        writeln!(f, "  {:<16} {:>9} {:>10}", "", "count", "per second")?;
-        let row = |f: &mut fmt::Formatter<'_>, what: &str, n: u64, rate: bool, note: String| {
-            let per_sec = if rate {
-                format!("{:.1}", n as f64 / secs)
-            } else {
-                String::new()
-            };
-            let line = format!("  {what:<16} {n:>9} {per_sec:>10}  {note}");
-            writeln!(f, "{}", line.trim_end())
-        };
-        row(f, "pages fetched", s.pages_fetched, true, String::new())?;
-        row(f, "pages failed", s.pages_failed, false, String::new())?;
-        row(
-            f,
-            "images saved",
-            s.images_saved,
-            true,
-            format!(
-                "{:.1} MB, {:.2} MB/s",
-                s.bytes_saved as f64 / 1e6,
-                s.bytes_saved as f64 / 1e6 / secs
-            ),
-        )?;
-        row(
-            f,
-            "duplicates",
-            s.duplicates,
-            false,
-            "same bytes as a saved file".into(),
-        )?;
-        row(f, "images failed", s.images_failed, false, String::new())?;
+        row(f, secs, "pages fetched", s.pages_fetched, true, "")?;
+        row(f, secs, "pages failed", s.pages_failed, false, "")?;
+        let mb = s.bytes_saved as f64 / 1e6;
+        let note = format!("{mb:.1} MB, {:.2} MB/s", mb / secs);
+        row(f, secs, "images saved", s.images_saved, true, &note)?;
+        let same = "same bytes as a saved file";
+        row(f, secs, "duplicates", s.duplicates, false, same)?;
+        row(f, secs, "images failed", s.images_failed, false, "")?;
         if s.images_already_saved > 0 {
-            row(
-                f,
-                "already saved",
-                s.images_already_saved,
-                false,
-                "by an earlier run".into(),
-            )?;
+            let n = s.images_already_saved;
+            row(f, secs, "already saved", n, false, "by an earlier run")?;
         }
         let skipped: u64 = s.images_skipped.values().sum();
         if skipped > 0 {
-            let why: Vec<String> = s
-                .images_skipped
-                .iter()
-                .map(|(k, n)| format!("{k} {n}"))
-                .collect();
-            row(f, "images skipped", skipped, false, why.join(", "))?;
+            let why = by_reason(&s.images_skipped);
+            row(f, secs, "images skipped", skipped, false, &why)?;
         }
         let pages_skipped: u64 = s.pages_skipped.values().sum();
         if pages_skipped > 0 {
-            let why: Vec<String> = s
-                .pages_skipped
-                .iter()
-                .map(|(k, n)| format!("{k} {n}"))
-                .collect();
-            row(f, "pages skipped", pages_skipped, false, why.join(", "))?;
+            let why = by_reason(&s.pages_skipped);
+            row(f, secs, "pages skipped", pages_skipped, false, &why)?;
         }
+        Ok(())
+    }
+
+    /// The lines about what the crawl left alone: trap shapes, page caps, scope, retries.
+    fn left_alone(&self, f: &mut fmt::Formatter<'_>, secs: f64) -> fmt::Result {
+        let s = &self.stats;
         if !s.trap_shapes.is_empty() {
             let mut shapes: Vec<(&String, &u64)> = s.trap_shapes.iter().collect();
             shapes.sort_by(|a, b| b.1.cmp(a.1).then(a.0.cmp(b.0)));
@@ -306,32 +294,30 @@ impl fmt::Display for CrawlReport {
             )?;
         }
         if s.links_out_of_scope > 0 {
+            let note = "off the allowed sites or excluded (scope)";
             row(
                 f,
+                secs,
                 "links not taken",
                 s.links_out_of_scope,
                 false,
-                "off the allowed sites or excluded (scope)".into(),
+                note,
             )?;
         }
         if s.images_out_of_scope > 0 {
-            row(
-                f,
-                "out of scope",
-                s.images_out_of_scope,
-                false,
-                "images on hosts outside scope.allowed_hosts".into(),
-            )?;
+            let note = "images on hosts outside scope.allowed_hosts";
+            row(f, secs, "out of scope", s.images_out_of_scope, false, note)?;
         }
         if s.retries > 0 || s.worker_restarts > 0 {
-            row(
-                f,
-                "retries",
-                s.retries,
-                false,
-                format!("{} worker restarts", s.worker_restarts),
-            )?;
+            let note = format!("{} worker restarts", s.worker_restarts);
+            row(f, secs, "retries", s.retries, false, &note)?;
         }
+        Ok(())
+    }
+
+    /// The errors by kind, each with an example URL, and the whole shared crawl's counters.
+    fn errors_and_whole(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let s = &self.stats;
         if !s.errors_by_kind.is_empty() {
             writeln!(f, "  errors by kind")?;
             for (kind, n) in &s.errors_by_kind {
@@ -356,11 +342,51 @@ impl fmt::Display for CrawlReport {
                 w.bytes_saved as f64 / 1e6
             )?;
         }
+        Ok(())
+    }
+}
+
+impl fmt::Display for CrawlReport {
+    /// The human summary printed at the end: a compact table of counts, bytes and rates, the
+    /// errors by kind with an example URL each, and where the outputs are.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let s = &self.stats;
+        let state = match self.outcome {
+            Outcome::Finished => "finished",
+            Outcome::Stopped => "stopped before the end (run again to continue)",
+        };
+        let secs = s.elapsed_secs.max(1e-6);
+        writeln!(f, "imgcrawl {state} in {:.1} s", s.elapsed_secs)?;
+        writeln!(f, "  {:<16} {:>9} {:>10}", "", "count", "per second")?;
+        self.outcomes(f, secs)?;
+        self.left_alone(f, secs)?;
+        self.errors_and_whole(f)?;
         let out = self.out_dir.display();
         write!(
             f,
             "  output  {out}/ (images), {out}/manifest.jsonl, {out}/errors.jsonl, {out}/skipped.jsonl, {out}/stats.json"
         )
+    }
+}
+
+/// The process exit status of a command's result (its crawl report, if it crawled), the one
+/// place it is decided:
+/// - 0: done (URLs skipped on purpose included; with `failures_expected`, failed ones too);
+/// - 1: an error during the run (the disk, the network, the actors);
+/// - 2: the command could not start as asked (the configuration, the output directory held by
+///   another crawl or by another crawl's state, a planted link, Redis credentials);
+/// - 3: the crawl finished, and some pages or images failed;
+/// - 130: the crawl was stopped (Ctrl-C, SIGTERM).
+pub fn exit_status(result: Result<Option<&CrawlReport>, &Error>, failures_expected: bool) -> u8 {
+    match result {
+        Ok(None) => 0,
+        Ok(Some(r)) => match (r.outcome, r.stats.has_failures() && !failures_expected) {
+            (Outcome::Stopped, _) => 130,
+            (Outcome::Finished, true) => 3,
+            (Outcome::Finished, false) => 0,
+        },
+        Err(e) if e.is_usage() => 2,
+        Err(_) => 1,
     }
 }
 

@@ -82,6 +82,16 @@ pub const BROKEN_IMAGES: [&str; 3] = ["/img/missing.jpg", "/img/error-page.jpg",
 /// How a crawl records each of [`BROKEN_IMAGES`] failing (the `error` of its `errors.jsonl` row).
 pub const BROKEN_IMAGE_ERRORS: [&str; 3] = ["status 404", "not an image", "truncated body"];
 
+/// A page of the gallery, answered with 200.
+fn html_response(body: String) -> SampleResponse {
+    SampleResponse {
+        status: 200,
+        content_type: "text/html; charset=utf-8",
+        body: body.into(),
+        cut_at: None,
+    }
+}
+
 impl SampleSite {
     /// Number of good image items.
     pub fn image_count(&self) -> u64 {
@@ -219,69 +229,22 @@ impl SampleSite {
 
     /// What the site serves at `path` (without query).
     pub fn respond(&self, path: &str) -> SampleResponse {
-        let html = |body: String| SampleResponse {
-            status: 200,
-            content_type: "text/html; charset=utf-8",
-            body: body.into(),
-            cut_at: None,
-        };
         let number = |prefix: &str, suffix: &str| {
             path.strip_prefix(prefix)?
                 .strip_suffix(suffix)?
                 .parse::<u64>()
                 .ok()
         };
-        match path {
-            "/" | "/index.html" => {
-                return html(page(
-                    "图库 Sample gallery",
-                    "<p>A sample gallery for imgcrawl.</p><a href=\"/list/1.html\">开始 Start</a>",
-                ))
-            }
-            "/robots.txt" => {
-                return SampleResponse {
-                    status: 200,
-                    content_type: "text/plain",
-                    body: "User-agent: *\nDisallow: /private/\n".into(),
-                    cut_at: None,
-                }
-            }
-            "/static/loading.gif" => {
-                return SampleResponse {
-                    status: 200,
-                    content_type: "image/gif",
-                    body: Bytes::from_static(LOADING_GIF),
-                    cut_at: None,
-                }
-            }
-            "/img/error-page.jpg" => {
-                let body = page("出错了 Error", "<h1>Image temporarily unavailable</h1>");
-                return SampleResponse {
-                    status: 200,
-                    content_type: "image/jpeg",
-                    body: body.into(),
-                    cut_at: None,
-                };
-            }
-            "/img/cut.png" => {
-                let bytes = png(999_999, 90, 90);
-                let cut = bytes.len() / 2;
-                return SampleResponse {
-                    status: 200,
-                    content_type: "image/png",
-                    body: bytes.into(),
-                    cut_at: Some(cut),
-                };
-            }
-            _ => {}
+        if let Some(fixed) = Self::fixed(path) {
+            return fixed;
         }
         if let Some(n) = number("/list/", ".html").filter(|n| (1..=self.pages).contains(n)) {
-            return html(self.list_page(n));
+            return html_response(self.list_page(n));
         }
         if let Some(id) =
             number("/detail/", ".html").filter(|id| (1..=self.image_count()).contains(id))
         {
-            return html(self.detail_page(id));
+            return html_response(self.detail_page(id));
         }
         if let Some(id) = number("/img/", ".png").filter(|id| (1..=self.image_count()).contains(id))
         {
@@ -297,6 +260,48 @@ impl SampleSite {
             content_type: "text/html; charset=utf-8",
             body: page("404", "<h1>Not Found</h1>").into(),
             cut_at: None,
+        }
+    }
+
+    /// The answers at fixed paths: the start page, robots.txt, and the deliberately odd files.
+    fn fixed(path: &str) -> Option<SampleResponse> {
+        match path {
+            "/" | "/index.html" => Some(html_response(page(
+                "图库 Sample gallery",
+                "<p>A sample gallery for imgcrawl.</p><a href=\"/list/1.html\">开始 Start</a>",
+            ))),
+            "/robots.txt" => Some(SampleResponse {
+                status: 200,
+                content_type: "text/plain",
+                body: "User-agent: *\nDisallow: /private/\n".into(),
+                cut_at: None,
+            }),
+            "/static/loading.gif" => Some(SampleResponse {
+                status: 200,
+                content_type: "image/gif",
+                body: Bytes::from_static(LOADING_GIF),
+                cut_at: None,
+            }),
+            "/img/error-page.jpg" => {
+                let body = page("出错了 Error", "<h1>Image temporarily unavailable</h1>");
+                Some(SampleResponse {
+                    status: 200,
+                    content_type: "image/jpeg",
+                    body: body.into(),
+                    cut_at: None,
+                })
+            }
+            "/img/cut.png" => {
+                let bytes = png(999_999, 90, 90);
+                let cut = bytes.len() / 2;
+                Some(SampleResponse {
+                    status: 200,
+                    content_type: "image/png",
+                    body: bytes.into(),
+                    cut_at: Some(cut),
+                })
+            }
+            _ => None,
         }
     }
 }

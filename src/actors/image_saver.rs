@@ -28,7 +28,7 @@ use crate::job::ImageJob;
 use crate::output::ImageName;
 use crate::records::ManifestRow;
 use crate::settings::Settings;
-use crate::sniff::{self, SNIFF_LEN, TAIL_LEN};
+use crate::sniff::{self, ImageType, SNIFF_LEN, TAIL_LEN};
 use crate::urls;
 
 /// Download and store one image; `tmp` names its temporary file.
@@ -326,6 +326,21 @@ async fn download(
     if let Some(skip) = filter.wrong_size(body.total, true) {
         return Ok(ImageDone::Skipped(skip));
     }
+    store(&job, kind, body, tmp, &writer, claims.as_ref()).await
+}
+
+/// Stores a whole, verified download of `kind` (its bytes in `body`, the first of them perhaps
+/// already in the temporary file `tmp`): recorded as where another process holds the same
+/// bytes, or written by the DiskWriter (which names it, or finds it a copy of a saved file).
+async fn store(
+    job: &ImageJob,
+    kind: ImageType,
+    body: &mut Body,
+    tmp: u64,
+    writer: &Addr<DiskWriter>,
+    claims: Option<&Recipient<ClaimBytes>>,
+) -> Result<ImageDone, Failure> {
+    let total = body.total;
     let sha256 = format!("{:x}", std::mem::take(&mut body.hasher).finalize());
     // Records and names follow the URL as the page gave it, wherever redirects led.
     let found = job.redirected_from.first().unwrap_or(&job.url);
@@ -346,7 +361,7 @@ async fn download(
             width,
             height,
         };
-    if let Some(claims) = &claims {
+    if let Some(claims) = claims {
         if let Some((by, path)) = stored_elsewhere(claims, &sha256).await {
             // Another process holds these bytes: record where, store nothing.
             return Ok(ImageDone::Saved {

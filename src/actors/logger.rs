@@ -313,6 +313,46 @@ impl Logger {
     /// Logs and records `event`, then counts it.
     fn count(&mut self, event: &CrawlEvent) {
         match event {
+            CrawlEvent::Failed(row) => {
+                // A failed page loses what it links to; an image is one file.
+                let level = match row.kind {
+                    Kind::Page => log::Level::Warn,
+                    Kind::Image => log::Level::Debug,
+                };
+                let (kind, url, error, detail) = (row.kind, &row.url, &row.error, &row.detail);
+                log::log!(level, "{kind} failed: {url} ({error}: {detail})");
+                push_json(&mut self.errors, row);
+            }
+            CrawlEvent::Skipped { row, shape } => {
+                self.log_skip(row, shape.as_deref());
+                push_json(&mut self.skipped, row);
+            }
+            event => self.log(event),
+        }
+        self.tally.count(event);
+    }
+
+    /// Logs a URL left out on purpose; the first of a trap shape at info level.
+    fn log_skip(&self, row: &SkipRow, shape: Option<&str>) {
+        if let Some(shape) = shape {
+            if !self.tally.stats.trap_shapes.contains_key(shape) {
+                log::info!(
+                    "trap rule: skipping pages shaped like {shape} ({}); scope.trap_pages sets the limit",
+                    row.detail
+                );
+            }
+        }
+        let detail = if row.detail.is_empty() {
+            String::new()
+        } else {
+            format!(": {}", row.detail)
+        };
+        log::debug!("skipped {} ({}{detail})", row.url, row.reason);
+    }
+
+    /// Logs an event that writes no record.
+    fn log(&self, event: &CrawlEvent) {
+        match event {
             CrawlEvent::Started {
                 fetchers,
                 savers,
@@ -347,22 +387,6 @@ impl Logger {
                     );
                 }
             }
-            CrawlEvent::Failed(row) => {
-                // A failed page loses what it links to; an image is one file.
-                let level = match row.kind {
-                    Kind::Page => log::Level::Warn,
-                    Kind::Image => log::Level::Debug,
-                };
-                log::log!(
-                    level,
-                    "{} failed: {} ({}: {})",
-                    row.kind,
-                    row.url,
-                    row.error,
-                    row.detail
-                );
-                push_json(&mut self.errors, row);
-            }
             CrawlEvent::ImageSaved(row) => match &row.duplicate_of {
                 Some(first) => log::debug!("{} has the bytes of {}", row.url, first.display()),
                 None => log::debug!(
@@ -372,27 +396,6 @@ impl Logger {
                     row.bytes
                 ),
             },
-            CrawlEvent::Skipped { row, shape } => {
-                if let Some(shape) = shape {
-                    if !self.tally.stats.trap_shapes.contains_key(shape) {
-                        log::info!(
-                            "trap rule: skipping pages shaped like {shape} ({}); scope.trap_pages sets the limit",
-                            row.detail
-                        );
-                    }
-                }
-                log::debug!(
-                    "skipped {} ({}{})",
-                    row.url,
-                    row.reason,
-                    if row.detail.is_empty() {
-                        String::new()
-                    } else {
-                        format!(": {}", row.detail)
-                    }
-                );
-                push_json(&mut self.skipped, row);
-            }
             CrawlEvent::ImageOutOfScope { url } if self.tally.stats.images_out_of_scope == 0 => {
                 log::info!("skipping images on hosts outside the scope, e.g. {url}; add the host to scope.allowed_hosts to get them");
             }
@@ -409,7 +412,6 @@ impl Logger {
             }
             _ => {}
         }
-        self.tally.count(event);
     }
 
     fn status_line(&self) {

@@ -30,10 +30,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 mod scripts;
+mod streams;
 mod wire;
 
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use redis::streams::{StreamAutoClaimReply, StreamReadReply};
 use redis::{ErrorKind, RedisError, Script};
 
 use crate::error::Error;
@@ -41,7 +41,6 @@ use crate::job::{ImageJob, PageJob};
 use crate::settings::Distributed;
 use crate::Kind;
 use scripts::{ACQUIRE, CLAIM_BYTES, PAUSE, PUBLISH, RELEASE, RENEW_SLOTS};
-use wire::{decode_image, decode_page};
 pub use wire::{encode_image, encode_page, url_hash};
 
 /// The consumer group every process reads the job streams with.
@@ -306,159 +305,6 @@ impl Cluster {
             .arg(self.keys.key("done"))
             .query_async(&mut con)
             .await
-    }
-
-    /// Applies `ops` in order, atomically; returns the number of jobs still open.
-    pub async fn publish(&self, ops: &[Op]) -> Result<i64, RedisError> {
-        let mut inv = self.publish.prepare_invoke();
-        for k in self.keys.script_keys() {
-            inv.key(k);
-        }
-        inv.arg(GROUP).arg(self.max_pages).arg(&self.consumer);
-        for op in ops {
-            match op {
-                Op::Page(job) => {
-                    inv.arg("P")
-                        .arg(&url_hash(&job.url)[..])
-                        .arg(encode_page(job));
-                }
-                Op::Image(job) => {
-                    inv.arg("I")
-                        .arg(&url_hash(&job.url)[..])
-                        .arg(encode_image(job));
-                }
-                Op::Ack(kind, id, outcome) => {
-                    inv.arg("A")
-                        .arg(code(*kind))
-                        .arg(id)
-                        .arg(outcome.count.unwrap_or(""))
-                        .arg(outcome.row.as_deref().unwrap_or(""))
-                        .arg(outcome.bytes);
-                    match &outcome.stored {
-                        Some((sha256, path)) => inv
-                            .arg(&sha_key(sha256)[..])
-                            .arg(format!("{}\n{path}", self.consumer)),
-                        None => inv.arg("").arg(""),
-                    };
-                }
-                Op::GiveBack(kind, id, json) => {
-                    inv.arg("R").arg(code(*kind)).arg(id).arg(json);
-                }
-            }
-        }
-        let mut con = self.con.clone();
-        inv.invoke_async(&mut con).await
-    }
-
-    /// Leases up to `pages` pages and `images` images to this process: first jobs whose lease
-    /// ran out (their process went silent), then new ones. When nothing was found, also tells
-    /// whether the crawl is complete.
-    pub async fn take(
-        &self,
-        pages: usize,
-        images: usize,
-        claim_from: &mut HashMap<Kind, String>,
-    ) -> Result<Taken, RedisError> {
-        let mut taken = Taken::default();
-        let mut con = self.con.clone();
-        for (kind, want) in [(Kind::Page, pages), (Kind::Image, images)] {
-            if want == 0 {
-                continue;
-            }
-            let stream = self.keys.stream(kind);
-            let start = claim_from
-                .get(&kind)
-                .cloned()
-                .unwrap_or_else(|| "0-0".into());
-            let claimed: StreamAutoClaimReply = redis::cmd("XAUTOCLAIM")
-                .arg(&stream)
-                .arg(GROUP)
-                .arg(&self.consumer)
-                .arg(self.lease.as_millis() as u64)
-                .arg(start)
-                .arg("COUNT")
-                .arg(want)
-                .query_async(&mut con)
-                .await?;
-            claim_from.insert(kind, claimed.next_stream_id);
-            let mut entries = claimed.claimed;
-            if !entries.is_empty() {
-                log::info!(
-                    "took over {} {} whose lease ran out",
-                    entries.len(),
-                    if kind == Kind::Page {
-                        "pages"
-                    } else {
-                        "images"
-                    }
-                );
-            }
-            let more = want.saturating_sub(entries.len());
-            if more > 0 {
-                let read: Option<StreamReadReply> = redis::cmd("XREADGROUP")
-                    .arg("GROUP")
-                    .arg(GROUP)
-                    .arg(&self.consumer)
-                    .arg("COUNT")
-                    .arg(more)
-                    .arg("STREAMS")
-                    .arg(&stream)
-                    .arg(">")
-                    .query_async(&mut con)
-                    .await?;
-                if let Some(r) = read {
-                    entries.extend(r.keys.into_iter().flat_map(|k| k.ids));
-                }
-            }
-            for e in entries {
-                let json: Option<String> = e.get("j");
-                let ok = match (kind, json.as_deref()) {
-                    (Kind::Page, Some(j)) => decode_page(j).map(|job| {
-                        taken.pages.push(Leased {
-                            id: e.id.clone(),
-                            job,
-                        })
-                    }),
-                    (Kind::Image, Some(j)) => decode_image(j).map(|job| {
-                        taken.images.push(Leased {
-                            id: e.id.clone(),
-                            job,
-                        })
-                    }),
-                    _ => None,
-                };
-                if ok.is_none() {
-                    log::warn!("dropping a shared job that is not a job: {json:?}");
-                    taken.malformed += 1;
-                    self.publish(&[Op::Ack(kind, e.id, Outcome::default())])
-                        .await?;
-                }
-            }
-        }
-        if taken.pages.is_empty() && taken.images.is_empty() {
-            taken.complete = self.is_complete().await?;
-        }
-        Ok(taken)
-    }
-
-    /// Renews the leases on these entries (they are held, waiting or in progress, here).
-    pub async fn renew(&self, kind: Kind, ids: &[String]) -> Result<(), RedisError> {
-        if ids.is_empty() {
-            return Ok(());
-        }
-        let mut con = self.con.clone();
-        for chunk in ids.chunks(500) {
-            let _: redis::Value = redis::cmd("XCLAIM")
-                .arg(self.keys.stream(kind))
-                .arg(GROUP)
-                .arg(&self.consumer)
-                .arg(0)
-                .arg(chunk)
-                .arg("JUSTID")
-                .query_async(&mut con)
-                .await?;
-        }
-        Ok(())
     }
 
     fn host_key(&self, host: &str, what: &str) -> String {

@@ -5,11 +5,10 @@
 
 use std::time::Duration;
 
-use tokio::time::Instant;
 use url::Url;
 
 use super::queues::KindQueues;
-use super::{Blocked, CommitTicket, Drive, Frontier, LocalFuture, Placed, Politeness, Restored};
+use super::{CommitTicket, Drive, Frontier, LocalFuture, Placed, Politeness, Restored};
 use crate::cluster::BytesClaim;
 use crate::job::Job;
 use crate::records::{ManifestRow, WholeCrawl};
@@ -152,16 +151,12 @@ impl Frontier for LocalFrontier {
         Placed::Here { spilled }
     }
 
-    fn push(&mut self, job: Job) {
-        self.queues.push(job);
+    fn queues(&self) -> &KindQueues {
+        &self.queues
     }
 
-    fn pop(&mut self, kind: Kind, politeness: &Politeness, now: Instant) -> Result<Job, Blocked> {
-        self.queues.pop(kind, politeness, now)
-    }
-
-    fn waiting(&self, kind: Kind) -> usize {
-        self.queues.len(kind)
+    fn queues_mut(&mut self) -> &mut KindQueues {
+        &mut self.queues
     }
 
     fn spilled(&self, kind: Kind) -> usize {
@@ -244,6 +239,7 @@ impl Frontier for LocalFrontier {
 mod tests {
     use super::*;
     use crate::job::PageJob;
+    use tokio::time::Instant;
 
     fn page(n: u32) -> Job {
         Job::Page(PageJob {

@@ -32,7 +32,7 @@ use crate::Kind;
 
 pub use local::LocalFrontier;
 pub use politeness::Politeness;
-pub use queues::{Blocked, HostQueues};
+pub use queues::{Blocked, HostQueues, KindQueues};
 pub use shared::SharedFrontier;
 
 /// A future the frontier hands back for the Supervisor to await on its own thread.
@@ -111,12 +111,22 @@ pub trait Frontier: Send {
     fn restore(&mut self, resume: Resume) -> Restored;
     /// Takes a newly admitted job.
     fn add(&mut self, job: Job) -> Placed;
+    /// The jobs waiting in this process, whose hosts this process contacts.
+    fn queues(&self) -> &KindQueues;
+    /// The same, to change.
+    fn queues_mut(&mut self) -> &mut KindQueues;
     /// Queues a job held here again (a retry, a job a dead worker held, one taken or read back).
-    fn push(&mut self, job: Job);
+    fn push(&mut self, job: Job) {
+        self.queues_mut().push(job);
+    }
     /// Takes the next job of `kind` whose host may be contacted now.
-    fn pop(&mut self, kind: Kind, politeness: &Politeness, now: Instant) -> Result<Job, Blocked>;
+    fn pop(&mut self, kind: Kind, politeness: &Politeness, now: Instant) -> Result<Job, Blocked> {
+        self.queues_mut().pop(kind, politeness, now)
+    }
     /// Jobs of `kind` waiting in memory here.
-    fn waiting(&self, kind: Kind) -> usize;
+    fn waiting(&self, kind: Kind) -> usize {
+        self.queues().len(kind)
+    }
     /// Jobs of `kind` waiting in the state database only.
     fn spilled(&self, kind: Kind) -> usize;
     /// The job of `kind` at `url` has its outcome (counted in the shared crawl as `count`).

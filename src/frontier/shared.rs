@@ -17,9 +17,7 @@ use url::Url;
 
 use super::permits::Permits;
 use super::queues::KindQueues;
-use super::{
-    Blocked, CommitTicket, Drive, Frontier, LocalFuture, Placed, Politeness, Restored, Wake,
-};
+use super::{CommitTicket, Drive, Frontier, LocalFuture, Placed, Politeness, Restored, Wake};
 use crate::cluster::{encode_image, encode_page, BytesClaim, Cluster, Op, Outcome, Taken};
 use crate::job::Job;
 use crate::records::{ManifestRow, WholeCrawl};
@@ -355,16 +353,12 @@ impl Frontier for SharedFrontier {
         Placed::Shared
     }
 
-    fn push(&mut self, job: Job) {
-        self.queues.push(job);
+    fn queues(&self) -> &KindQueues {
+        &self.queues
     }
 
-    fn pop(&mut self, kind: Kind, politeness: &Politeness, now: Instant) -> Result<Job, Blocked> {
-        self.queues.pop(kind, politeness, now)
-    }
-
-    fn waiting(&self, kind: Kind) -> usize {
-        self.queues.len(kind)
+    fn queues_mut(&mut self) -> &mut KindQueues {
+        &mut self.queues
     }
 
     fn spilled(&self, _: Kind) -> usize {

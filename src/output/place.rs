@@ -8,10 +8,30 @@ use std::path::{Path, PathBuf};
 use bytes::Bytes;
 
 use super::fsio::{is_disk_trouble, writable};
-use super::names::{sha_key, Index};
+use super::names::{sha_key, Index, ShaKey};
 use super::{ImageName, Output, Stored};
 use crate::error::{Failure, FailureKind};
 use crate::paths::{shorten_component, NameFields};
+
+/// Where bytes with the content key `key` are already saved, if they are: a file of this crawl
+/// (the image is a duplicate), or one an earlier crawl saved before this one started over with
+/// `--fresh` (taken over as this image's file).
+fn known_bytes(index: &mut Index, key: ShaKey) -> Option<Stored> {
+    if let Some(existing) = index.by_sha.get(&key) {
+        return Some(Stored {
+            path: existing.to_path_buf(),
+            duplicate: true,
+            temp: None,
+        });
+    }
+    let path = index.reusable.remove(&key)?;
+    index.by_sha.insert(key, path.clone());
+    Some(Stored {
+        path: path.into_path_buf(),
+        duplicate: false,
+        temp: None,
+    })
+}
 
 impl Output {
     /// Stores a complete, verified download: writes the last bytes (`data`) to its temporary
@@ -37,26 +57,10 @@ impl Output {
         let key = sha_key(sha256);
         let mut index = self.index();
         // Copies are recognised before anything is written: their bytes never touch the disk.
-        if let Some(existing) = index.by_sha.get(&key) {
-            let path = existing.to_path_buf();
+        if let Some(stored) = known_bytes(&mut index, key) {
             drop(index);
             let _ = fs::remove_file(&tmp_file);
-            return Ok(Stored {
-                path,
-                duplicate: true,
-                temp: None,
-            });
-        }
-        if let Some(path) = index.reusable.remove(&key) {
-            // The file an earlier crawl (started over with --fresh) saved with these bytes.
-            index.by_sha.insert(key, path.clone());
-            drop(index);
-            let _ = fs::remove_file(&tmp_file);
-            return Ok(Stored {
-                path: path.into_path_buf(),
-                duplicate: false,
-                temp: None,
-            });
+            return Ok(stored);
         }
         let wanted = match self.place(&mut index, &wanted, sha256, name.ext) {
             Ok(w) => w,

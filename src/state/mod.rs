@@ -1,0 +1,326 @@
+//! The crawl's durable state in `OUT/.imgcrawl/state.db`, an SQLite database (rusqlite, WAL): every
+//! page and image URL admitted, with whether it is waiting, done or failed, and the manifest row of
+//! every saved image. Blocking: used only on the DiskWriter's threads. The Supervisor sends changes
+//! as batches of [`StateOp`]s, each applied in one transaction (a group commit), so durability costs
+//! one sync per batch, not one per URL.
+
+use std::path::{Path, PathBuf};
+
+use rusqlite::{params, Connection, OptionalExtension};
+use url::Url;
+
+use crate::error::StateError;
+use crate::job::{ImageJob, Job, PageJob};
+use crate::records::ManifestRow;
+use crate::seen::SeenSet;
+use crate::Kind;
+
+/// Schema version stored in the database; a different one is refused rather than misread.
+const SCHEMA_VERSION: &str = "2";
+
+/// A URL waiting.
+const WAITING: i64 = 0;
+/// A page fetched (or redirected) / an image saved.
+const DONE: i64 = 1;
+/// Failed for good.
+const FAILED: i64 = 2;
+/// An image URL that redirected to another one.
+const REDIRECTED: i64 = 3;
+
+/// One change to the state, in the order the Supervisor decided it.
+#[derive(Debug, Clone)]
+pub enum StateOp {
+    /// A page was admitted to the frontier.
+    PageQueued {
+        /// Its URL.
+        url: Url,
+        /// Link hops from a start page.
+        depth: u32,
+        /// The trap rule's barren run (see [`PageJob::barren`]).
+        barren: u32,
+        /// Redirects that led to it.
+        redirected_from: Vec<Url>,
+        /// Kept only here, not in the Supervisor's memory (the frontier is full); read back later
+        /// with [`StateDb::load_spilled`].
+        spilled: bool,
+    },
+    /// A page was fetched and what it links to is queued.
+    PageDone(Url),
+    /// A job failed and waits for a retry; `attempts` so far (kept across runs, so that a URL
+    /// that keeps failing is not retried forever by resuming).
+    Retry {
+        /// Page or image.
+        kind: Kind,
+        /// Its URL.
+        url: Url,
+        /// Failed attempts so far.
+        attempts: u32,
+    },
+    /// An image was admitted.
+    ImageQueued {
+        /// Its URL.
+        url: Url,
+        /// The page it was found on.
+        page: Url,
+        /// Its caption, if any.
+        name: Option<String>,
+        /// Redirects that led to it.
+        redirected_from: Vec<Url>,
+        /// Kept only here (see [`StateOp::PageQueued`]).
+        spilled: bool,
+    },
+    /// An image is saved: its file is complete and synced, and will be renamed to `row.path` from
+    /// `temp` (when not a duplicate) right after the commit.
+    ImageSaved {
+        /// The URL the job had (after redirects).
+        url: Url,
+        /// Its manifest row.
+        row: ManifestRow,
+        /// The temporary file to move into place, relative to `out_dir`.
+        temp: Option<PathBuf>,
+    },
+    /// A job failed for good, or is not to be fetched or kept (skipped).
+    Failed(Kind, Url),
+    /// A job's URL redirected to another one, queued in its place.
+    Redirected(Kind, Url),
+}
+
+impl StateOp {
+    /// The admission of `job` (kept only in the database when `spilled`).
+    pub fn queued(job: &Job, spilled: bool) -> StateOp {
+        match job {
+            Job::Page(j) => StateOp::PageQueued {
+                url: j.url.clone(),
+                depth: j.depth,
+                barren: j.barren,
+                redirected_from: j.redirected_from.clone(),
+                spilled,
+            },
+            Job::Image(j) => StateOp::ImageQueued {
+                url: j.url.clone(),
+                page: j.page.clone(),
+                name: j.name.clone(),
+                redirected_from: j.redirected_from.clone(),
+                spilled,
+            },
+        }
+    }
+
+    /// The same admission, kept only in the database when `spilled`.
+    pub fn spilled(mut self, spilled: bool) -> StateOp {
+        if let StateOp::PageQueued { spilled: s, .. } | StateOp::ImageQueued { spilled: s, .. } =
+            &mut self
+        {
+            *s = spilled;
+        }
+        self
+    }
+}
+
+/// What an earlier run left: enough to carry on where it was.
+#[derive(Debug, Default)]
+pub struct Resume {
+    /// Every page URL admitted before (waiting, done or failed), as hashes.
+    pub seen_pages: SeenSet,
+    /// Pages still waiting.
+    pub pages: Vec<PageJob>,
+    /// Every image URL admitted before, as hashes.
+    pub seen_images: SeenSet,
+    /// Images still waiting.
+    pub images: Vec<ImageJob>,
+    /// Images saved, in the order they were saved.
+    pub saved: Vec<ManifestRow>,
+    /// Waiting pages left in the database because `pages` is full (read back with
+    /// [`StateDb::load_spilled`]).
+    pub pages_spilled: u64,
+    /// Waiting images left in the database.
+    pub images_spilled: u64,
+}
+
+impl Resume {
+    /// Whether there is nothing to resume.
+    pub fn is_empty(&self) -> bool {
+        self.seen_pages.is_empty() && self.seen_images.is_empty()
+    }
+}
+
+/// Spilled jobs to read back, for one kind.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct LoadSpilled {
+    /// How many to read (the oldest first).
+    pub take: u64,
+    /// How many are spilled in all, after the batch this load comes with; when `take` reaches it,
+    /// none are left.
+    pub spilled: u64,
+}
+
+/// Jobs read back from the database.
+#[derive(Debug, Default)]
+pub struct Loaded {
+    /// Pages, oldest first.
+    pub pages: Vec<PageJob>,
+    /// Images, oldest first.
+    pub images: Vec<ImageJob>,
+}
+
+/// The open state database.
+pub struct StateDb {
+    conn: Connection,
+    /// For pages and for images: the rowid from which the spilled jobs (waiting only here) start,
+    /// while there are any. Jobs in the Supervisor's memory all have smaller rowids: while any job
+    /// is spilled, every new one is spilled too, so they stay in admission order.
+    spill_from: [Option<i64>; 2],
+}
+
+impl std::fmt::Debug for StateDb {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StateDb")
+            .field("path", &self.conn.path())
+            .finish()
+    }
+}
+
+/// A waiting page from its columns (url, depth, via, attempts, barren).
+fn page_job(
+    url: String,
+    depth: u32,
+    via: Option<String>,
+    attempts: u32,
+    barren: u32,
+) -> Option<PageJob> {
+    Some(PageJob {
+        url: Url::parse(&url).ok()?,
+        depth,
+        barren,
+        attempts,
+        losses: 0,
+        redirected_from: unchain(via),
+    })
+}
+
+/// A waiting image from its columns (url, page, name, via, attempts).
+fn image_job(
+    url: String,
+    page: String,
+    name: Option<String>,
+    via: Option<String>,
+    attempts: u32,
+) -> Option<ImageJob> {
+    Some(ImageJob {
+        url: Url::parse(&url).ok()?,
+        page: Url::parse(&page).ok()?,
+        name,
+        attempts,
+        losses: 0,
+        redirected_from: unchain(via),
+    })
+}
+
+fn chain(urls: &[Url]) -> Option<String> {
+    (!urls.is_empty()).then(|| urls.iter().map(Url::as_str).collect::<Vec<_>>().join("\n"))
+}
+
+fn unchain(text: Option<String>) -> Vec<Url> {
+    text.map(|t| t.lines().filter_map(|l| Url::parse(l).ok()).collect())
+        .unwrap_or_default()
+}
+
+impl StateDb {
+    /// Opens (creating if needed) the database at `path`, for the crawl identified by
+    /// `fingerprint` (its start URLs). An existing database of another crawl is refused with a
+    /// message saying why.
+    pub fn open(path: &Path, fingerprint: &str) -> Result<StateDb, StateError> {
+        let conn = Connection::open(path)?;
+        conn.execute_batch(
+            "PRAGMA journal_mode = WAL;
+             PRAGMA synchronous = FULL;
+             PRAGMA busy_timeout = 5000;
+             CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+             CREATE TABLE IF NOT EXISTS pages (
+                 url TEXT PRIMARY KEY, depth INTEGER NOT NULL, state INTEGER NOT NULL, via TEXT,
+                 attempts INTEGER NOT NULL DEFAULT 0);
+             CREATE TABLE IF NOT EXISTS images (
+                 url TEXT PRIMARY KEY, page TEXT NOT NULL, name TEXT, state INTEGER NOT NULL,
+                 via TEXT, saved_seq INTEGER, row TEXT, temp TEXT,
+                 attempts INTEGER NOT NULL DEFAULT 0);
+             CREATE INDEX IF NOT EXISTS images_saved ON images (saved_seq);",
+        )?;
+        // The trap rule's barren run, added after the first release of this schema: a state
+        // written before it gains the column (0: every waiting page starts a new run).
+        if conn.prepare("SELECT barren FROM pages LIMIT 0").is_err() {
+            conn.execute_batch("ALTER TABLE pages ADD COLUMN barren INTEGER NOT NULL DEFAULT 0")?;
+        }
+        let db = StateDb {
+            conn,
+            spill_from: [None, None],
+        };
+        match (db.meta("schema")?, db.meta("fingerprint")?) {
+            (None, _) => {
+                db.set_meta("schema", SCHEMA_VERSION)?;
+                db.set_meta("fingerprint", fingerprint)?;
+            }
+            (Some(v), _) if v != SCHEMA_VERSION => return Err(StateError::OtherVersion(v)),
+            (Some(_), Some(f)) if f != fingerprint => {
+                return Err(StateError::OtherCrawl(summary(&f)))
+            }
+            _ => {}
+        }
+        Ok(db)
+    }
+
+    /// Opens an existing database to read it, whatever crawl it belongs to.
+    /// Opens the state database at `path` to read it only (another process may be using it).
+    pub fn open_read_only(path: &Path) -> Result<StateDb, crate::Error> {
+        Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+            .map(|conn| StateDb {
+                conn,
+                spill_from: [None, None],
+            })
+            .map_err(|e| crate::Error::state("cannot open", path, e))
+    }
+
+    fn meta(&self, key: &str) -> rusqlite::Result<Option<String>> {
+        self.conn
+            .query_row("SELECT value FROM meta WHERE key = ?1", [key], |r| r.get(0))
+            .optional()
+    }
+
+    fn set_meta(&self, key: &str, value: &str) -> rusqlite::Result<()> {
+        self.conn
+            .execute(
+                "INSERT OR REPLACE INTO meta (key, value) VALUES (?1, ?2)",
+                params![key, value],
+            )
+            .map(drop)
+    }
+}
+
+/// The saved images recorded in the state database at `db_path`, read without changing it and
+/// whatever crawl it belongs to.
+pub fn read_saved(db_path: &Path) -> Result<Vec<ManifestRow>, crate::Error> {
+    StateDb::open_read_only(db_path)?
+        .saved_rows()
+        .map_err(|e| crate::Error::state("cannot read saved images from", db_path, e))
+}
+
+/// The fingerprint of a crawl: its sorted start URLs, one per line.
+pub fn fingerprint(start_urls: &[Url]) -> String {
+    let mut urls: Vec<&str> = start_urls.iter().map(Url::as_str).collect();
+    urls.sort_unstable();
+    urls.join("\n")
+}
+
+/// A short human form of a fingerprint.
+fn summary(fingerprint: &str) -> String {
+    let urls: Vec<&str> = fingerprint.lines().collect();
+    match urls.len() {
+        0 => "none".to_string(),
+        1 => urls[0].to_string(),
+        n => format!("{} and {} more", urls[0], n - 1),
+    }
+}
+
+mod read;
+#[cfg(test)]
+mod tests;
+mod write;

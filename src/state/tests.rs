@@ -1,0 +1,160 @@
+//! Unit tests of the state database: batches round-trip into a resume, spilled jobs come back.
+
+use super::*;
+
+fn url(s: &str) -> Url {
+    Url::parse(s).unwrap()
+}
+
+fn row(u: &str, path: &str) -> ManifestRow {
+    ManifestRow {
+        url: u.to_string(),
+        page: "http://h/".to_string(),
+        name: "n".to_string(),
+        path: PathBuf::from(path),
+        bytes: 3,
+        sha256: "abc".to_string(),
+        content_type: "image/png".to_string(),
+        width: None,
+        height: None,
+        duplicate_of: None,
+        duplicate_on: None,
+    }
+}
+
+#[test]
+fn batches_round_trip_into_a_resume() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("state.db");
+    let fp = fingerprint(&[url("http://h/")]);
+    let mut db = StateDb::open(&path, &fp).unwrap();
+    db.apply(&[
+        StateOp::PageQueued {
+            url: url("http://h/"),
+            depth: 0,
+            barren: 0,
+            redirected_from: vec![],
+            spilled: false,
+        },
+        StateOp::PageQueued {
+            url: url("http://h/2"),
+            depth: 1,
+            barren: 0,
+            redirected_from: vec![url("http://h/r")],
+            spilled: false,
+        },
+        StateOp::ImageQueued {
+            url: url("http://h/a.png"),
+            page: url("http://h/"),
+            name: Some("A".into()),
+            redirected_from: vec![],
+            spilled: false,
+        },
+        StateOp::ImageQueued {
+            url: url("http://h/b.png"),
+            page: url("http://h/"),
+            name: None,
+            redirected_from: vec![],
+            spilled: false,
+        },
+        StateOp::PageDone(url("http://h/")),
+    ])
+    .unwrap();
+    db.apply(&[StateOp::Retry {
+        kind: Kind::Page,
+        url: url("http://h/2"),
+        attempts: 2,
+    }])
+    .unwrap();
+    db.apply(&[StateOp::ImageSaved {
+        url: url("http://h/a.png"),
+        row: row("http://h/a.png", "h/A.png"),
+        temp: Some(PathBuf::from(".imgcrawl/tmp/x.part")),
+    }])
+    .unwrap();
+    drop(db);
+
+    let mut db = StateDb::open(&path, &fp).unwrap();
+    let r = db.resume(100).unwrap();
+    assert_eq!(r.seen_pages.len(), 2);
+    assert_eq!(r.pages.len(), 1);
+    assert_eq!(r.pages[0].url.as_str(), "http://h/2");
+    assert_eq!(r.pages[0].redirected_from, vec![url("http://h/r")]);
+    assert_eq!(r.pages[0].attempts, 2, "retries are not forgotten");
+    assert_eq!(r.images.len(), 1, "a.png is saved, b.png waits");
+    assert_eq!(r.images[0].url.as_str(), "http://h/b.png");
+    assert_eq!(r.saved.len(), 1);
+    assert_eq!(
+        db.pending_renames().unwrap(),
+        vec![(
+            PathBuf::from(".imgcrawl/tmp/x.part"),
+            PathBuf::from("h/A.png")
+        )]
+    );
+
+    let err = StateDb::open(&path, &fingerprint(&[url("http://other/")]))
+        .err()
+        .unwrap();
+    assert!(
+        err.to_string().contains("other start URLs: http://h/"),
+        "{err}"
+    );
+}
+
+#[test]
+fn spilled_jobs_come_back_once_in_admission_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("state.db");
+    let mut db = StateDb::open(&path, "fp").unwrap();
+    let page = |n: u32, spilled: bool| StateOp::PageQueued {
+        url: url(&format!("http://h/{n}")),
+        depth: 1,
+        barren: 0,
+        redirected_from: vec![],
+        spilled,
+    };
+    let paths =
+        |l: Loaded| -> Vec<String> { l.pages.iter().map(|j| j.url.path().to_string()).collect() };
+    let load = |take, spilled| LoadSpilled { take, spilled };
+    // p0 stays in memory; p1..p5 are spilled.
+    db.apply(&[page(0, false), page(1, true), page(2, true), page(3, true)])
+        .unwrap();
+    db.apply(&[page(4, true), page(5, true)]).unwrap();
+    assert_eq!(
+        paths(db.load_spilled(Kind::Page, load(2, 5)).unwrap()),
+        ["/1", "/2"]
+    );
+    db.apply(&[page(6, true)]).unwrap();
+    assert_eq!(
+        paths(db.load_spilled(Kind::Page, load(10, 4)).unwrap()),
+        ["/3", "/4", "/5", "/6"]
+    );
+    // None spilled now: p7 goes to memory, then a new spill starts at p8.
+    db.apply(&[page(7, false), page(8, true)]).unwrap();
+    assert_eq!(
+        paths(db.load_spilled(Kind::Page, load(5, 1)).unwrap()),
+        ["/8"]
+    );
+    assert!(db
+        .load_spilled(Kind::Page, load(5, 0))
+        .unwrap()
+        .pages
+        .is_empty());
+
+    // A later run reads the first waiting ones into memory and leaves the rest spilled.
+    db.apply(&[
+        StateOp::PageDone(url("http://h/0")),
+        StateOp::PageDone(url("http://h/2")),
+    ])
+    .unwrap();
+    drop(db);
+    let mut db = StateDb::open(&path, "fp").unwrap();
+    let r = db.resume(3).unwrap();
+    let first: Vec<&str> = r.pages.iter().map(|j| j.url.path()).collect();
+    assert_eq!(first, ["/1", "/3", "/4"]);
+    assert_eq!((r.pages_spilled, r.seen_pages.len()), (4, 9));
+    assert_eq!(
+        paths(db.load_spilled(Kind::Page, load(4, 4)).unwrap()),
+        ["/5", "/6", "/7", "/8"]
+    );
+}

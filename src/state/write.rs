@@ -1,0 +1,145 @@
+//! Writing the state: a batch of [`StateOp`]s applied in one transaction, each op by one prepared
+//! statement.
+
+use rusqlite::{params, CachedStatement, Transaction};
+
+use super::{chain, StateDb, StateOp, DONE, FAILED, REDIRECTED};
+use crate::Kind;
+
+/// The prepared statements of one batch.
+struct Statements<'tx> {
+    /// A new page (ignored if known).
+    page_new: CachedStatement<'tx>,
+    /// A page's state.
+    page_state: CachedStatement<'tx>,
+    /// A page's failed attempts.
+    page_retry: CachedStatement<'tx>,
+    /// A new image (ignored if known).
+    image_new: CachedStatement<'tx>,
+    /// An image saved, with its manifest row.
+    image_saved: CachedStatement<'tx>,
+    /// An image's state.
+    image_state: CachedStatement<'tx>,
+    /// An image's failed attempts.
+    image_retry: CachedStatement<'tx>,
+}
+
+impl<'tx> Statements<'tx> {
+    fn prepare(tx: &'tx Transaction<'_>) -> rusqlite::Result<Self> {
+        Ok(Statements {
+            page_new: tx.prepare_cached(
+                "INSERT OR IGNORE INTO pages (url, depth, state, via, barren) VALUES (?1, ?2, 0, ?3, ?4)",
+            )?,
+            page_state: tx.prepare_cached("UPDATE pages SET state = ?2 WHERE url = ?1")?,
+            page_retry: tx.prepare_cached("UPDATE pages SET attempts = ?2 WHERE url = ?1")?,
+            image_new: tx.prepare_cached(
+                "INSERT OR IGNORE INTO images (url, page, name, state, via) VALUES (?1, ?2, ?3, 0, ?4)",
+            )?,
+            image_saved: tx.prepare_cached(
+                "UPDATE images SET state = 1, saved_seq = ?2, row = ?3, temp = ?4 WHERE url = ?1",
+            )?,
+            image_state: tx.prepare_cached("UPDATE images SET state = ?2 WHERE url = ?1")?,
+            image_retry: tx.prepare_cached("UPDATE images SET attempts = ?2 WHERE url = ?1")?,
+        })
+    }
+
+    /// The state statement of jobs of `kind`.
+    fn state(&mut self, kind: Kind) -> &mut CachedStatement<'tx> {
+        match kind {
+            Kind::Page => &mut self.page_state,
+            Kind::Image => &mut self.image_state,
+        }
+    }
+
+    /// Applies one op; `seq` numbers saved images, `spill_from` remembers each kind's first
+    /// spilled row.
+    fn apply(
+        &mut self,
+        tx: &Transaction<'_>,
+        op: &StateOp,
+        seq: &mut i64,
+        spill_from: &mut [Option<i64>; 2],
+    ) -> rusqlite::Result<()> {
+        let (kind, added, spilled) = match op {
+            StateOp::PageQueued {
+                url,
+                depth,
+                barren,
+                redirected_from,
+                spilled,
+            } => {
+                let from = chain(redirected_from);
+                let params = params![url.as_str(), depth, from, barren];
+                (Kind::Page, self.page_new.execute(params)?, *spilled)
+            }
+            StateOp::ImageQueued {
+                url,
+                page,
+                name,
+                redirected_from,
+                spilled,
+            } => {
+                let from = chain(redirected_from);
+                let params = params![url.as_str(), page.as_str(), name, from];
+                (Kind::Image, self.image_new.execute(params)?, *spilled)
+            }
+            StateOp::ImageSaved { url, row, temp } => {
+                let json = serde_json::to_string(row).expect("a manifest row always serialises");
+                let temp = temp.as_ref().map(|t| t.to_string_lossy().into_owned());
+                self.image_saved
+                    .execute(params![url.as_str(), *seq, json, temp])?;
+                *seq += 1;
+                return Ok(());
+            }
+            StateOp::PageDone(url) => return self.set(Kind::Page, url, DONE),
+            StateOp::Failed(kind, url) => return self.set(*kind, url, FAILED),
+            StateOp::Redirected(Kind::Page, url) => return self.set(Kind::Page, url, DONE),
+            StateOp::Redirected(Kind::Image, url) => return self.set(Kind::Image, url, REDIRECTED),
+            StateOp::Retry {
+                kind,
+                url,
+                attempts,
+            } => {
+                let retry = match kind {
+                    Kind::Page => &mut self.page_retry,
+                    Kind::Image => &mut self.image_retry,
+                };
+                retry.execute(params![url.as_str(), attempts])?;
+                return Ok(());
+            }
+        };
+        let first = &mut spill_from[kind as usize];
+        if spilled && added == 1 && first.is_none() {
+            *first = Some(tx.last_insert_rowid());
+        }
+        Ok(())
+    }
+
+    /// Sets the state of the job of `kind` at `url`.
+    fn set(&mut self, kind: Kind, url: &url::Url, state: i64) -> rusqlite::Result<()> {
+        self.state(kind).execute(params![url.as_str(), state])?;
+        Ok(())
+    }
+}
+
+impl StateDb {
+    /// Applies `ops` in one transaction.
+    pub fn apply(&mut self, ops: &[StateOp]) -> rusqlite::Result<()> {
+        let mut spill_from = self.spill_from;
+        let tx = self.conn.transaction()?;
+        {
+            let mut seq: i64 = tx.query_row(
+                "SELECT COALESCE(MAX(saved_seq), 0) + 1 FROM images",
+                [],
+                |r| r.get(0),
+            )?;
+            let mut statements = Statements::prepare(&tx)?;
+            for op in ops {
+                statements.apply(&tx, op, &mut seq, &mut spill_from)?;
+            }
+        }
+        tx.commit()?;
+        self.spill_from = spill_from;
+        Ok(())
+    }
+}
