@@ -206,7 +206,8 @@ async fn a_dry_run_and_a_crawl_agree_on_every_image_and_link() {
         .partition(|l| l.verdict == imgcrawl::check::Verdict::Take);
     let why = |v: &imgcrawl::check::Verdict| v.to_string();
 
-    let (crawl, _) = crate::support::run_crawl(&[start.clone()], out.path(), toml).await;
+    let (crawl, _) =
+        crate::support::run_crawl(std::slice::from_ref(&start), out.path(), toml).await;
     let rel = |u: &str| u.replace(&server.url(""), "");
     let skipped: Vec<imgcrawl::records::SkipRow> =
         crate::support::read_jsonl(&out.path().join("skipped.jsonl"));
