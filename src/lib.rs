@@ -2,20 +2,29 @@
 //!
 //! # The map
 //! - [`Crawl`] (`crawl.rs`) starts a crawl inside any running actix System and is the handle to it:
-//!   subscribe to events, read stats, stop, await the [`CrawlReport`].
-//! - [`actors`]: the **Supervisor** owns the crawl (frontier, seen sets, in-flight jobs, retries,
-//!   replacement of dead workers, completion); **PageFetcher**s fetch and parse pages on their own
-//!   arbiter threads; **ImageSaver**s download and verify images; the **DiskWriter** `SyncArbiter`
-//!   does every blocking write; the **Logger** keeps counters and writes the records.
-//! - Pure cores the actors call: [`extract`] (HTML to images and links), [`urls`] (normalization),
-//!   [`paths`] (safe file names), [`sniff`] (real image type), [`http`] (fetch with limits and error
-//!   classification, `Retry-After`), [`frontier`] (queues, seen sets, per-host politeness),
-//!   [`robots`] (robots.txt rules per host), [`decode`] (page bytes to text in their charset).
+//!   subscribe to events, read stats, stop, await the [`CrawlReport`]. It is where the two modes
+//!   part: a [`frontier::LocalFrontier`] or a [`frontier::SharedFrontier`].
+//! - [`actors`]: the **Supervisor** runs the one crawl loop over the cores below (in-flight jobs,
+//!   dispatch, replacement of dead workers, group commit, completion); **PageFetcher**s fetch and
+//!   parse pages on their own arbiter threads; **ImageSaver**s download and verify images; the
+//!   **DiskWriter** `SyncArbiter` does every blocking write through [`output`]; the **Logger**
+//!   keeps counters and writes the error and skip records.
+//! - Pure cores, unit-tested without a System: [`admission`] (which URLs become jobs; shared with
+//!   [`check`], the dry run), [`retry`] (retry, pause, give up), [`trap`] (the trap rule),
+//!   [`output::names`] (the name index), [`extract`] (HTML to images and links), [`urls`]
+//!   (normalization), [`paths`] (safe file names), [`sniff`] (real image type), [`robots`]
+//!   (robots.txt rules), [`decode`] (page bytes to text), [`job`] and [`seen`] (jobs, seen sets).
+//! - [`frontier`]: where waiting work lives (the seam: in this process with the state database, or
+//!   in Redis), per-host queues and politeness.
+//! - I/O: [`http`] (requests with limits and error classification), [`fetch`] (a page or
+//!   robots.txt, as crawl and check make them), [`output`] (the output directory's only owner:
+//!   layout, files, manifest), [`state`] (the SQLite state), [`cluster`] (the shared crawl on
+//!   Redis: key layout, leases, publish and take), [`netguard`] (private-address blocking).
 //! - [`settings`]: configuration layers (defaults < file < environment < flags), validated once.
-//! - [`records`]: the manifest, error and stats records and the final report.
-//! - [`cluster`]: the shared crawl on Redis (key layout, leases, publish and take) that several
-//!   processes on several machines join with `distributed.redis_url` and `distributed.crawl_id`.
-//! - [`metrics`]: `/metrics` (Prometheus) and `/status` (JSON) of a running crawl.
+//! - [`records`]: the manifest, error and stats records, the final report and the exit status;
+//!   [`error`]: fatal errors with their sources, and per-URL failures.
+//! - [`activity`] and [`metrics`]: what a running crawl is doing; `/metrics` (Prometheus) and
+//!   `/status` (JSON).
 //! - [`sample_site`]: the bundled gallery served by `imgcrawl demo` and used by the tests.
 //!
 //! # Example

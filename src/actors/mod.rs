@@ -1,10 +1,16 @@
-//! The actors and who sends what to whom:
+//! The actors and who sends what to whom (every message):
 //!
 //! ```text
-//! Supervisor ──FetchPage──▶ PageFetcher ×fetchers   (answers PageDone | Failure)
-//!     │      ──SaveImage──▶ ImageSaver  ×savers     (answers ImageDone | Failure)
-//!     │                        └─AppendTemp / WriteImage / DiscardTemp──▶ DiskWriter ×writers
-//!     └─CrawlEvent (do_send)──▶ Logger ──AppendRecords / WriteFileAtomic──▶ DiskWriter
+//! Supervisor ──FetchRobots, FetchPage──▶ PageFetcher ×fetchers  (answers Rules | PageDone | Failure)
+//!   │  ▲ ▲   ──SaveImage──▶ ImageSaver ×savers  (answers ImageDone | Failure)
+//!   │  │ │       │  └─AppendTemp, WriteImage, DiscardTemp──▶ DiskWriter ×writers
+//!   │  │ └───────┴─ BodyIn (a body is in: its host's slot is free), ClaimBytes (shared crawl)
+//!   │  └─ WorkerDown (a worker's DeathGuard), Wake (the frontier's Redis tasks)
+//!   ├──CommitState (the group commit; answers spilled jobs read back), ExportManifest,
+//!   │  CloseOutput──▶ DiskWriter
+//!   └──CrawlEvent (do_send), Finish──▶ Logger ──AppendRecords, WriteFileAtomic──▶ DiskWriter
+//! Crawl (the handle) ──StopCrawl, AwaitReport, GetWorkers, GetQueues, GetActivity──▶ Supervisor
+//!                    ──Subscribe, GetStats──▶ Logger
 //! ```
 //!
 //! The Supervisor owns every job until its outcome arrives. Workers hold a [`DeathGuard`]; when a

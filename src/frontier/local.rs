@@ -273,7 +273,9 @@ mod tests {
         assert_eq!(ticket.load_pages.take, 0, "the queue is full");
         f.commit_done(ticket, Loaded::default());
         let politeness = Politeness::new(8, Duration::ZERO);
-        for _ in 0..3 {
+        f.pop(Kind::Page, &politeness, Instant::now()).unwrap();
+        assert!(!f.refill_due(), "3 of 4 still wait: not yet");
+        for _ in 0..2 {
             f.pop(Kind::Page, &politeness, Instant::now()).unwrap();
         }
         assert!(f.refill_due());

@@ -180,40 +180,41 @@ impl std::fmt::Debug for StateDb {
     }
 }
 
-/// A waiting page from its columns (url, depth, via, attempts, barren).
-fn page_job(
-    url: String,
-    depth: u32,
-    via: Option<String>,
-    attempts: u32,
-    barren: u32,
-) -> Option<PageJob> {
-    Some(PageJob {
-        url: Url::parse(&url).ok()?,
-        depth,
-        barren,
-        attempts,
+/// The columns a page job is read from: rowid, url, depth, state, via, attempts, barren.
+const PAGE_COLUMNS: &str = "rowid, url, depth, state, via, attempts, barren";
+/// The columns an image job is read from: rowid, url, page, name, state, via, attempts.
+const IMAGE_COLUMNS: &str = "rowid, url, page, name, state, via, attempts";
+
+/// A waiting page from a row of [`PAGE_COLUMNS`] (`None` if its URL does not parse).
+fn page_job(row: &rusqlite::Row<'_>) -> rusqlite::Result<Option<PageJob>> {
+    let url: String = row.get(1)?;
+    let Ok(url) = Url::parse(&url) else {
+        return Ok(None);
+    };
+    Ok(Some(PageJob {
+        url,
+        depth: row.get(2)?,
+        redirected_from: unchain(row.get(4)?),
+        attempts: row.get(5)?,
+        barren: row.get(6)?,
         losses: 0,
-        redirected_from: unchain(via),
-    })
+    }))
 }
 
-/// A waiting image from its columns (url, page, name, via, attempts).
-fn image_job(
-    url: String,
-    page: String,
-    name: Option<String>,
-    via: Option<String>,
-    attempts: u32,
-) -> Option<ImageJob> {
-    Some(ImageJob {
-        url: Url::parse(&url).ok()?,
-        page: Url::parse(&page).ok()?,
-        name,
-        attempts,
+/// A waiting image from a row of [`IMAGE_COLUMNS`] (`None` if a URL does not parse).
+fn image_job(row: &rusqlite::Row<'_>) -> rusqlite::Result<Option<ImageJob>> {
+    let (url, page): (String, String) = (row.get(1)?, row.get(2)?);
+    let (Ok(url), Ok(page)) = (Url::parse(&url), Url::parse(&page)) else {
+        return Ok(None);
+    };
+    Ok(Some(ImageJob {
+        url,
+        page,
+        name: row.get(3)?,
+        redirected_from: unchain(row.get(5)?),
+        attempts: row.get(6)?,
         losses: 0,
-        redirected_from: unchain(via),
-    })
+    }))
 }
 
 fn chain(urls: &[Url]) -> Option<String> {

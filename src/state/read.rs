@@ -6,7 +6,12 @@ use std::path::PathBuf;
 use rusqlite::params;
 use url::Url;
 
-use super::{image_job, page_job, LoadSpilled, Loaded, Resume, StateDb, WAITING};
+use super::{
+    image_job, page_job, LoadSpilled, Loaded, Resume, StateDb, IMAGE_COLUMNS, PAGE_COLUMNS, WAITING,
+};
+
+/// The waiting jobs from row `?1` on, oldest first, at most `?2`.
+const WAITING_FROM: &str = "WHERE rowid >= ?1 AND state = 0 ORDER BY rowid LIMIT ?2";
 use crate::records::ManifestRow;
 use crate::Kind;
 
@@ -21,36 +26,14 @@ impl StateDb {
         };
         let take = load.take.min(i64::MAX as u64) as i64;
         let last = match kind {
-            Kind::Page => self.waiting_rows(
-                "SELECT rowid, url, depth, via, attempts, barren FROM pages
-                 WHERE rowid >= ?1 AND state = 0 ORDER BY rowid LIMIT ?2",
-                (from, take),
-                |row| {
-                    Ok(page_job(
-                        row.get(1)?,
-                        row.get(2)?,
-                        row.get(3)?,
-                        row.get(4)?,
-                        row.get(5)?,
-                    ))
-                },
-                &mut out.pages,
-            )?,
-            Kind::Image => self.waiting_rows(
-                "SELECT rowid, url, page, name, via, attempts FROM images
-                 WHERE rowid >= ?1 AND state = 0 ORDER BY rowid LIMIT ?2",
-                (from, take),
-                |row| {
-                    Ok(image_job(
-                        row.get(1)?,
-                        row.get(2)?,
-                        row.get(3)?,
-                        row.get(4)?,
-                        row.get(5)?,
-                    ))
-                },
-                &mut out.images,
-            )?,
+            Kind::Page => {
+                let sql = format!("SELECT {PAGE_COLUMNS} FROM pages {WAITING_FROM}");
+                self.waiting_rows(&sql, (from, take), page_job, &mut out.pages)?
+            }
+            Kind::Image => {
+                let sql = format!("SELECT {IMAGE_COLUMNS} FROM images {WAITING_FROM}");
+                self.waiting_rows(&sql, (from, take), image_job, &mut out.images)?
+            }
         };
         self.spill_from[k] = (load.take < load.spilled).then_some(last + 1);
         Ok(out)
@@ -120,9 +103,9 @@ impl StateDb {
     pub fn resume(&mut self, in_memory: usize) -> rusqlite::Result<Resume> {
         let mut r = Resume::default();
         self.spill_from = [None, None];
-        let mut stmt = self.conn.prepare(
-            "SELECT rowid, url, depth, state, via, attempts, barren FROM pages ORDER BY rowid",
-        )?;
+        let mut stmt = self
+            .conn
+            .prepare(&format!("SELECT {PAGE_COLUMNS} FROM pages ORDER BY rowid"))?;
         let mut rows = stmt.query([])?;
         while let Some(row) = rows.next()? {
             let text: String = row.get(1)?;
@@ -131,11 +114,7 @@ impl StateDb {
             };
             if row.get::<_, i64>(3)? == WAITING {
                 if r.pages.len() < in_memory {
-                    if let Some(job) =
-                        page_job(text, row.get(2)?, row.get(4)?, row.get(5)?, row.get(6)?)
-                    {
-                        r.pages.push(job);
-                    }
+                    r.pages.extend(page_job(row)?);
                 } else {
                     self.spill_from[0].get_or_insert(row.get(0)?);
                     r.pages_spilled += 1;
@@ -145,9 +124,9 @@ impl StateDb {
         }
         drop(rows);
         drop(stmt);
-        let mut stmt = self.conn.prepare(
-            "SELECT rowid, url, page, name, state, via, attempts FROM images ORDER BY rowid",
-        )?;
+        let mut stmt = self.conn.prepare(&format!(
+            "SELECT {IMAGE_COLUMNS} FROM images ORDER BY rowid"
+        ))?;
         let mut rows = stmt.query([])?;
         while let Some(row) = rows.next()? {
             let text: String = row.get(1)?;
@@ -156,8 +135,7 @@ impl StateDb {
             };
             if row.get::<_, i64>(4)? == WAITING {
                 if r.images.len() < in_memory {
-                    let job = image_job(text, row.get(2)?, row.get(3)?, row.get(5)?, row.get(6)?);
-                    r.images.extend(job);
+                    r.images.extend(image_job(row)?);
                 } else {
                     self.spill_from[1].get_or_insert(row.get(0)?);
                     r.images_spilled += 1;
