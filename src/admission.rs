@@ -165,12 +165,13 @@ impl Admission {
 
     /// The canonical form of `url`, or why it has none.
     fn canonical(&self, url: Url) -> Result<Url, Box<Left>> {
-        let len = url.as_str().len();
-        let keep = url.clone();
+        let (len, max) = (url.as_str().len(), self.settings.scope.max_url_length);
+        // Stripping parameters never lengthens a URL: only one over the limit may be refused, and
+        // only then is it kept for the record.
+        let keep = (len > max).then(|| url.clone());
         self.settings.scope.canonical(url).ok_or_else(|| {
-            let max = self.settings.scope.max_url_length;
             Box::new(Left::new(
-                keep,
+                keep.expect("only a URL over scope.max_url_length is refused"),
                 Reason::TooLong,
                 format!("URL of {len} bytes; scope.max_url_length is {max}"),
             ))

@@ -16,9 +16,6 @@ pub enum Kind {
 }
 
 impl Kind {
-    /// Both kinds, pages first.
-    pub const ALL: [Kind; 2] = [Kind::Page, Kind::Image];
-
     /// The worker pool that does jobs of this kind, as people call it.
     pub fn worker(self) -> &'static str {
         match self {

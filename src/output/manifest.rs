@@ -107,15 +107,3 @@ pub fn export(out_dir: &Path) -> Result<usize, Error> {
     }
     rewrite(&layout, &StateDb::open_read_only(&db_path)?)
 }
-
-/// The manifest lines of the images a committed batch saved, in order.
-pub fn rows_of(ops: &[StateOp]) -> String {
-    let mut text = String::new();
-    for op in ops {
-        if let StateOp::ImageSaved { row, .. } = op {
-            text.push_str(&serde_json::to_string(row).expect("a manifest row always serialises"));
-            text.push('\n');
-        }
-    }
-    text
-}

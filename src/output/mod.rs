@@ -301,7 +301,8 @@ impl Output {
         let mut state = self.state();
         let db = state.as_mut().ok_or(Error::NotOpen)?;
         let db_path = self.layout.state_db();
-        db.apply(ops)
+        let rows = db
+            .apply(ops)
             .map_err(|e| Error::state("cannot commit the crawl state in", &db_path, e))?;
         let read = |e| Error::state("cannot read waiting jobs from", &db_path, e);
         let mut loaded = db.load_spilled(Kind::Page, load_pages).map_err(read)?;
@@ -319,7 +320,6 @@ impl Output {
                 .map_err(|e| Error::io("cannot move file into place", &dest, e))?;
         }
         // Last: a row names a file that is in place and a state that says it is saved.
-        let rows = manifest::rows_of(ops);
         if !rows.is_empty() {
             self.append_records(RecordFile::Manifest, &rows)?;
         }

@@ -13,7 +13,20 @@ use super::{
 /// The waiting jobs from row `?1` on, oldest first, at most `?2`.
 const WAITING_FROM: &str = "WHERE rowid >= ?1 AND state = 0 ORDER BY rowid LIMIT ?2";
 use crate::records::ManifestRow;
+use crate::seen::SeenSet;
 use crate::Kind;
+
+/// What [`StateDb::resume`] reads of one table.
+struct Table<J> {
+    /// The waiting jobs read into memory, oldest first.
+    jobs: Vec<J>,
+    /// Every URL of the table.
+    seen: SeenSet,
+    /// Waiting jobs left in the database.
+    spilled: u64,
+    /// The rowid of the first of those.
+    spill_from: Option<i64>,
+}
 
 impl StateDb {
     /// Reads back the oldest spilled jobs of `kind` (see [`StateOp::PageQueued`]), at most
@@ -101,52 +114,56 @@ impl StateDb {
     /// others stay spilled, counted in the [`Resume`], and are read back with
     /// [`load_spilled`](Self::load_spilled).
     pub fn resume(&mut self, in_memory: usize) -> rusqlite::Result<Resume> {
-        let mut r = Resume::default();
-        self.spill_from = [None, None];
-        let mut stmt = self
-            .conn
-            .prepare(&format!("SELECT {PAGE_COLUMNS} FROM pages ORDER BY rowid"))?;
+        let pages = format!("SELECT {PAGE_COLUMNS} FROM pages ORDER BY rowid");
+        let pages = self.read_all(&pages, 3, in_memory, page_job)?;
+        let images = format!("SELECT {IMAGE_COLUMNS} FROM images ORDER BY rowid");
+        let images = self.read_all(&images, 4, in_memory, image_job)?;
+        self.spill_from = [pages.spill_from, images.spill_from];
+        Ok(Resume {
+            seen_pages: pages.seen,
+            pages: pages.jobs,
+            pages_spilled: pages.spilled,
+            seen_images: images.seen,
+            images: images.jobs,
+            images_spilled: images.spilled,
+            saved: self.saved_rows()?,
+        })
+    }
+
+    /// Reads every row of `sql` (its columns: rowid, url, ..., the job's state at `state`): each
+    /// URL as seen, the first `in_memory` waiting jobs (made by `job`), and the other waiting ones
+    /// counted as spilled, from the rowid of the first of them.
+    fn read_all<J>(
+        &self,
+        sql: &str,
+        state: usize,
+        in_memory: usize,
+        job: fn(&rusqlite::Row<'_>) -> rusqlite::Result<Option<J>>,
+    ) -> rusqlite::Result<Table<J>> {
+        let mut t = Table {
+            jobs: Vec::new(),
+            seen: SeenSet::default(),
+            spilled: 0,
+            spill_from: None,
+        };
+        let mut stmt = self.conn.prepare(sql)?;
         let mut rows = stmt.query([])?;
         while let Some(row) = rows.next()? {
             let text: String = row.get(1)?;
             let Ok(url) = Url::parse(&text) else {
                 continue;
             };
-            if row.get::<_, i64>(3)? == WAITING {
-                if r.pages.len() < in_memory {
-                    r.pages.extend(page_job(row)?);
+            if row.get::<_, i64>(state)? == WAITING {
+                if t.jobs.len() < in_memory {
+                    t.jobs.extend(job(row)?);
                 } else {
-                    self.spill_from[0].get_or_insert(row.get(0)?);
-                    r.pages_spilled += 1;
+                    t.spill_from.get_or_insert(row.get(0)?);
+                    t.spilled += 1;
                 }
             }
-            r.seen_pages.insert(&url);
+            t.seen.insert(&url);
         }
-        drop(rows);
-        drop(stmt);
-        let mut stmt = self.conn.prepare(&format!(
-            "SELECT {IMAGE_COLUMNS} FROM images ORDER BY rowid"
-        ))?;
-        let mut rows = stmt.query([])?;
-        while let Some(row) = rows.next()? {
-            let text: String = row.get(1)?;
-            let Ok(url) = Url::parse(&text) else {
-                continue;
-            };
-            if row.get::<_, i64>(4)? == WAITING {
-                if r.images.len() < in_memory {
-                    r.images.extend(image_job(row)?);
-                } else {
-                    self.spill_from[1].get_or_insert(row.get(0)?);
-                    r.images_spilled += 1;
-                }
-            }
-            r.seen_images.insert(&url);
-        }
-        drop(rows);
-        drop(stmt);
-        r.saved = self.saved_rows()?;
-        Ok(r)
+        Ok(t)
     }
 
     /// Calls `each` with the manifest row (JSON) of every saved image, in the order they were

@@ -66,12 +66,16 @@ fn batches_round_trip_into_a_resume() {
         attempts: 2,
     }])
     .unwrap();
-    db.apply(&[StateOp::ImageSaved {
-        url: url("http://h/a.png"),
-        row: row("http://h/a.png", "h/A.png"),
-        temp: Some(PathBuf::from(".imgcrawl/tmp/x.part")),
-    }])
-    .unwrap();
+    let lines = db
+        .apply(&[StateOp::ImageSaved {
+            url: url("http://h/a.png"),
+            row: row("http://h/a.png", "h/A.png"),
+            temp: Some(PathBuf::from(".imgcrawl/tmp/x.part")),
+        }])
+        .unwrap();
+    // The batch answers the manifest line of the image it saved, one line per image.
+    let line: ManifestRow = serde_json::from_str(lines.strip_suffix('\n').unwrap()).unwrap();
+    assert_eq!(line, row("http://h/a.png", "h/A.png"));
     drop(db);
 
     let mut db = StateDb::open(&path, &fp).unwrap();

@@ -52,13 +52,13 @@ impl<'tx> Statements<'tx> {
     }
 
     /// Applies one op; `seq` numbers saved images, `spill_from` remembers each kind's first
-    /// spilled row.
+    /// spilled row, `saved` gets the manifest line of a saved image.
     fn apply(
         &mut self,
         tx: &Transaction<'_>,
         op: &StateOp,
-        seq: &mut i64,
-        spill_from: &mut [Option<i64>; 2],
+        (seq, spill_from): (&mut i64, &mut [Option<i64>; 2]),
+        saved: &mut String,
     ) -> rusqlite::Result<()> {
         let (kind, added, spilled) = match op {
             StateOp::PageQueued {
@@ -87,8 +87,10 @@ impl<'tx> Statements<'tx> {
                 let json = serde_json::to_string(row).expect("a manifest row always serialises");
                 let temp = temp.as_ref().map(|t| t.to_string_lossy().into_owned());
                 self.image_saved
-                    .execute(params![url.as_str(), *seq, json, temp])?;
+                    .execute(params![url.as_str(), *seq, &json, temp])?;
                 *seq += 1;
+                saved.push_str(&json);
+                saved.push('\n');
                 return Ok(());
             }
             StateOp::PageDone(url) => return self.set(Kind::Page, url, DONE),
@@ -123,9 +125,11 @@ impl<'tx> Statements<'tx> {
 }
 
 impl StateDb {
-    /// Applies `ops` in one transaction.
-    pub fn apply(&mut self, ops: &[StateOp]) -> rusqlite::Result<()> {
+    /// Applies `ops` in one transaction. Answers the manifest lines of the images it records as
+    /// saved, in order (each row is serialised once, for the state and for `manifest.jsonl`).
+    pub fn apply(&mut self, ops: &[StateOp]) -> rusqlite::Result<String> {
         let mut spill_from = self.spill_from;
+        let mut saved = String::new();
         let tx = self.conn.transaction()?;
         {
             let mut seq: i64 = tx.query_row(
@@ -135,11 +139,11 @@ impl StateDb {
             )?;
             let mut statements = Statements::prepare(&tx)?;
             for op in ops {
-                statements.apply(&tx, op, &mut seq, &mut spill_from)?;
+                statements.apply(&tx, op, (&mut seq, &mut spill_from), &mut saved)?;
             }
         }
         tx.commit()?;
         self.spill_from = spill_from;
-        Ok(())
+        Ok(saved)
     }
 }

@@ -15,13 +15,13 @@ use crate::robots::Rules;
 use crate::state::StateOp;
 use crate::Kind;
 
-/// The shared crawl's counter of jobs of `kind` that ended as `what` ("failed", "skipped").
-fn counter(kind: Kind, what: &str) -> &'static str {
-    match (kind, what) {
-        (Kind::Page, "failed") => "pages_failed",
-        (Kind::Image, "failed") => "images_failed",
-        (Kind::Page, _) => "pages_skipped",
-        (Kind::Image, _) => "images_skipped",
+/// The shared crawl's counter of jobs of `kind` that ended as failed (or, if not, as skipped).
+fn counter(kind: Kind, failed: bool) -> &'static str {
+    match (kind, failed) {
+        (Kind::Page, true) => "pages_failed",
+        (Kind::Image, true) => "images_failed",
+        (Kind::Page, false) => "pages_skipped",
+        (Kind::Image, false) => "images_skipped",
     }
 }
 
@@ -111,7 +111,7 @@ impl Supervisor {
         let kind = job.kind();
         self.pending.push(StateOp::Failed(kind, job.url().clone()));
         self.frontier
-            .done(kind, job.url(), Some(counter(kind, "failed")));
+            .done(kind, job.url(), Some(counter(kind, true)));
         let attempts = *job.attempts();
         self.logger.do_send(CrawlEvent::Failed(ErrorRow {
             url: job.found_as().to_string(),
@@ -129,7 +129,7 @@ impl Supervisor {
         let kind = job.kind();
         self.pending.push(StateOp::Failed(kind, job.url().clone()));
         self.frontier
-            .done(kind, job.url(), Some(counter(kind, "skipped")));
+            .done(kind, job.url(), Some(counter(kind, false)));
         self.skipped(
             SkipRow {
                 url: job.found_as().to_string(),

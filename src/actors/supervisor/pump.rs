@@ -199,8 +199,7 @@ impl Supervisor {
         b.freed = true;
         self.response_times.observe(b.kind, b.started.elapsed());
         self.politeness.finished(&b.host);
-        let host = b.host.clone();
-        self.frontier.request_freed(id, &host, &self.politeness);
+        self.frontier.request_freed(id, &b.host, &self.politeness);
         true
     }
 
