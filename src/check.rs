@@ -156,7 +156,7 @@ fn fail(url: &Url, source: Failure) -> Error {
 /// Fetches `url`, following redirects the way a crawl follows them (each hop by the crawl's
 /// rule): answers the chain of URLs (the page last), its Content-Type and its body.
 async fn follow(
-    client: &awc::Client,
+    client: &http::Client,
     settings: &Settings,
     admission: &Admission,
     url: &Url,
@@ -255,7 +255,7 @@ fn describe(left: &Left) -> Verdict {
 
 /// robots.txt, fetched once per host as a crawl fetches it (only when `http.obey_robots` is on).
 struct Robots<'a> {
-    client: &'a awc::Client,
+    client: &'a http::Client,
     settings: &'a Settings,
 }
 

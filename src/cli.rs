@@ -76,6 +76,29 @@ pub struct CommonArgs {
     /// 127.0.0.1:9898 (key metrics).
     #[arg(long, value_name = "IP:PORT")]
     pub metrics: Option<String>,
+    /// A header sent with every request, "Name: value"; repeat for more (table http.headers).
+    #[arg(short = 'H', long = "header", value_name = "NAME: VALUE", value_parser = parse_header)]
+    pub headers: Vec<(String, String)>,
+    /// A Netscape cookies.txt whose cookies are sent where they belong (key http.cookies_file).
+    #[arg(long = "cookies", value_name = "FILE")]
+    pub cookies: Option<PathBuf>,
+    /// Proxy for every request: http://[user:password@]host:port, socks5:// or socks5h://;
+    /// "none" ignores the proxy environment variables (key http.proxy).
+    #[arg(long, value_name = "URL")]
+    pub proxy: Option<String>,
+    /// A PEM file of CA certificates to trust besides the system's (key http.ca_file).
+    #[arg(long = "ca-file", value_name = "FILE")]
+    pub ca_file: Option<PathBuf>,
+}
+
+/// Reads `-H "Name: value"`.
+fn parse_header(s: &str) -> Result<(String, String), String> {
+    match s.split_once(':') {
+        Some((name, value)) if !name.trim().is_empty() && !name.contains('.') => {
+            Ok((name.trim().to_string(), value.trim().to_string()))
+        }
+        _ => Err(format!("expected \"Name: value\", not `{s}`")),
+    }
 }
 
 /// `imgcrawl crawl`.
@@ -221,6 +244,21 @@ impl CommonArgs {
         }
         if let Some(a) = &self.metrics {
             s.flag("metrics", "--metrics", a.clone());
+        }
+        for (name, value) in &self.headers {
+            s.flag(&format!("http.headers.{name}"), "--header", value.clone());
+        }
+        let paths = [
+            ("http.cookies_file", "--cookies", &self.cookies),
+            ("http.ca_file", "--ca-file", &self.ca_file),
+        ];
+        for (key, flag, value) in paths {
+            if let Some(p) = value {
+                s.flag(key, flag, p.to_string_lossy().into_owned());
+            }
+        }
+        if let Some(p) = &self.proxy {
+            s.flag("http.proxy", "--proxy", p.clone());
         }
         let numbers = [
             ("fetchers", "--fetchers", self.fetchers.map(u64::from)),

@@ -221,6 +221,9 @@ pub enum FailureKind {
     BadUrl,
     /// The address is not public and `http.block_private_addresses` is on (not retried).
     Blocked,
+    /// The server's TLS certificate is not trusted (unknown authority, expired, another name);
+    /// not retried.
+    Tls,
     /// Writing to disk failed.
     Disk,
     /// No file name could be made for the image in the output directory (every candidate was in
@@ -270,6 +273,7 @@ impl fmt::Display for FailureKind {
             FailureKind::BadUrl => f.write_str("bad url"),
             FailureKind::Disk => f.write_str("disk error"),
             FailureKind::Blocked => f.write_str("blocked address"),
+            FailureKind::Tls => f.write_str("tls"),
             FailureKind::Name => f.write_str("cannot name"),
             FailureKind::WorkerLost => f.write_str("worker lost"),
             FailureKind::Robots => f.write_str("robots"),

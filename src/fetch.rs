@@ -41,12 +41,12 @@ fn is_html(content_type: Option<&str>) -> bool {
 /// Requests the page `url`; `body_in` is called once its body is in (the host's request slot
 /// can be given back before the parse).
 pub async fn page(
-    client: &awc::Client,
+    client: &http::Client,
     settings: &Settings,
     url: &Url,
     body_in: impl FnOnce(),
 ) -> Result<Page, Failure> {
-    let mut fetched = match http::get(client, url, &settings.http).await? {
+    let mut fetched = match http::get(client, url, &settings.http, None).await? {
         http::Answer::Redirect(to) => return Ok(Page::Redirect(to)),
         http::Answer::Body(fetched) => fetched,
     };
@@ -83,7 +83,7 @@ pub fn parse(
 /// Fetches and parses the robots.txt at `url` for the configured user agent; `body_in` is called
 /// once its body is in. A failure here is judged by [`Rules::after_failure`] (or retried).
 pub async fn robots(
-    client: &awc::Client,
+    client: &http::Client,
     settings: &Settings,
     url: &Url,
     body_in: impl FnOnce(),

@@ -86,7 +86,7 @@ impl Rules {
             return Rules::AllowAll;
         }
         let kind = match failure.kind {
-            FailureKind::Connect | FailureKind::Timeout | FailureKind::Blocked => {
+            FailureKind::Connect | FailureKind::Timeout | FailureKind::Blocked | FailureKind::Tls => {
                 failure.kind.clone()
             }
             _ => FailureKind::RobotsUnavailable,

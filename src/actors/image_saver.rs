@@ -76,7 +76,7 @@ pub struct ImageSaver {
 #[derive(Clone)]
 struct Io {
     /// This saver's HTTP client, built on its arbiter thread.
-    client: awc::Client,
+    client: http::Client,
     /// The crawl's configuration.
     settings: Arc<Settings>,
     /// Where verified bytes go.
@@ -90,13 +90,14 @@ impl ImageSaver {
     /// `claims` is asked before any bytes are stored.
     pub fn new(
         settings: Arc<Settings>,
+        client: http::Client,
         writer: Addr<DiskWriter>,
         claims: Option<Recipient<ClaimBytes>>,
         guard: DeathGuard,
     ) -> Self {
         ImageSaver {
             io: Io {
-                client: http::client(&settings.http),
+                client,
                 settings,
                 writer,
                 claims,
@@ -271,7 +272,7 @@ async fn download(
     } = io;
     let limit = settings.http.max_image_bytes;
     let filter = &settings.filter;
-    let mut fetched = match http::get(&client, &job.url, &settings.http).await? {
+    let mut fetched = match http::get(&client, &job.url, &settings.http, Some(&job.page)).await? {
         http::Answer::Redirect(to) => return Ok(ImageDone::Redirected(to)),
         http::Answer::Body(fetched) => fetched,
     };

@@ -56,7 +56,7 @@ pub struct FetchRobots {
 /// A page-fetching actor; see the module documentation.
 pub struct PageFetcher {
     /// This fetcher's HTTP client, built on its arbiter thread.
-    client: awc::Client,
+    client: http::Client,
     /// The crawl's configuration.
     settings: Arc<Settings>,
     /// Reports this actor's death to the Supervisor when dropped.
@@ -65,9 +65,9 @@ pub struct PageFetcher {
 
 impl PageFetcher {
     /// A fetcher for `settings`; call on the arbiter thread it will run on.
-    pub fn new(settings: Arc<Settings>, guard: DeathGuard) -> Self {
+    pub fn new(settings: Arc<Settings>, client: http::Client, guard: DeathGuard) -> Self {
         PageFetcher {
-            client: http::client(&settings.http),
+            client,
             settings,
             _guard: guard,
         }
@@ -98,7 +98,7 @@ impl Handler<FetchPage> for PageFetcher {
 
 /// Fetches and parses one page; `done` fires once the body is in.
 async fn fetch_page(
-    client: &awc::Client,
+    client: &http::Client,
     settings: &Settings,
     url: &Url,
     mut done: BodyDone,

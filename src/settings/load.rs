@@ -26,6 +26,7 @@ const LIST_KEYS: &[&str] = &[
     "scope.exclude",
     "scope.strip_query",
     "filter.exclude",
+    "http.no_proxy",
 ];
 
 /// Where a configuration value came from.
@@ -97,7 +98,8 @@ impl ConfigSources {
     /// Merges, deserialises and validates every layer.
     pub fn load(&self) -> Result<Settings, SettingsError> {
         let (raw, file_text) = self.merged()?;
-        raw.validate_keys().map_err(|(key, message)| SettingsError {
+        raw.validate_with_env(&self.env)
+            .map_err(|(key, message)| SettingsError {
             origin: self.origin_of(key, file_text.as_deref()),
             key: key.to_string(),
             message,
@@ -150,7 +152,7 @@ impl ConfigSources {
     pub fn effective(&self) -> Result<(String, Option<SettingsError>), SettingsError> {
         let (raw, file_text) = self.merged()?;
         let invalid = raw
-            .validate_keys()
+            .validate_with_env(&self.env)
             .err()
             .map(|(key, message)| SettingsError {
                 origin: self.origin_of(key, file_text.as_deref()),
@@ -168,7 +170,7 @@ impl ConfigSources {
              # are not shown.\n",
         );
         let origin = |key: &str| self.origin_of(key, file_text.as_deref());
-        write_table(&mut out, "", &table, &origin);
+        write_table(&mut out, ("", ""), &table, &origin);
         Ok((out, invalid))
     }
 
@@ -221,10 +223,11 @@ impl ConfigSources {
     }
 }
 
-/// Writes the plain keys of `table` (under the dotted `prefix`), then its sub-tables as sections.
+/// Writes the plain keys of `table` (under the dotted `prefix`, whose TOML spelling is
+/// `section`), then its sub-tables as sections. Secret values are shown as `***`.
 fn write_table(
     out: &mut String,
-    prefix: &str,
+    (prefix, section): (&str, &str),
     table: &toml::Table,
     origin: &dyn Fn(&str) -> Origin,
 ) {
@@ -235,11 +238,17 @@ fn write_table(
             format!("{prefix}.{k}")
         }
     };
+    // `[http.headers]` and each `[http.host."NAME".headers]`.
+    let headers = prefix == "http.headers"
+        || (prefix.starts_with("http.host.") && prefix.ends_with(".headers"));
     for (k, v) in table.iter().filter(|(_, v)| !v.is_table()) {
         let key = key_of(k);
         let shown = match (key.as_str(), v) {
-            ("distributed.redis_url", toml::Value::String(url)) => {
+            ("distributed.redis_url" | "http.proxy", toml::Value::String(url)) => {
                 toml::Value::String(redact_password(url))
+            }
+            (_, toml::Value::String(_)) if headers && crate::http::is_secret(k) => {
+                toml::Value::String("***".into())
             }
             _ => v.clone(),
         };
@@ -255,8 +264,13 @@ fn write_table(
     for (k, v) in table.iter() {
         if let toml::Value::Table(inner) = v {
             let key = key_of(k);
-            out.push_str(&format!("\n[{key}]\n"));
-            write_table(out, &key, inner, origin);
+            let sub = if section.is_empty() {
+                toml_key(k)
+            } else {
+                format!("{section}.{}", toml_key(k))
+            };
+            out.push_str(&format!("\n[{sub}]\n"));
+            write_table(out, (&key, &sub), inner, origin);
         }
     }
 }

@@ -11,6 +11,7 @@ use std::collections::BTreeSet;
 use std::net::SocketAddr;
 use std::num::NonZeroUsize;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use regex::Regex;
@@ -19,9 +20,12 @@ use url::Url;
 
 pub use distributed::{redact, Distributed, RawDistributed, Role};
 pub use load::{env_var, ConfigSources, FlagOverride, Origin, DEFAULT_TOML, ENV_PREFIX};
-pub use raw::{RawExtract, RawFilter, RawHttp, RawImageRule, RawOutput, RawScope, RawSettings};
+pub use raw::{
+    RawExtract, RawFilter, RawHostHttp, RawHttp, RawImageRule, RawOutput, RawScope, RawSettings,
+};
 use validate::{bad, seconds, KeyError};
 
+use crate::http::{Headers, Jar, ProxyRoutes, Referer};
 use crate::paths::FilenameTemplate;
 use crate::urls;
 
@@ -146,6 +150,8 @@ pub struct Scope {
     pub strip_query: BTreeSet<String>,
     /// The trap rule's limit (see [`crate::trap`]); 0 is off.
     pub trap_pages: u32,
+    /// Read the sites' sitemaps: the `Sitemap:` lines of robots.txt, or `/sitemap.xml`.
+    pub sitemaps: bool,
 }
 
 impl Scope {
@@ -251,6 +257,16 @@ pub struct HttpSettings {
     /// Refuse requests, redirects included, to loopback, private and link-local addresses, after
     /// DNS (see [`crate::netguard`]).
     pub block_private: bool,
+    /// Headers of `[http.headers]` and `[http.host."NAME".headers]`.
+    pub headers: Headers,
+    /// What image requests send as `Referer`.
+    pub referer: Referer,
+    /// The session's cookies, shared by every clone of these settings (so by every worker).
+    pub cookies: Jar,
+    /// Which proxy each request goes through.
+    pub proxy: ProxyRoutes,
+    /// The TLS configuration: trusted roots (system, built-in, `http.ca_file`) and ALPN.
+    pub tls: Arc<rustls::ClientConfig>,
 }
 
 impl Settings {

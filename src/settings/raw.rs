@@ -1,6 +1,7 @@
 //! The configuration as written: every key of `config/default.toml`, read by serde from the layers
 //! (defaults, file, environment, flags) and untyped beyond that.
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
@@ -71,6 +72,8 @@ pub struct RawScope {
     pub strip_query: Vec<String>,
     /// Barren pages in a row (and per URL shape) before the trap rule skips more; 0 is off.
     pub trap_pages: u32,
+    /// Read the sites' sitemaps (robots.txt `Sitemap:` lines, `/sitemap.xml`).
+    pub sitemaps: bool,
 }
 
 /// One `[[extract.images]]` rule: elements and the attributes, in order, that may hold the URL.
@@ -137,6 +140,31 @@ pub struct RawHttp {
     /// Refuse loopback, private and link-local addresses: "auto" (when every start URL is a
     /// public host), "on" or "off".
     pub block_private_addresses: String,
+    /// Headers sent with every request (name = value).
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
+    /// Per-host settings, by host name (`img.example.com`, or `*.example.com`).
+    #[serde(default)]
+    pub host: BTreeMap<String, RawHostHttp>,
+    /// What image requests send as Referer: "page", "origin" or "none".
+    pub referer: String,
+    /// A Netscape cookies.txt to load; empty is none.
+    pub cookies_file: String,
+    /// Proxy URL for every request; empty reads the environment; "none" is no proxy.
+    pub proxy: String,
+    /// Hosts reached without the proxy; empty reads NO_PROXY.
+    pub no_proxy: Vec<String>,
+    /// A PEM file of CA certificates trusted besides the system's; empty is none.
+    pub ca_file: String,
+}
+
+/// `[http.host."NAME"]` as written.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawHostHttp {
+    /// Headers for this host; they win over `[http.headers]` of the same name.
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
 }
 
 /// `[output]` as written.

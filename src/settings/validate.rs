@@ -48,6 +48,14 @@ impl RawSettings {
     }
 
     pub(super) fn validate_keys(&self) -> Result<Settings, KeyError> {
+        self.validate_with_env(&std::env::vars().collect())
+    }
+
+    /// Validates, reading proxy variables (`HTTPS_PROXY`, ...) from `env`.
+    pub(super) fn validate_with_env(
+        &self,
+        env: &std::collections::HashMap<String, String>,
+    ) -> Result<Settings, KeyError> {
         let mut start_urls = Vec::new();
         for s in &self.start_urls {
             start_urls.push(parse_start_url("start_urls", s)?);
@@ -76,6 +84,14 @@ impl RawSettings {
             return Err(bad("out_dir", "must not be empty"));
         }
         let mut http = self.http.validate()?;
+        http.proxy = crate::http::ProxyRoutes::resolve(&self.http.proxy, &self.http.no_proxy, env)
+            .map_err(|(name, why)| {
+                if name == "http.proxy" {
+                    bad("http.proxy", why)
+                } else {
+                    bad("http.proxy", format!("from environment variable {name}: {why}"))
+                }
+            })?;
         http.block_private = match self.http.block_private_addresses.trim() {
             "auto" => start_urls.iter().all(crate::netguard::looks_public),
             "on" | "true" => true,
@@ -206,6 +222,7 @@ impl RawScope {
                 .filter(|p| !p.is_empty())
                 .collect(),
             trap_pages: self.trap_pages,
+            sitemaps: self.sitemaps,
         })
     }
 }
@@ -310,6 +327,37 @@ impl RawHttp {
             obey_robots: self.obey_robots,
             // Decided with the start URLs, in `validate_keys`.
             block_private: false,
+            headers: self.headers()?,
+            referer: crate::http::Referer::parse(&self.referer).map_err(|e| bad("http.referer", e))?,
+            cookies: match self.cookies_file.trim() {
+                "" => crate::http::Jar::new(),
+                path => crate::http::Jar::from_file(std::path::Path::new(path))
+                    .map_err(|e| bad("http.cookies_file", e))?,
+            },
+            // Decided with the environment, in `validate_keys`.
+            proxy: crate::http::ProxyRoutes::default(),
+            tls: crate::http::tls_config(match self.ca_file.trim() {
+                "" => None,
+                path => Some(std::path::Path::new(path)),
+            })
+            .map_err(|e| bad("http.ca_file", e))?,
+        })
+    }
+
+    /// `[http.headers]` and the per-host tables, validated.
+    fn headers(&self) -> Result<crate::http::Headers, KeyError> {
+        let hosts = self
+            .host
+            .iter()
+            .map(|(h, t)| (h.clone(), t.headers.clone()))
+            .collect();
+        crate::http::Headers::new(&self.headers, &hosts).map_err(|(key, why)| {
+            let table = if key.starts_with("http.headers") {
+                "http.headers"
+            } else {
+                "http.host"
+            };
+            bad(table, format!("{key}: {why}"))
         })
     }
 }

@@ -304,3 +304,78 @@ fn the_config_command_prints_valid_toml_with_each_values_origin() {
     assert!(out.contains("fetchers = 0"), "{out}");
     assert!(err.contains("--fetchers"), "{err}");
 }
+
+#[test]
+fn headers_per_host_proxies_and_their_secrets() {
+    let (_d, path) = file(
+        "start_urls = ['http://a.example/']\n\
+         [http]\nproxy = 'http://me:pw123@127.0.0.1:3128'\nno_proxy = ['a.example']\n\
+         [http.headers]\nX-Api-Key = 'k-secret'\nAccept-Language = 'de'\n\
+         [http.host.\"img.example.com\".headers]\nAuthorization = 'Bearer tok-secret'\n",
+    );
+    let sources = ConfigSources {
+        file: Some(path.clone()),
+        env: env(&[("HTTPS_PROXY", "socks5://127.0.0.1:9")]),
+        flags: Vec::new(),
+    };
+    let s = Settings::load(&sources).unwrap();
+    let shown = |host: &str| -> Vec<String> {
+        s.http
+            .headers
+            .for_host(host)
+            .iter()
+            .map(|(n, v)| format!("{n}: {}", v.to_str().unwrap()))
+            .collect()
+    };
+    assert_eq!(
+        shown("img.example.com"),
+        ["authorization: Bearer tok-secret", "accept-language: de", "x-api-key: k-secret"],
+        "header names keep their case-insensitive identity and hosts keep their dots"
+    );
+    assert_eq!(shown("a.example").len(), 2);
+    let proxy = s.http.proxy.for_target("https", "b.example").unwrap();
+    assert_eq!((proxy.host.as_str(), proxy.port), ("127.0.0.1", 3128), "the key wins over the environment");
+    assert!(s.http.proxy.for_target("https", "a.example").is_none());
+
+    let (code, out, err) = config_command(&["-c", path.to_str().unwrap()], &[]);
+    assert_eq!(code, Some(0), "{out}{err}");
+    for secret in ["k-secret", "tok-secret", "pw123"] {
+        assert!(!out.contains(secret), "{secret} is shown: {out}");
+    }
+    assert!(out.contains("Accept-Language = \"de\""), "{out}");
+    let table: toml::Table = toml::from_str(&out).unwrap_or_else(|e| panic!("{e}\n{out}"));
+    assert_eq!(table["http"]["headers"]["X-Api-Key"].as_str(), Some("***"));
+    assert_eq!(
+        table["http"]["host"]["img.example.com"]["headers"]["Authorization"].as_str(),
+        Some("***")
+    );
+
+    // Proxies from the environment, as curl reads them; a bad one names its variable.
+    let from_env = Settings::load(&ConfigSources {
+        env: env(&[("HTTP_PROXY", "http://127.0.0.1:8080"), ("NO_PROXY", "skip.example")]),
+        flags: Vec::new(),
+        file: Some(file("start_urls = ['http://a.example/']\n").1),
+    });
+    let e = load_err(&ConfigSources {
+        env: env(&[("HTTPS_PROXY", "ftp://127.0.0.1:21")]),
+        flags: Vec::new(),
+        file: Some(file("start_urls = ['http://a.example/']\n").1),
+    });
+    assert!(e.to_string().contains("HTTPS_PROXY"), "{e}");
+    drop(from_env);
+
+    for (toml, key) in [
+        ("[http.headers]\nHost = 'x'\n", "http.headers"),
+        ("[http]\nreferer = 'always'\n", "http.referer"),
+        ("[http]\ncookies_file = '/nonexistent/cookies.txt'\n", "http.cookies_file"),
+        ("[http]\nca_file = '/nonexistent/ca.pem'\n", "http.ca_file"),
+        ("[http]\nproxy = 'gopher://x'\n", "http.proxy"),
+    ] {
+        let (_d, p) = file(&format!("start_urls = ['http://a.example/']\n{toml}"));
+        let e = load_err(&ConfigSources {
+            file: Some(p),
+            ..ConfigSources::default()
+        });
+        assert_eq!(e.key, key, "{e}");
+    }
+}

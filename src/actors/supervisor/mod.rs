@@ -139,6 +139,10 @@ pub struct Supervisor {
     retry: RetryPolicy,
     /// robots.txt fetches waiting for a fetcher.
     robots_waiting: VecDeque<RobotsJob>,
+    /// The HTTP client of each thread, shared by its workers (the savers all run on this one):
+    /// one connection pool per thread, so an HTTP/2 host gets few connections, each carrying
+    /// many streams.
+    clients: crate::http::SharedClient,
     /// The page fetchers' threads (see [`Supervisor::launch`]); stopped at the end.
     arbiters: Vec<Arbiter>,
     /// The page-fetcher pool.
@@ -211,6 +215,7 @@ impl Supervisor {
             retry: RetryPolicy::new(http),
             frontier,
             robots_waiting: VecDeque::new(),
+            clients: crate::http::SharedClient::default(),
             settings,
             fetchers: Pool::default(),
             savers: Pool::default(),

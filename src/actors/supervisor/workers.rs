@@ -146,21 +146,25 @@ impl Supervisor {
         generation: u64,
         ctx: &Context<Self>,
     ) -> Addr<PageFetcher> {
-        let settings = self.settings.clone();
+        let (settings, clients) = (self.settings.clone(), self.clients.clone());
         let guard = Self::guard(Kind::Page, slot, generation, ctx);
         let thread = &self.arbiters[slot % self.arbiters.len()];
-        PageFetcher::start_in_arbiter(&thread.handle(), move |_| PageFetcher::new(settings, guard))
+        PageFetcher::start_in_arbiter(&thread.handle(), move |_| {
+            let client = clients.get(&settings.http);
+            PageFetcher::new(settings, client, guard)
+        })
     }
 
     /// Starts a saver on the Supervisor's own thread (see [`Supervisor::launch`]).
     fn start_saver(&self, slot: usize, generation: u64, ctx: &Context<Self>) -> Addr<ImageSaver> {
         let (settings, writer) = (self.settings.clone(), self.writer.clone());
+        let client = self.clients.get(&settings.http);
         let claims = self
             .frontier
             .shares_bytes()
             .then(|| ctx.address().recipient());
         let guard = Self::guard(Kind::Image, slot, generation, ctx);
-        ImageSaver::new(settings, writer, claims, guard).start()
+        ImageSaver::new(settings, client, writer, claims, guard).start()
     }
 
     /// Whether the worker of `kind` and `generation` is the one now in `slot`.

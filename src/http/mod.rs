@@ -4,6 +4,16 @@
 //! counted after decompression, the truncation check awc does not make, `Retry-After`, and the
 //! classification of every error into a [`FailureKind`].
 
+mod cookies;
+mod headers;
+mod proxy;
+mod tls;
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::rc::Rc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use awc::error::{ConnectError, PayloadError, SendRequestError};
@@ -14,12 +24,38 @@ use futures_util::{Stream, StreamExt};
 use tokio::time::Instant;
 use url::Url;
 
+pub use cookies::{parse_netscape, Jar};
+pub use headers::{is_secret, Headers, Referer};
+pub use proxy::{NoProxy, Proxy, ProxyKind, ProxyRoutes};
+pub use tls::{certificate_problem, client_config as tls_config};
+
 use crate::error::{Failure, FailureKind};
 use crate::settings::HttpSettings;
 use crate::urls;
 
-/// Builds the HTTP client for one actor. Must be called on the thread that will use it.
-pub fn client(http: &HttpSettings) -> awc::Client {
+/// An HTTP client: awc's, with its connection pool, and which hosts it has connections to. Clones
+/// share both, so the workers of one thread share connections (and an HTTP/2 connection's
+/// streams). Not `Send`: build one per thread, with [`client`].
+#[derive(Clone)]
+pub struct Client {
+    awc: awc::Client,
+    /// https hosts (`host:port`) whose first connection is being opened or is open.
+    opened: Rc<RefCell<HashMap<String, Opening>>>,
+}
+
+/// The first connection to an https host, being opened or open.
+#[derive(Clone)]
+enum Opening {
+    /// Being opened: others wait for it, so that over HTTP/2 they share it.
+    Pending(Rc<tokio::sync::Notify>),
+    /// Open: requests go ahead (the pool has the connection, or knows it is HTTP/1.1).
+    Open,
+}
+
+/// Builds the HTTP client for one thread: TLS with the crawl's trusted roots and ALPN (HTTP/2 when
+/// the server offers it), through the configured proxy for the hosts it is for, with the private
+/// address guard's resolver when it is on.
+pub fn client(http: &HttpSettings) -> Client {
     // The same client either way; only the connector's type differs.
     macro_rules! finish {
         ($connector:expr) => {
@@ -31,16 +67,131 @@ pub fn client(http: &HttpSettings) -> awc::Client {
                 .finish()
         };
     }
-    let connector = awc::Connector::new().timeout(http.connect_timeout).limit(0);
-    if http.block_private {
+    // The TLS configuration last: awc rebuilds its own on some other calls (max_http_version).
+    let connector = awc::Connector::new()
+        .timeout(http.connect_timeout)
+        .limit(0)
+        .rustls_0_23(http.tls.clone());
+    let resolver = if http.block_private {
         // Names are resolved by a resolver that keeps only public addresses.
-        let tcp = actix_tls::connect::Connector::new(actix_tls::connect::Resolver::custom(
-            crate::netguard::PublicOnly,
-        ))
-        .service();
-        return finish!(connector.connector(tcp));
+        actix_tls::connect::Resolver::custom(crate::netguard::PublicOnly)
+    } else {
+        actix_tls::connect::Resolver::default()
+    };
+    let direct = actix_tls::connect::Connector::new(resolver).service();
+    let awc = if http.proxy.is_direct() {
+        finish!(connector.connector(direct))
+    } else {
+        finish!(connector.connector(proxy::Dial {
+            routes: Rc::new(http.proxy.clone()),
+            direct,
+        }))
+    };
+    Client {
+        awc,
+        opened: Rc::default(),
     }
-    finish!(connector)
+}
+
+impl Client {
+    /// Waits, for an https host this client has no connection to yet, until the first request
+    /// to it has its answer's head: a burst of requests to a new host then shares its one
+    /// HTTP/2 connection instead of opening one each. The returned guard, when this request is
+    /// the first, marks the host open (or, on failure, lets the next request try) when dropped.
+    async fn first_connection(&self, url: &Url, wait: Duration) -> Option<OpenGuard> {
+        if url.scheme() != "https" {
+            return None;
+        }
+        let key = format!("{}:{}", url.host_str()?, url.port_or_known_default()?);
+        loop {
+            let state = self.opened.borrow().get(&key).cloned();
+            match state {
+                Some(Opening::Open) => return None,
+                Some(Opening::Pending(notify)) => {
+                    // Created before awaiting: a wake-up sent in between is not missed.
+                    let woken = notify.notified();
+                    if tokio::time::timeout(wait, woken).await.is_err() {
+                        return None;
+                    }
+                }
+                None => {
+                    let notify = Rc::new(tokio::sync::Notify::new());
+                    self.opened
+                        .borrow_mut()
+                        .insert(key.clone(), Opening::Pending(notify.clone()));
+                    return Some(OpenGuard {
+                        opened: self.opened.clone(),
+                        key,
+                        notify,
+                        ok: false,
+                    });
+                }
+            }
+        }
+    }
+}
+
+thread_local! {
+    /// The clients of [`SharedClient`]s on this thread, by their id.
+    static SHARED: RefCell<HashMap<u64, Client>> = RefCell::new(HashMap::new());
+}
+
+/// A handle (`Send`, cloned by reference) to one [`Client`] per thread, shared by the workers of
+/// that thread: one connection pool, so an HTTP/2 host gets one connection whose streams they all
+/// use. A thread's client goes with the thread, or when the last handle is dropped on it.
+#[derive(Debug, Clone, Default)]
+pub struct SharedClient {
+    id: Arc<ClientId>,
+}
+
+/// The id of a [`SharedClient`]'s clients.
+#[derive(Debug)]
+struct ClientId(u64);
+
+impl Default for ClientId {
+    fn default() -> Self {
+        static NEXT: AtomicU64 = AtomicU64::new(0);
+        ClientId(NEXT.fetch_add(1, Ordering::Relaxed))
+    }
+}
+
+impl Drop for ClientId {
+    fn drop(&mut self) {
+        let _ = SHARED.try_with(|m| m.borrow_mut().remove(&self.0));
+    }
+}
+
+impl SharedClient {
+    /// This thread's client, built with `http` the first time.
+    pub fn get(&self, http: &HttpSettings) -> Client {
+        SHARED.with(|m| {
+            m.borrow_mut()
+                .entry(self.id.0)
+                .or_insert_with(|| client(http))
+                .clone()
+        })
+    }
+}
+
+/// Held by the first request to an https host; see [`Client::first_connection`].
+struct OpenGuard {
+    opened: Rc<RefCell<HashMap<String, Opening>>>,
+    key: String,
+    notify: Rc<tokio::sync::Notify>,
+    /// The answer's head came: the host is open.
+    ok: bool,
+}
+
+impl Drop for OpenGuard {
+    fn drop(&mut self) {
+        let mut opened = self.opened.borrow_mut();
+        if self.ok {
+            opened.insert(std::mem::take(&mut self.key), Opening::Open);
+        } else {
+            opened.remove(&self.key);
+        }
+        self.notify.notify_waiters();
+    }
 }
 
 /// A response whose head arrived with a success status; its body is still to be read, chunk by
@@ -169,23 +320,33 @@ pub enum Answer<S> {
 /// whole request must end within `http.timeout` (see [`Fetched::deadline`]). A status that is
 /// neither success nor redirect is a [`FailureKind::Status`] failure carrying `Retry-After`.
 pub async fn get(
-    client: &awc::Client,
+    client: &Client,
     url: &Url,
     http: &HttpSettings,
+    found_on: Option<&Url>,
 ) -> Result<Answer<impl Stream<Item = Result<Bytes, PayloadError>> + Unpin>, Failure> {
     if http.block_private {
         crate::netguard::check_literal(url)
             .map_err(|why| Failure::new(FailureKind::Blocked, why))?;
     }
     let deadline = Instant::now() + http.timeout;
-    let response = client
-        .get(url.as_str())
-        .no_decompress()
-        .insert_header((header::ACCEPT_ENCODING, ACCEPT_ENCODING))
-        .timeout(http.head_timeout.min(http.timeout))
+    let head_timeout = http.head_timeout.min(http.timeout);
+    let mut first = client.first_connection(url, head_timeout).await;
+    let response = request(client, url, http, found_on, head_timeout)
         .send()
         .await
-        .map_err(classify_send)?;
+        .map_err(|e| classify_send(e, url))?;
+    if let Some(first) = &mut first {
+        first.ok = true;
+    }
+    drop(first);
+    http.cookies.keep(
+        url,
+        response
+            .headers()
+            .get_all(header::SET_COOKIE)
+            .filter_map(|v| v.to_str().ok()),
+    );
     let status = response.status();
     if status.is_redirection() && status.as_u16() != 304 {
         return response
@@ -227,10 +388,49 @@ pub async fn get(
     }))
 }
 
+/// The GET request for `url`: the configured headers for its host, the session's cookies, and
+/// for an image the `Referer` of the page it was found on.
+fn request(
+    client: &Client,
+    url: &Url,
+    http: &HttpSettings,
+    found_on: Option<&Url>,
+    head_timeout: Duration,
+) -> awc::ClientRequest {
+    let mut req = client
+        .awc
+        .get(url.as_str())
+        .no_decompress()
+        .insert_header((header::ACCEPT_ENCODING, ACCEPT_ENCODING))
+        .timeout(head_timeout);
+    let mut cookie = http.cookies.header_for(url);
+    if !http.headers.is_empty() {
+        for (name, value) in http.headers.for_host(url.host_str().unwrap_or("")) {
+            if name == header::COOKIE {
+                // The configured cookies first, then the session's.
+                let configured = value.to_str().unwrap_or("");
+                cookie = Some(match cookie {
+                    Some(jar) => format!("{configured}; {jar}"),
+                    None => configured.to_string(),
+                });
+                continue;
+            }
+            req = req.insert_header((name.clone(), value.clone()));
+        }
+    }
+    if let Some(cookie) = cookie {
+        req = req.insert_header((header::COOKIE, cookie));
+    }
+    if let Some(referer) = found_on.and_then(|page| http.referer.value(page, url)) {
+        req = req.insert_header((header::REFERER, referer));
+    }
+    req
+}
+
 /// Like [`get`], but follows up to `max_hops` redirects itself, failing on a loop or on a redirect
 /// off the sites of `scope` (never requested). Only for robots.txt, which is not a crawl target.
 pub async fn get_following(
-    client: &awc::Client,
+    client: &Client,
     url: &Url,
     http: &HttpSettings,
     max_hops: usize,
@@ -239,7 +439,7 @@ pub async fn get_following(
     let mut chain = vec![url.clone()];
     loop {
         let current = chain.last().expect("the chain starts with the URL");
-        match get(client, current, http).await? {
+        match get(client, current, http, None).await? {
             Answer::Body(fetched) => return Ok(fetched),
             Answer::Redirect(next) => {
                 if chain.contains(&next) {
@@ -408,8 +608,17 @@ pub fn too_large(limit: u64) -> Failure {
     Failure::new(FailureKind::TooLarge, format!("larger than {limit} bytes"))
 }
 
-/// Classifies an error from sending a request.
-pub fn classify_send(e: SendRequestError) -> Failure {
+/// Classifies an error from sending a request to `url`.
+pub fn classify_send(e: SendRequestError, url: &Url) -> Failure {
+    if let SendRequestError::Connect(ConnectError::Io(io)) = &e {
+        if let Some(why) = tls::certificate_problem(io) {
+            let host = url.host_str().unwrap_or("");
+            return Failure::new(
+                FailureKind::Tls,
+                format!("certificate not trusted for {host} ({why})"),
+            );
+        }
+    }
     let kind = match &e {
         SendRequestError::Timeout => FailureKind::Timeout,
         SendRequestError::Connect(ConnectError::Timeout) => FailureKind::Timeout,
