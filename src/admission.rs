@@ -207,6 +207,14 @@ impl Admission {
         Verdict::Admit(url)
     }
 
+    /// A sitemap (listed by robots.txt or an index, or found at `/sitemap.xml`): `None` when
+    /// sitemaps are off or it is off the allowed sites (ignored, not recorded), else admitted like
+    /// a start page.
+    pub fn sitemap(&mut self, url: Url) -> Option<Verdict> {
+        let scope = &self.settings.scope;
+        (scope.sitemaps && scope.host_allowed(&url)).then(|| self.page(url, 0))
+    }
+
     /// A link found on a page: followed at `depth` (the page's depth plus one) with barren run
     /// `barren` when the scope rules (depth, sites, `scope.include`/`exclude`) allow it and
     /// [`page`](Self::page) admits it.

@@ -169,6 +169,10 @@ async fn follow(
             .map_err(|f| fail(&current, f))?;
         match page {
             fetch::Page::Body { content_type, body } => return Ok((chain, content_type, body)),
+            fetch::Page::Sitemap(_) => {
+                let why = "a sitemap, not an HTML page: a crawl reads the pages and images it lists";
+                return Err(fail(&current, Failure::new(FailureKind::Body, why)));
+            }
             fetch::Page::NotHtml => {
                 let why = "not an HTML page: a crawl finds nothing on it";
                 return Err(fail(&current, Failure::new(FailureKind::Body, why)));
@@ -266,6 +270,7 @@ impl Robots<'_> {
             let robots = robots_url(url);
             let rules = fetch::robots(self.client, self.settings, &robots, || {})
                 .await
+                .map(|found| found.rules)
                 .unwrap_or_else(|f| Rules::after_failure(&f));
             admission.learn_robots(&host, rules);
         }

@@ -21,6 +21,10 @@ pub enum Page {
     Redirect(Url),
     /// A response that is not HTML (an image or a download linked as a page): nothing to parse.
     NotHtml,
+    /// What looks like a sitemap (XML or gzip, with `scope.sitemaps` on): the body, whole and
+    /// undecoded past its Content-Encoding (a `.xml.gz` stays compressed), for
+    /// [`crate::sitemap::parse`].
+    Sitemap(Bytes),
     /// An HTML (or untyped, or plain-text) body, whole.
     Body {
         /// Its Content-Type, if given.
@@ -56,6 +60,15 @@ pub async fn page(
         .get(awc::http::header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .map(str::to_string);
+    let sitemap = settings.scope.sitemaps
+        && crate::sitemap::looks_like(content_type.as_deref(), url, b"")
+        && !content_type.as_deref().is_some_and(|ct| ct.contains("html"));
+    if sitemap {
+        let limit = settings.http.max_page_bytes.max(crate::sitemap::MAX_XML_BYTES);
+        let body = http::read_body(&mut fetched, limit).await?;
+        body_in();
+        return Ok(Page::Sitemap(body));
+    }
     if !is_html(content_type.as_deref()) {
         return Ok(Page::NotHtml);
     }
@@ -80,19 +93,64 @@ pub fn parse(
     Ok((extracted, encoding.name()))
 }
 
-/// Fetches and parses the robots.txt at `url` for the configured user agent; `body_in` is called
-/// once its body is in. A failure here is judged by [`Rules::after_failure`] (or retried).
+/// Reads a sitemap body found at `url` into what it lists (an empty list for XML that is not a
+/// sitemap).
+pub fn parse_sitemap(url: &Url, body: &[u8]) -> Result<Extracted, Failure> {
+    match crate::sitemap::parse(body, url) {
+        Ok(Some(sitemap)) => Ok(Extracted::from_sitemap(sitemap)),
+        Ok(None) => Ok(Extracted::default()),
+        Err(e) => Err(Failure::new(FailureKind::Body, format!("sitemap: {e}"))),
+    }
+}
+
+/// What a host's robots.txt request brought: its rules, and its sitemaps.
+#[derive(Debug)]
+pub struct RobotsFound {
+    /// The rules for our user agent.
+    pub rules: Rules,
+    /// The sitemaps to read (with `scope.sitemaps` on, for a host in scope): those robots.txt
+    /// lists, or else `/sitemap.xml` when a HEAD request finds it there.
+    pub sitemaps: Vec<Url>,
+}
+
+/// Fetches and parses the robots.txt at `url` for the configured user agent, then finds the
+/// host's sitemaps; `body_in` is called once its body is in. A failure here is judged by
+/// [`Rules::after_failure`] (or retried).
 pub async fn robots(
     client: &http::Client,
     settings: &Settings,
     url: &Url,
     body_in: impl FnOnce(),
-) -> Result<Rules, Failure> {
+) -> Result<RobotsFound, Failure> {
     let http = &settings.http;
-    let mut fetched =
-        http::get_following(client, url, http, MAX_ROBOTS_REDIRECTS, &settings.scope).await?;
-    let body = http::read_prefix(&mut fetched, MAX_ROBOTS_BYTES).await?;
-    body_in();
-    let host = url.host_str().unwrap_or("");
-    Ok(Rules::parse(&agent_token(&http.user_agent), &body, host))
+    let rules = match http::get_following(client, url, http, MAX_ROBOTS_REDIRECTS, &settings.scope)
+        .await
+    {
+        Ok(mut fetched) => {
+            let body = http::read_prefix(&mut fetched, MAX_ROBOTS_BYTES).await?;
+            body_in();
+            let host = url.host_str().unwrap_or("");
+            Rules::parse(&agent_token(&http.user_agent), &body, host)
+        }
+        // No robots.txt may still mean a sitemap; anything else is judged by the caller.
+        Err(f) if matches!(Rules::after_failure(&f), Rules::AllowAll) => Rules::AllowAll,
+        Err(f) => return Err(f),
+    };
+    let mut sitemaps = Vec::new();
+    if settings.scope.sitemaps && settings.scope.host_allowed(url) {
+        sitemaps.extend(
+            rules
+                .sitemaps()
+                .iter()
+                .filter_map(|s| url.join(s.trim()).ok())
+                .filter(|u| matches!(u.scheme(), "http" | "https")),
+        );
+        if sitemaps.is_empty() {
+            let guess = url.join("/sitemap.xml").expect("a path joins any http URL");
+            if http::exists(client, &guess, http).await {
+                sitemaps.push(guess);
+            }
+        }
+    }
+    Ok(RobotsFound { rules, sitemaps })
 }

@@ -64,6 +64,7 @@ pub mod records;
 pub mod retry;
 pub mod robots;
 pub mod sample_site;
+pub mod sitemap;
 pub mod seen;
 pub mod settings;
 pub mod sniff;

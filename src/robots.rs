@@ -72,6 +72,18 @@ impl Rules {
     /// Anything else means "unreachable", which the standard says is a complete disallow; the URLs
     /// of the host are then recorded with the cause (a dead server stays "connection failed").
     pub fn after_failure(failure: &Failure) -> Rules {
+        Rules::judge_failure(failure)
+    }
+
+    /// The sitemaps robots.txt lists (`Sitemap:` lines, for every agent), as written.
+    pub fn sitemaps(&self) -> &[String] {
+        match self {
+            Rules::Parsed(robot) => &robot.sitemaps,
+            _ => &[],
+        }
+    }
+
+    fn judge_failure(failure: &Failure) -> Rules {
         let no_file = matches!(
             failure.kind,
             FailureKind::Status(_)

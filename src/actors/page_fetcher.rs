@@ -20,7 +20,7 @@ use crate::extract::Extracted;
 use crate::fetch;
 use crate::http;
 use crate::job::PageJob;
-use crate::robots::Rules;
+use crate::fetch::RobotsFound;
 use crate::settings::Settings;
 
 /// Fetch and parse one page.
@@ -43,9 +43,10 @@ pub enum PageDone {
 }
 
 /// Fetch `url` (a host's robots.txt, redirects followed) and parse it for the configured user
-/// agent. Answers the rules, or the failure that prevented fetching it.
+/// agent, then find the host's sitemaps. Answers the rules and sitemaps, or the failure that
+/// prevented fetching it.
 #[derive(Debug, Message)]
-#[rtype(result = "Result<Rules, Failure>")]
+#[rtype(result = "Result<RobotsFound, Failure>")]
 pub struct FetchRobots {
     /// The robots.txt URL.
     pub url: Url,
@@ -106,6 +107,7 @@ async fn fetch_page(
     match fetch::page(client, settings, url, || done.fire()).await? {
         fetch::Page::Redirect(to) => Ok(PageDone::Redirected(to)),
         fetch::Page::NotHtml => Ok(PageDone::Parsed(Extracted::default())),
+        fetch::Page::Sitemap(body) => Ok(PageDone::Parsed(fetch::parse_sitemap(url, &body)?)),
         fetch::Page::Body { content_type, body } => {
             let (extracted, _) = fetch::parse(settings, url, content_type.as_deref(), &body)?;
             Ok(PageDone::Parsed(extracted))
@@ -114,7 +116,7 @@ async fn fetch_page(
 }
 
 impl Handler<FetchRobots> for PageFetcher {
-    type Result = ResponseActFuture<Self, Result<Rules, Failure>>;
+    type Result = ResponseActFuture<Self, Result<RobotsFound, Failure>>;
 
     fn handle(&mut self, m: FetchRobots, _: &mut Context<Self>) -> Self::Result {
         let client = self.client.clone();

@@ -29,6 +29,9 @@ pub struct ImageCandidate {
     pub url: Url,
     /// Caption or alt text, whitespace-collapsed; `None` when the page gives none.
     pub name: Option<String>,
+    /// The page it belongs to, when not the page it was found on (an image sitemap lists
+    /// images under their pages).
+    pub page: Option<Url>,
 }
 
 /// Everything a page yields.
@@ -42,6 +45,29 @@ pub struct Extracted {
     pub images_dropped: usize,
     /// Links dropped because the page held more than `extract.max_links_per_page`.
     pub links_dropped: usize,
+    /// Further sitemaps a sitemap index lists (empty for an HTML page).
+    pub sitemaps: Vec<Url>,
+}
+
+impl Extracted {
+    /// What a sitemap lists: its pages as links, its images with their pages, its sitemaps.
+    pub fn from_sitemap(s: crate::sitemap::Sitemap) -> Extracted {
+        Extracted {
+            images: s
+                .images
+                .into_iter()
+                .map(|(url, page)| ImageCandidate {
+                    url,
+                    name: None,
+                    page: Some(page),
+                })
+                .collect(),
+            links: s.pages,
+            images_dropped: 0,
+            links_dropped: s.dropped,
+            sitemaps: s.sitemaps,
+        }
+    }
 }
 
 /// A page whose parse and extraction did not finish within `extract.parse_timeout_secs`.
@@ -149,7 +175,11 @@ pub fn extract(html: &str, page_url: &Url, rules: &ExtractRules) -> Result<Extra
                 }
                 None => {
                     index.insert(url.clone(), out.images.len());
-                    out.images.push(ImageCandidate { url, name: None });
+                    out.images.push(ImageCandidate {
+                        url,
+                        name: None,
+                        page: None,
+                    });
                     out.images.len() - 1
                 }
             };

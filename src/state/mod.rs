@@ -27,6 +27,9 @@ const FAILED: i64 = 2;
 /// An image URL that redirected to another one.
 const REDIRECTED: i64 = 3;
 
+/// The `meta` key the session's cookies are saved under.
+const COOKIES_KEY: &str = "cookies";
+
 /// One change to the state, in the order the Supervisor decided it.
 #[derive(Debug, Clone)]
 pub enum StateOp {
@@ -46,6 +49,9 @@ pub enum StateOp {
     },
     /// A page was fetched and what it links to is queued.
     PageDone(Url),
+    /// The session's cookie jar, as JSON (see [`crate::http::Jar::to_json`]), replacing the one
+    /// saved before.
+    Cookies(String),
     /// A job failed and waits for a retry; `attempts` so far (kept across runs, so that a URL
     /// that keeps failing is not retried forever by resuming).
     Retry {
@@ -135,6 +141,8 @@ pub struct Resume {
     pub pages_spilled: u64,
     /// Waiting images left in the database.
     pub images_spilled: u64,
+    /// The session's cookie jar as last saved (JSON), if any.
+    pub cookies: Option<String>,
 }
 
 impl Resume {

@@ -127,6 +127,7 @@ impl StateDb {
             images: images.jobs,
             images_spilled: images.spilled,
             saved: self.saved_rows()?,
+            cookies: self.meta(super::COOKIES_KEY)?,
         })
     }
 

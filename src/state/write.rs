@@ -94,6 +94,13 @@ impl<'tx> Statements<'tx> {
                 return Ok(());
             }
             StateOp::PageDone(url) => return self.set(Kind::Page, url, DONE),
+            StateOp::Cookies(json) => {
+                tx.execute(
+                    "INSERT OR REPLACE INTO meta (key, value) VALUES (?1, ?2)",
+                    params![super::COOKIES_KEY, json],
+                )?;
+                return Ok(());
+            }
             StateOp::Failed(kind, url) => return self.set(*kind, url, FAILED),
             StateOp::Redirected(Kind::Page, url) => return self.set(Kind::Page, url, DONE),
             StateOp::Redirected(Kind::Image, url) => return self.set(Kind::Image, url, REDIRECTED),

@@ -21,6 +21,11 @@ impl Supervisor {
     /// Puts back what earlier runs left: every URL they admitted counts as seen, the images they
     /// saved as saved, and what was waiting (or in flight when they stopped) is queued again.
     pub(super) fn restore(&mut self, mut resume: Resume) {
+        if let Some(json) = resume.cookies.take() {
+            if let Err(e) = self.settings.http.cookies.restore(&json) {
+                log::warn!("the session's cookies are not resumed: {e}");
+            }
+        }
         let mut saved = SeenSet::default();
         for row in std::mem::take(&mut resume.saved) {
             if let Ok(url) = Url::parse(&row.url) {
@@ -178,7 +183,8 @@ impl Supervisor {
         for c in extracted.images {
             let found = counts_yield.then(|| c.url.clone());
             let verdict = self.admission.image(c.url);
-            if self.queue_image(verdict, job.url.clone(), c.name, Vec::new()) {
+            let page = c.page.unwrap_or_else(|| job.url.clone());
+            if self.queue_image(verdict, page, c.name, Vec::new()) {
                 images += 1;
                 if found.is_some_and(|u| self.admission.note_yield(&u)) {
                     novel += 1;
@@ -199,6 +205,7 @@ impl Supervisor {
                 links += 1;
             }
         }
+        self.queue_sitemaps(extracted.sitemaps, job.depth);
         // In the same batch as the links and images it queued: done means they are known.
         self.pending.push(StateOp::PageDone(job.url.clone()));
         self.frontier
@@ -212,6 +219,17 @@ impl Supervisor {
             links_dropped: extracted.links_dropped,
             links_out_of_scope,
         });
+    }
+
+    /// Queues the sitemaps of a host (from its robots.txt, or found at `/sitemap.xml`) or of a
+    /// sitemap index as pages at `depth` (a sitemap is a start page; what it lists is one hop
+    /// from it). Those off the allowed sites are ignored.
+    pub(super) fn queue_sitemaps(&mut self, sitemaps: Vec<Url>, depth: u32) {
+        for url in sitemaps {
+            if let Some(verdict) = self.admission.sitemap(url) {
+                self.queue_page(verdict, depth, 0, Vec::new(), None);
+            }
+        }
     }
 
     /// A job redirected to `to`: the target is admitted like a new URL of the same kind (a

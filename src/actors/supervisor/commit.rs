@@ -26,6 +26,13 @@ impl Supervisor {
             return;
         }
         self.commit_in_flight = true;
+        let jar = &self.settings.http.cookies;
+        if jar.changes() != self.cookies_saved {
+            // In the same transaction as the pages whose answers set them.
+            self.cookies_saved = jar.changes();
+            self.pending
+                .push(crate::state::StateOp::Cookies(jar.to_json()));
+        }
         let ops = std::mem::take(&mut self.pending);
         let events = std::mem::take(&mut self.after_commit);
         self.committing = events.len();

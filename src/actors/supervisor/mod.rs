@@ -143,6 +143,8 @@ pub struct Supervisor {
     /// one connection pool per thread, so an HTTP/2 host gets few connections, each carrying
     /// many streams.
     clients: crate::http::SharedClient,
+    /// The cookie jar's change count when it was last saved.
+    cookies_saved: u64,
     /// The page fetchers' threads (see [`Supervisor::launch`]); stopped at the end.
     arbiters: Vec<Arbiter>,
     /// The page-fetcher pool.
@@ -216,6 +218,7 @@ impl Supervisor {
             frontier,
             robots_waiting: VecDeque::new(),
             clients: crate::http::SharedClient::default(),
+            cookies_saved: 0,
             settings,
             fetchers: Pool::default(),
             savers: Pool::default(),

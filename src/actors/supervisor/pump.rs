@@ -243,7 +243,10 @@ impl Supervisor {
         ctx.spawn(request.into_actor(self).map(move |res, act, ctx| {
             act.end(Kind::Page, slot, id, res.is_err(), ctx);
             match res {
-                Ok(Ok(rules)) => act.learn_robots(job.host, rules),
+                Ok(Ok(found)) => {
+                    act.learn_robots(job.host, found.rules);
+                    act.queue_sitemaps(found.sitemaps, 0);
+                }
                 Ok(Err(failure)) => act.robots_failed(job, failure),
                 Err(_) => act.robots_lost(job),
             }
