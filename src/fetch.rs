@@ -103,13 +103,25 @@ pub fn parse_sitemap(url: &Url, body: &[u8]) -> Result<Extracted, Failure> {
     }
 }
 
+/// The path of the sitemap tried on a host whose robots.txt lists none. A 404 or 410 for it is
+/// no failure: the host has no sitemap there.
+pub const GUESSED_SITEMAP: &str = "/sitemap.xml";
+
+/// Whether a failure of the page `url` only means that the sitemap guessed there does not exist.
+pub fn no_guessed_sitemap(settings: &Settings, url: &Url, failure: &Failure) -> bool {
+    settings.scope.sitemaps
+        && url.path() == GUESSED_SITEMAP
+        && url.query().is_none()
+        && matches!(failure.kind, FailureKind::Status(404 | 410))
+}
+
 /// What a host's robots.txt request brought: its rules, and its sitemaps.
 #[derive(Debug)]
 pub struct RobotsFound {
     /// The rules for our user agent.
     pub rules: Rules,
     /// The sitemaps to read (with `scope.sitemaps` on, for a host in scope): those robots.txt
-    /// lists, or else `/sitemap.xml` when a HEAD request finds it there.
+    /// lists, or else `/sitemap.xml` (which may not exist: see [`GUESSED_SITEMAP`]).
     pub sitemaps: Vec<Url>,
 }
 
@@ -146,10 +158,7 @@ pub async fn robots(
                 .filter(|u| matches!(u.scheme(), "http" | "https")),
         );
         if sitemaps.is_empty() {
-            let guess = url.join("/sitemap.xml").expect("a path joins any http URL");
-            if http::exists(client, &guess, http).await {
-                sitemaps.push(guess);
-            }
+            sitemaps.push(url.join(GUESSED_SITEMAP).expect("a path joins any http URL"));
         }
     }
     Ok(RobotsFound { rules, sitemaps })

@@ -40,6 +40,8 @@ pub enum PageDone {
     Parsed(Extracted),
     /// The page redirects to this URL; the Supervisor decides whether to follow.
     Redirected(Url),
+    /// The sitemap guessed at `/sitemap.xml` is not there (404 or 410): nothing to record.
+    NoSitemap,
 }
 
 /// Fetch `url` (a host's robots.txt, redirects followed) and parse it for the configured user
@@ -104,7 +106,11 @@ async fn fetch_page(
     url: &Url,
     mut done: BodyDone,
 ) -> Result<PageDone, Failure> {
-    match fetch::page(client, settings, url, || done.fire()).await? {
+    let page = match fetch::page(client, settings, url, || done.fire()).await {
+        Err(f) if fetch::no_guessed_sitemap(settings, url, &f) => return Ok(PageDone::NoSitemap),
+        page => page?,
+    };
+    match page {
         fetch::Page::Redirect(to) => Ok(PageDone::Redirected(to)),
         fetch::Page::NotHtml => Ok(PageDone::Parsed(Extracted::default())),
         fetch::Page::Sitemap(body) => Ok(PageDone::Parsed(fetch::parse_sitemap(url, &body)?)),

@@ -400,23 +400,6 @@ fn request(
     request_with(client, awc::http::Method::GET, url, http, found_on, head_timeout)
 }
 
-/// Whether `url` exists, asked with a HEAD request: a success or a redirect, or a server that
-/// does not answer HEAD (405, 501) and so may have it. For optional files (`/sitemap.xml`),
-/// whose absence is no failure.
-pub async fn exists(client: &Client, url: &Url, http: &HttpSettings) -> bool {
-    let head_timeout = http.head_timeout.min(http.timeout);
-    let req = request_with(client, awc::http::Method::HEAD, url, http, None, head_timeout);
-    match req.send().await {
-        Ok(response) => {
-            let status = response.status();
-            status.is_success()
-                || (status.is_redirection() && status.as_u16() != 304)
-                || matches!(status.as_u16(), 405 | 501)
-        }
-        Err(_) => false,
-    }
-}
-
 /// [`request`] with another method.
 fn request_with(
     client: &Client,

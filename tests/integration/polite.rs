@@ -78,15 +78,20 @@ async fn robots_txt_is_obeyed_with_its_crawl_delay_and_other_hosts_run_free() {
     assert_eq!(report.exit_code(), 0);
     assert_eq!(report.stats.images_saved, 3 + 8);
 
-    // robots.txt, 3 pages and 3 images: every start at least Crawl-delay after the one before.
+    // robots.txt, the sitemap guessed at /sitemap.xml (404: no sitemap, no failure), 3 pages and
+    // 3 images: every start at least Crawl-delay after the one before.
     let log = server.log();
-    assert_eq!(log.len(), 7, "{log:?}");
+    assert_eq!(log.len(), 8, "{log:?}");
     assert!(min_gap(&log) >= Duration::from_millis(290), "{log:?}");
     assert!(log[0].1 == "/robots.txt", "robots.txt comes first: {log:?}");
     // The other host has no delay: its 8 images do not wait 0.3 s each.
     let other_log = other.log();
-    assert_eq!(other_log.len(), 9, "robots.txt and 8 images: {other_log:?}");
-    let span = other_log.last().unwrap().0 - other_log[1].0;
+    assert_eq!(
+        other_log.len(),
+        10,
+        "robots.txt, /sitemap.xml and 8 images: {other_log:?}"
+    );
+    let span = other_log.last().unwrap().0 - other_log[2].0;
     assert!(span < Duration::from_millis(900), "{span:?}");
     // Both hosts saw our user agent.
     let ua = format!("imgcrawl/{}", env!("CARGO_PKG_VERSION"));
@@ -186,7 +191,7 @@ async fn per_host_concurrency_and_delay_hold_for_pages_and_images_together() {
     });
     run_crawl(&[server2.url("/")], out.path(), "[http]\ndelay_ms = 250\n").await;
     let log = server2.log();
-    assert_eq!(log.len(), 6, "{log:?}");
+    assert_eq!(log.len(), 7, "with robots.txt and /sitemap.xml: {log:?}");
     assert!(min_gap(&log) >= Duration::from_millis(245), "{log:?}");
 }
 

@@ -221,6 +221,13 @@ impl Supervisor {
         });
     }
 
+    /// The sitemap guessed for a host is not there: the page ends as done, counted nowhere.
+    pub(super) fn no_sitemap(&mut self, job: PageJob) {
+        log::debug!("{}: no sitemap", job.url);
+        self.pending.push(StateOp::PageDone(job.url.clone()));
+        self.frontier.done(Kind::Page, &job.url, None);
+    }
+
     /// Queues the sitemaps of a host (from its robots.txt, or found at `/sitemap.xml`) or of a
     /// sitemap index as pages at `depth` (a sitemap is a start page; what it lists is one hop
     /// from it). Those off the allowed sites are ignored.

@@ -265,6 +265,7 @@ impl Supervisor {
             match res {
                 Ok(Ok(PageDone::Parsed(extracted))) => act.page_done(job, extracted),
                 Ok(Ok(PageDone::Redirected(to))) => act.redirected(Job::Page(job), to),
+                Ok(Ok(PageDone::NoSitemap)) => act.no_sitemap(job),
                 Ok(Err(failure)) => act.failed(Job::Page(job), failure),
                 Err(_) => act.lost(Job::Page(job)),
             }
