@@ -31,6 +31,8 @@ mod outdir;
 mod polite;
 /// Resuming after a stop or kill -9: the state database and the group commit.
 mod resume;
+/// Sites behind a login: cookies, headers per host, Referer, the session across kill -9.
+mod session;
 /// Shared helpers: the test HTTP server, settings, reading records.
 mod support;
 /// The trap rule and the scope in whole crawls.

@@ -55,7 +55,34 @@ impl Reply {
     }
 }
 
-type Routes = Arc<dyn Fn(&str) -> Reply + Send + Sync>;
+/// A request as the server read it.
+#[derive(Debug, Clone, Default)]
+pub struct Request {
+    /// GET, HEAD, ...
+    pub method: String,
+    /// Path and query.
+    pub path: String,
+    /// Header names (lower-case) and values, in order.
+    pub headers: Vec<(String, String)>,
+}
+
+impl Request {
+    /// The value of header `name` (lower-case), if sent.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// Whether the `Cookie` header holds `name=value`.
+    pub fn has_cookie(&self, pair: &str) -> bool {
+        self.header("cookie")
+            .is_some_and(|c| c.split(';').any(|p| p.trim() == pair))
+    }
+}
+
+type Routes = Arc<dyn Fn(&Request) -> Reply + Send + Sync>;
 
 /// What the server saw: requests by path, their start times, and how many were answered at once.
 #[derive(Default)]
@@ -69,6 +96,8 @@ struct Seen {
     sent: Mutex<HashMap<String, usize>>,
     /// Answers without waiting for the client's delayed ACK (see [`TestServer::start_fast`]).
     nodelay: std::sync::atomic::AtomicBool,
+    /// Every request, in order.
+    requests: Mutex<Vec<Request>>,
 }
 
 /// A test HTTP server; lives until the test process ends.
@@ -88,6 +117,14 @@ impl TestServer {
     pub fn start_on(
         ip: &str,
         routes: impl Fn(&str) -> Reply + Send + Sync + 'static,
+    ) -> TestServer {
+        TestServer::start_with(ip, move |r: &Request| routes(&r.path))
+    }
+
+    /// Serves `routes`, which see each request's method and headers, on a free port of `ip`.
+    pub fn start_with(
+        ip: &str,
+        routes: impl Fn(&Request) -> Reply + Send + Sync + 'static,
     ) -> TestServer {
         let listener = TcpListener::bind((ip, 0)).expect("bind a loopback port");
         let addr = listener.local_addr().unwrap();
@@ -111,6 +148,11 @@ impl TestServer {
         let server = TestServer::start(routes);
         server.seen.nodelay.store(true, Ordering::SeqCst);
         server
+    }
+
+    /// Every request, in order.
+    pub fn requests(&self) -> Vec<Request> {
+        self.seen.requests.lock().unwrap().clone()
     }
 
     /// When each request arrived, in order, with its path and query.
@@ -185,6 +227,7 @@ fn serve_connection(stream: TcpStream, routes: &Routes, seen: &Seen) {
         if reader.read_line(&mut request_line).unwrap_or(0) == 0 {
             return;
         }
+        let mut headers = Vec::new();
         loop {
             let mut header = String::new();
             if reader.read_line(&mut header).unwrap_or(0) == 0 {
@@ -194,6 +237,7 @@ fn serve_connection(stream: TcpStream, routes: &Routes, seen: &Seen) {
                 break;
             }
             if let Some((name, value)) = header.split_once(':') {
+                headers.push((name.trim().to_ascii_lowercase(), value.trim().to_string()));
                 if name.eq_ignore_ascii_case("user-agent") {
                     seen.user_agents
                         .lock()
@@ -202,11 +246,15 @@ fn serve_connection(stream: TcpStream, routes: &Routes, seen: &Seen) {
                 }
             }
         }
-        let path = request_line
-            .split_whitespace()
-            .nth(1)
-            .unwrap_or("/")
-            .to_string();
+        let mut words = request_line.split_whitespace();
+        let method = words.next().unwrap_or("GET").to_string();
+        let path = words.next().unwrap_or("/").to_string();
+        let request = Request {
+            method,
+            path: path.clone(),
+            headers,
+        };
+        seen.requests.lock().unwrap().push(request.clone());
         *seen.hits.lock().unwrap().entry(path.clone()).or_default() += 1;
         seen.log
             .lock()
@@ -214,7 +262,7 @@ fn serve_connection(stream: TcpStream, routes: &Routes, seen: &Seen) {
             .push((Instant::now(), path.clone()));
         let now_active = seen.active.fetch_add(1, Ordering::SeqCst) + 1;
         seen.max_active.fetch_max(now_active, Ordering::SeqCst);
-        let mut reply = routes(&path);
+        let mut reply = routes(&request);
         while let Reply::Delayed(wait, inner) = reply {
             std::thread::sleep(wait);
             reply = *inner;
