@@ -25,6 +25,8 @@ mod filters;
 mod hostile;
 /// `/metrics` and `/status`.
 mod metrics;
+/// Real programs between crawler and site: nginx with TLS from a test CA and HTTP/2, tinyproxy.
+mod network;
 /// The output directory (its owner, the DiskWriter): names, lock, links, full disks.
 mod outdir;
 /// Politeness: per-host concurrency, delays, robots.txt.
