@@ -35,6 +35,8 @@ mod polite;
 mod resume;
 /// Sites behind a login: cookies, headers per host, Referer, the session across kill -9.
 mod session;
+/// Sitemaps: robots.txt lines, indexes, gzip, image sitemaps, `/sitemap.xml`.
+mod sitemaps;
 /// Shared helpers: the test HTTP server, settings, reading records.
 mod support;
 /// The trap rule and the scope in whole crawls.
