@@ -170,7 +170,8 @@ async fn follow(
         match page {
             fetch::Page::Body { content_type, body } => return Ok((chain, content_type, body)),
             fetch::Page::Sitemap(_) => {
-                let why = "a sitemap, not an HTML page: a crawl reads the pages and images it lists";
+                let why =
+                    "a sitemap, not an HTML page: a crawl reads the pages and images it lists";
                 return Err(fail(&current, Failure::new(FailureKind::Body, why)));
             }
             fetch::Page::NotHtml => {

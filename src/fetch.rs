@@ -62,9 +62,14 @@ pub async fn page(
         .map(str::to_string);
     let sitemap = settings.scope.sitemaps
         && crate::sitemap::looks_like(content_type.as_deref(), url, b"")
-        && !content_type.as_deref().is_some_and(|ct| ct.contains("html"));
+        && !content_type
+            .as_deref()
+            .is_some_and(|ct| ct.contains("html"));
     if sitemap {
-        let limit = settings.http.max_page_bytes.max(crate::sitemap::MAX_XML_BYTES);
+        let limit = settings
+            .http
+            .max_page_bytes
+            .max(crate::sitemap::MAX_XML_BYTES);
         let body = http::read_body(&mut fetched, limit).await?;
         body_in();
         return Ok(Page::Sitemap(body));
@@ -135,19 +140,18 @@ pub async fn robots(
     body_in: impl FnOnce(),
 ) -> Result<RobotsFound, Failure> {
     let http = &settings.http;
-    let rules = match http::get_following(client, url, http, MAX_ROBOTS_REDIRECTS, &settings.scope)
-        .await
-    {
-        Ok(mut fetched) => {
-            let body = http::read_prefix(&mut fetched, MAX_ROBOTS_BYTES).await?;
-            body_in();
-            let host = url.host_str().unwrap_or("");
-            Rules::parse(&agent_token(&http.user_agent), &body, host)
-        }
-        // No robots.txt may still mean a sitemap; anything else is judged by the caller.
-        Err(f) if matches!(Rules::after_failure(&f), Rules::AllowAll) => Rules::AllowAll,
-        Err(f) => return Err(f),
-    };
+    let rules =
+        match http::get_following(client, url, http, MAX_ROBOTS_REDIRECTS, &settings.scope).await {
+            Ok(mut fetched) => {
+                let body = http::read_prefix(&mut fetched, MAX_ROBOTS_BYTES).await?;
+                body_in();
+                let host = url.host_str().unwrap_or("");
+                Rules::parse(&agent_token(&http.user_agent), &body, host)
+            }
+            // No robots.txt may still mean a sitemap; anything else is judged by the caller.
+            Err(f) if matches!(Rules::after_failure(&f), Rules::AllowAll) => Rules::AllowAll,
+            Err(f) => return Err(f),
+        };
     let mut sitemaps = Vec::new();
     if settings.scope.sitemaps && settings.scope.host_allowed(url) {
         sitemaps.extend(
@@ -158,7 +162,10 @@ pub async fn robots(
                 .filter(|u| matches!(u.scheme(), "http" | "https")),
         );
         if sitemaps.is_empty() {
-            sitemaps.push(url.join(GUESSED_SITEMAP).expect("a path joins any http URL"));
+            sitemaps.push(
+                url.join(GUESSED_SITEMAP)
+                    .expect("a path joins any http URL"),
+            );
         }
     }
     Ok(RobotsFound { rules, sitemaps })

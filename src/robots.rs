@@ -98,9 +98,10 @@ impl Rules {
             return Rules::AllowAll;
         }
         let kind = match failure.kind {
-            FailureKind::Connect | FailureKind::Timeout | FailureKind::Blocked | FailureKind::Tls => {
-                failure.kind.clone()
-            }
+            FailureKind::Connect
+            | FailureKind::Timeout
+            | FailureKind::Blocked
+            | FailureKind::Tls => failure.kind.clone(),
             _ => FailureKind::RobotsUnavailable,
         };
         Rules::DisallowAll(Failure::new(

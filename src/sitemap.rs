@@ -248,7 +248,8 @@ mod tests {
         assert_eq!(s.sitemaps.len(), 2);
         assert!(s.pages.is_empty());
 
-        let mut big = String::from("<urlset xmlns=\"http://www.sitemaps.org/schemas/sitemap/0.9\">");
+        let mut big =
+            String::from("<urlset xmlns=\"http://www.sitemaps.org/schemas/sitemap/0.9\">");
         for i in 0..MAX_URLS + 5 {
             big.push_str(&format!("<url><loc>https://site.example/p{i}</loc></url>"));
         }

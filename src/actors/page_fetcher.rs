@@ -18,9 +18,9 @@ use super::{Crash, DeathGuard, Retire};
 use crate::error::Failure;
 use crate::extract::Extracted;
 use crate::fetch;
+use crate::fetch::RobotsFound;
 use crate::http;
 use crate::job::PageJob;
-use crate::fetch::RobotsFound;
 use crate::settings::Settings;
 
 /// Fetch and parse one page.

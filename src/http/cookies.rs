@@ -46,7 +46,8 @@ impl Jar {
 
     /// A jar holding the cookies of a Netscape `cookies.txt`. The error names the file and line.
     pub fn from_file(path: &Path) -> Result<Jar, String> {
-        let text = std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+        let text =
+            std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
         let text = String::from_utf8_lossy(&text);
         let seed = parse_netscape(&text, SystemTime::now())
             .map_err(|e| format!("{}: {e}", path.display()))?;
@@ -206,8 +207,11 @@ pub fn parse_netscape(text: &str, now: SystemTime) -> Result<Vec<(String, Url)>,
             cookie.push_str(&format!("; Expires={}", httpdate::fmt_http_date(at)));
         }
         let scheme = if secure { "https" } else { "http" };
-        let url = Url::parse(&format!("{scheme}://{host}{path}"))
-            .map_err(|e| bad(&format!("`{host}{path}` is not a usable domain and path: {e}")))?;
+        let url = Url::parse(&format!("{scheme}://{host}{path}")).map_err(|e| {
+            bad(&format!(
+                "`{host}{path}` is not a usable domain and path: {e}"
+            ))
+        })?;
         out.push((cookie, url));
     }
     Ok(out)
@@ -239,17 +243,21 @@ mod tests {
         drop(store);
         jar.inner.used.store(true, Ordering::Relaxed);
         assert_eq!(
-            jar.header_for(&url("http://cdn.example.org/a.jpg")).as_deref(),
+            jar.header_for(&url("http://cdn.example.org/a.jpg"))
+                .as_deref(),
             Some("session=abc")
         );
-        let h = jar.header_for(&url("http://www.example.org/gallery/1")).unwrap();
+        let h = jar
+            .header_for(&url("http://www.example.org/gallery/1"))
+            .unwrap();
         assert!(h.contains("login=yes") && h.contains("session=abc"), "{h}");
         assert!(!jar
             .header_for(&url("http://www.example.org/other"))
             .unwrap()
             .contains("login"));
         assert_eq!(
-            jar.header_for(&url("http://secure.example.org/")).as_deref(),
+            jar.header_for(&url("http://secure.example.org/"))
+                .as_deref(),
             Some("session=abc"),
             "a https-only cookie is not sent over http"
         );
@@ -261,9 +269,12 @@ mod tests {
     fn bad_lines_are_named() {
         let err = parse_netscape("a.org\tTRUE\t/\n", SystemTime::now()).unwrap_err();
         assert!(err.starts_with("line 1: expected 7"), "{err}");
-        let err = parse_netscape("\n\na.org\tMAYBE\t/\tFALSE\t0\tn\tv\n", SystemTime::now())
-            .unwrap_err();
-        assert!(err.starts_with("line 3:") && err.contains("TRUE or FALSE"), "{err}");
+        let err =
+            parse_netscape("\n\na.org\tMAYBE\t/\tFALSE\t0\tn\tv\n", SystemTime::now()).unwrap_err();
+        assert!(
+            err.starts_with("line 3:") && err.contains("TRUE or FALSE"),
+            "{err}"
+        );
     }
 
     #[test]
@@ -295,7 +306,10 @@ mod tests {
         let resumed = Jar::new();
         resumed.restore(&saved).unwrap();
         let h = resumed.header_for(&url("http://site.example/x")).unwrap();
-        assert!(h.contains("sid=43"), "session cookies survive a resume: {h}");
+        assert!(
+            h.contains("sid=43"),
+            "session cookies survive a resume: {h}"
+        );
         assert!(resumed.restore("not json").is_err());
     }
 }

@@ -15,14 +15,24 @@ const OWNED: &[(&str, &str)] = &[
     ("content-length", "the client frames requests itself"),
     ("transfer-encoding", "the client frames requests itself"),
     ("connection", "the client manages its connections"),
-    ("accept-encoding", "imgcrawl decodes only the encodings it asks for"),
+    (
+        "accept-encoding",
+        "imgcrawl decodes only the encodings it asks for",
+    ),
     ("user-agent", "set http.user_agent instead"),
     ("referer", "set http.referer instead"),
 ];
 
 /// Words that make a header's value a secret, shown as `***` by `imgcrawl config`.
 const SECRET_WORDS: &[&str] = &[
-    "auth", "cookie", "token", "key", "secret", "session", "password", "signature",
+    "auth",
+    "cookie",
+    "token",
+    "key",
+    "secret",
+    "session",
+    "password",
+    "signature",
 ];
 
 /// Whether the value of the header `name` is a secret (credentials, cookies, keys, tokens).
@@ -188,16 +198,25 @@ mod tests {
         let mut hosts = BTreeMap::new();
         hosts.insert("img.example.com".to_string(), map(&[("X-Api-Key", "img")]));
         hosts.insert("*.cdn.example".to_string(), map(&[("X-Cdn", "1")]));
-        let h = Headers::new(&map(&[("X-Api-Key", "all"), ("Accept-Language", "de")]), &hosts)
-            .unwrap();
+        let h = Headers::new(
+            &map(&[("X-Api-Key", "all"), ("Accept-Language", "de")]),
+            &hosts,
+        )
+        .unwrap();
         let shown = |host: &str| {
             h.for_host(host)
                 .iter()
                 .map(|(n, v)| format!("{n}={}", v.to_str().unwrap()))
                 .collect::<Vec<_>>()
         };
-        assert_eq!(shown("img.example.com"), ["x-api-key=img", "accept-language=de"]);
-        assert_eq!(shown("example.com"), ["accept-language=de", "x-api-key=all"]);
+        assert_eq!(
+            shown("img.example.com"),
+            ["x-api-key=img", "accept-language=de"]
+        );
+        assert_eq!(
+            shown("example.com"),
+            ["accept-language=de", "x-api-key=all"]
+        );
         assert_eq!(shown("a.cdn.example")[0], "x-cdn=1");
         assert!(!shown("cdn.example").contains(&"x-cdn=1".to_string()));
     }
@@ -219,7 +238,13 @@ mod tests {
 
     #[test]
     fn secrets_are_recognised_by_name() {
-        for name in ["Authorization", "Cookie", "X-Api-Key", "X-Auth-Token", "Proxy-Authorization"] {
+        for name in [
+            "Authorization",
+            "Cookie",
+            "X-Api-Key",
+            "X-Auth-Token",
+            "Proxy-Authorization",
+        ] {
             assert!(is_secret(name), "{name}");
         }
         assert!(!is_secret("Accept-Language"));

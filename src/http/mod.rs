@@ -397,7 +397,14 @@ fn request(
     found_on: Option<&Url>,
     head_timeout: Duration,
 ) -> awc::ClientRequest {
-    request_with(client, awc::http::Method::GET, url, http, found_on, head_timeout)
+    request_with(
+        client,
+        awc::http::Method::GET,
+        url,
+        http,
+        found_on,
+        head_timeout,
+    )
 }
 
 /// [`request`] with another method.

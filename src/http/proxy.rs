@@ -90,9 +90,11 @@ impl Proxy {
             "socks5" => ProxyKind::Socks5 { remote_dns: false },
             "socks5h" => ProxyKind::Socks5 { remote_dns: true },
             "https" => {
-                return Err("TLS to the proxy itself (https://) is not supported; use an \
+                return Err(
+                    "TLS to the proxy itself (https://) is not supported; use an \
                             http:// proxy (https sites still go through it encrypted end to end)"
-                    .into())
+                        .into(),
+                )
             }
             other => {
                 return Err(format!(
@@ -104,8 +106,15 @@ impl Proxy {
             .host_str()
             .filter(|h| !h.is_empty())
             .ok_or_else(|| format!("`{value}` has no host"))?;
-        let host = host.trim_start_matches('[').trim_end_matches(']').to_string();
-        let decode = |s: &str| percent_encoding::percent_decode_str(s).decode_utf8_lossy().into();
+        let host = host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .to_string();
+        let decode = |s: &str| {
+            percent_encoding::percent_decode_str(s)
+                .decode_utf8_lossy()
+                .into()
+        };
         let auth = (!url.username().is_empty())
             .then(|| (decode(url.username()), decode(url.password().unwrap_or(""))));
         Ok(Proxy {
@@ -124,9 +133,7 @@ impl Proxy {
             .map_err(|e| io::Error::new(e.kind(), format!("proxy {self}: {e}")))?;
         match self.kind {
             ProxyKind::Http => self.connect_method(stream, target, port).await,
-            ProxyKind::Socks5 { remote_dns } => {
-                self.socks5(stream, target, port, remote_dns).await
-            }
+            ProxyKind::Socks5 { remote_dns } => self.socks5(stream, target, port, remote_dns).await,
         }
     }
 
@@ -303,9 +310,7 @@ impl ProxyRoutes {
                     .map(|v| (n.to_string(), v.clone()))
             })
         };
-        let parse = |(name, value): (String, String)| {
-            Proxy::parse(&value).map_err(|e| (name, e))
-        };
+        let parse = |(name, value): (String, String)| Proxy::parse(&value).map_err(|e| (name, e));
         let explicit_no_proxy = || (!no_proxy.is_empty()).then(|| NoProxy::new(no_proxy));
         match proxy.trim() {
             "none" => Ok(ProxyRoutes::default()),
@@ -314,7 +319,11 @@ impl ProxyRoutes {
                 let http = var(&["http_proxy", "HTTP_PROXY"]).or_else(|| all.clone());
                 let https = var(&["https_proxy", "HTTPS_PROXY"]).or(all);
                 let no_proxy = explicit_no_proxy().unwrap_or_else(|| {
-                    NoProxy::new(&var(&["no_proxy", "NO_PROXY"]).map(|(_, v)| [v]).unwrap_or_default())
+                    NoProxy::new(
+                        &var(&["no_proxy", "NO_PROXY"])
+                            .map(|(_, v)| [v])
+                            .unwrap_or_default(),
+                    )
                 });
                 Ok(ProxyRoutes {
                     http: http.map(parse).transpose()?,
@@ -399,8 +408,12 @@ mod tests {
         let p = Proxy::parse("socks5h://[::1]:9050").unwrap();
         assert_eq!(p.kind, ProxyKind::Socks5 { remote_dns: true });
         assert_eq!(p.host, "::1");
-        assert!(Proxy::parse("ftp://x:1").unwrap_err().contains("unsupported"));
-        assert!(Proxy::parse("https://x:1").unwrap_err().contains("not supported"));
+        assert!(Proxy::parse("ftp://x:1")
+            .unwrap_err()
+            .contains("unsupported"));
+        assert!(Proxy::parse("https://x:1")
+            .unwrap_err()
+            .contains("not supported"));
     }
 
     #[test]

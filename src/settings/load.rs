@@ -100,10 +100,10 @@ impl ConfigSources {
         let (raw, file_text) = self.merged()?;
         raw.validate_with_env(&self.env)
             .map_err(|(key, message)| SettingsError {
-            origin: self.origin_of(key, file_text.as_deref()),
-            key: key.to_string(),
-            message,
-        })
+                origin: self.origin_of(key, file_text.as_deref()),
+                key: key.to_string(),
+                message,
+            })
     }
 
     /// Every layer merged and deserialised (not yet validated), with the file's text.

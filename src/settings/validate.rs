@@ -89,7 +89,10 @@ impl RawSettings {
                 if name == "http.proxy" {
                     bad("http.proxy", why)
                 } else {
-                    bad("http.proxy", format!("from environment variable {name}: {why}"))
+                    bad(
+                        "http.proxy",
+                        format!("from environment variable {name}: {why}"),
+                    )
                 }
             })?;
         http.block_private = match self.http.block_private_addresses.trim() {
@@ -328,7 +331,8 @@ impl RawHttp {
             // Decided with the start URLs, in `validate_keys`.
             block_private: false,
             headers: self.headers()?,
-            referer: crate::http::Referer::parse(&self.referer).map_err(|e| bad("http.referer", e))?,
+            referer: crate::http::Referer::parse(&self.referer)
+                .map_err(|e| bad("http.referer", e))?,
             cookies: match self.cookies_file.trim() {
                 "" => crate::http::Jar::new(),
                 path => crate::http::Jar::from_file(std::path::Path::new(path))

@@ -329,12 +329,20 @@ fn headers_per_host_proxies_and_their_secrets() {
     };
     assert_eq!(
         shown("img.example.com"),
-        ["authorization: Bearer tok-secret", "accept-language: de", "x-api-key: k-secret"],
+        [
+            "authorization: Bearer tok-secret",
+            "accept-language: de",
+            "x-api-key: k-secret"
+        ],
         "header names keep their case-insensitive identity and hosts keep their dots"
     );
     assert_eq!(shown("a.example").len(), 2);
     let proxy = s.http.proxy.for_target("https", "b.example").unwrap();
-    assert_eq!((proxy.host.as_str(), proxy.port), ("127.0.0.1", 3128), "the key wins over the environment");
+    assert_eq!(
+        (proxy.host.as_str(), proxy.port),
+        ("127.0.0.1", 3128),
+        "the key wins over the environment"
+    );
     assert!(s.http.proxy.for_target("https", "a.example").is_none());
 
     let (code, out, err) = config_command(&["-c", path.to_str().unwrap()], &[]);
@@ -352,7 +360,10 @@ fn headers_per_host_proxies_and_their_secrets() {
 
     // Proxies from the environment, as curl reads them; a bad one names its variable.
     let from_env = Settings::load(&ConfigSources {
-        env: env(&[("HTTP_PROXY", "http://127.0.0.1:8080"), ("NO_PROXY", "skip.example")]),
+        env: env(&[
+            ("HTTP_PROXY", "http://127.0.0.1:8080"),
+            ("NO_PROXY", "skip.example"),
+        ]),
         flags: Vec::new(),
         file: Some(file("start_urls = ['http://a.example/']\n").1),
     });
@@ -367,7 +378,10 @@ fn headers_per_host_proxies_and_their_secrets() {
     for (toml, key) in [
         ("[http.headers]\nHost = 'x'\n", "http.headers"),
         ("[http]\nreferer = 'always'\n", "http.referer"),
-        ("[http]\ncookies_file = '/nonexistent/cookies.txt'\n", "http.cookies_file"),
+        (
+            "[http]\ncookies_file = '/nonexistent/cookies.txt'\n",
+            "http.cookies_file",
+        ),
         ("[http]\nca_file = '/nonexistent/ca.pem'\n", "http.ca_file"),
         ("[http]\nproxy = 'gopher://x'\n", "http.proxy"),
     ] {

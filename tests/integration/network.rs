@@ -310,12 +310,20 @@ fn a_real_proxy_carries_plain_and_tls_crawls_and_no_proxy_bypasses_it() {
         &["crawl", "-q", "-o", out.to_str().unwrap(), &start],
         &[("HTTP_PROXY", proxy_url.as_str())],
     );
-    assert!(matches!(o.status.code(), Some(0 | 3)), "{}", output_text(&o));
-    assert!(saved_under(&out, &server.url("/")) >= 5, "{}", output_text(&o));
+    assert!(
+        matches!(o.status.code(), Some(0 | 3)),
+        "{}",
+        output_text(&o)
+    );
+    assert!(
+        saved_under(&out, &server.url("/")) >= 5,
+        "{}",
+        output_text(&o)
+    );
     let target = server.addr.to_string();
     let tunnels = proxy.tunnels();
     assert!(
-        tunnels.iter().any(|t| *t == target),
+        tunnels.contains(&target),
         "tinyproxy logged no CONNECT {target}: {tunnels:?}"
     );
     let direct_before = server.hits().values().sum::<u32>();
@@ -325,9 +333,16 @@ fn a_real_proxy_carries_plain_and_tls_crawls_and_no_proxy_bypasses_it() {
     let count = proxy.tunnels().len();
     let o = imgcrawl(
         &["crawl", "-q", "-o", out2.to_str().unwrap(), &start],
-        &[("HTTP_PROXY", proxy_url.as_str()), ("NO_PROXY", "127.0.0.1")],
+        &[
+            ("HTTP_PROXY", proxy_url.as_str()),
+            ("NO_PROXY", "127.0.0.1"),
+        ],
     );
-    assert!(matches!(o.status.code(), Some(0 | 3)), "{}", output_text(&o));
+    assert!(
+        matches!(o.status.code(), Some(0 | 3)),
+        "{}",
+        output_text(&o)
+    );
     assert_eq!(proxy.tunnels().len(), count, "NO_PROXY was not honoured");
     assert!(server.hits().values().sum::<u32>() > direct_before);
 
@@ -363,13 +378,22 @@ fn a_real_proxy_carries_plain_and_tls_crawls_and_no_proxy_bypasses_it() {
     let out4 = dir.path().join("down");
     let dead = format!("http://127.0.0.1:{}", free_port());
     let o = imgcrawl(
-        &["crawl", "-q", "-o", out4.to_str().unwrap(), "--proxy", &dead, &start],
+        &[
+            "crawl",
+            "-q",
+            "-o",
+            out4.to_str().unwrap(),
+            "--proxy",
+            &dead,
+            &start,
+        ],
         &[],
     );
     assert_ne!(o.status.code(), Some(0));
     let errs = errors(&out4);
     assert!(
-        errs.iter().any(|e| e.detail.contains(&format!("proxy {dead}"))),
+        errs.iter()
+            .any(|e| e.detail.contains(&format!("proxy {dead}"))),
         "{errs:?}"
     );
 }

@@ -180,6 +180,7 @@ fn a_login_session_survives_kill_9_and_every_request_carries_what_the_site_wants
     );
     assert_eq!(site.hits().get("/"), Some(&1), "not fetched again");
     for r in site.requests().iter().chain(cdn.requests().iter()) {
+        assert_eq!(r.method, "GET", "{r:?}");
         let cookie = r.header("cookie").unwrap_or("");
         assert!(!cookie.contains("stray"), "{r:?}");
     }
@@ -193,7 +194,11 @@ fn a_login_session_survives_kill_9_and_every_request_carries_what_the_site_wants
         .output()
         .unwrap();
     assert_eq!(o.status.code(), Some(0), "{}", output_text(&o));
-    assert!(output_text(&o).contains("/img/a.png"), "{}", output_text(&o));
+    assert!(
+        output_text(&o).contains("/img/a.png"),
+        "{}",
+        output_text(&o)
+    );
 
     // Without the Referer, hotlink protection answers 403, and the failure says so.
     let o = imgcrawl(

@@ -114,7 +114,9 @@ async fn without_a_sitemap_line_the_site_is_asked_for_sitemap_xml() {
         let base = b.lock().unwrap().clone();
         match p {
             "/robots.txt" => Reply::Status(404),
-            "/sitemap.xml" => xml(format!("{URLSET}<url><loc>{base}/hidden</loc></url></urlset>")),
+            "/sitemap.xml" => xml(format!(
+                "{URLSET}<url><loc>{base}/hidden</loc></url></urlset>"
+            )),
             "/" => Reply::Ok("text/html", b"<p>nothing</p>".to_vec()),
             "/hidden" => Reply::Ok("text/html", b"<img src='/h.png'>".to_vec()),
             "/h.png" => Reply::Ok("image/png", png(9, 10, 10)),
