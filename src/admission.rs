@@ -181,11 +181,16 @@ impl Admission {
     /// A start URL or a redirect target (already held to the redirect rules): a page job unless
     /// it was seen, the budget is spent or the trap rule stops its barren run.
     pub fn page(&mut self, url: Url, barren: u32) -> Verdict {
+        self.admit_page(url, barren, true)
+    }
+
+    /// [`page`](Self::page), counted against `scope.max_pages` or not.
+    fn admit_page(&mut self, url: Url, barren: u32, budget: bool) -> Verdict {
         let url = match self.canonical(url) {
             Ok(url) => url,
             Err(left) => return Verdict::Leave(*left),
         };
-        let max = self.settings.scope.max_pages;
+        let max = self.settings.scope.max_pages.filter(|_| budget);
         if let (Some(max), Some(n)) = (max, self.admitted) {
             if n >= max {
                 return Verdict::Leave(Left::new(url, Reason::Budget, format!("{max} pages")));
@@ -201,18 +206,18 @@ impl Admission {
             return Verdict::Leave(left);
         }
         self.pages.insert(&url);
-        if let Some(n) = &mut self.admitted {
+        if let Some(n) = self.admitted.as_mut().filter(|_| budget) {
             *n += 1;
         }
         Verdict::Admit(url)
     }
 
-    /// A sitemap (listed by robots.txt or an index, or found at `/sitemap.xml`): `None` when
+    /// A sitemap (listed by robots.txt or an index, or guessed at `/sitemap.xml`): `None` when
     /// sitemaps are off or it is off the allowed sites (ignored, not recorded), else admitted like
-    /// a start page.
+    /// a start page, but outside the `scope.max_pages` budget (the pages it lists count).
     pub fn sitemap(&mut self, url: Url) -> Option<Verdict> {
         let scope = &self.settings.scope;
-        (scope.sitemaps && scope.host_allowed(&url)).then(|| self.page(url, 0))
+        (scope.sitemaps && scope.host_allowed(&url)).then(|| self.admit_page(url, 0, false))
     }
 
     /// A link found on a page: followed at `depth` (the page's depth plus one) with barren run
@@ -392,6 +397,31 @@ mod tests {
             Verdict::Leave(left) => left.reason,
             Verdict::Admit(u) => panic!("{u} was admitted"),
         }
+    }
+
+    #[test]
+    fn sitemaps_are_pages_of_the_allowed_sites_outside_the_page_budget() {
+        let mut a = admission(|r| r.scope.max_pages = Some(1));
+        assert_eq!(
+            a.sitemap(url("http://site.example/sitemap.xml")),
+            Some(Verdict::Admit(url("http://site.example/sitemap.xml")))
+        );
+        assert_eq!(a.sitemap(url("http://elsewhere.example/sitemap.xml")), None);
+        assert_eq!(
+            a.link(url("http://site.example/listed"), 1, 0),
+            Verdict::Admit(url("http://site.example/listed")),
+            "the sitemap did not use up the budget of one page"
+        );
+        assert_eq!(
+            reason(a.link(url("http://site.example/more"), 1, 0)),
+            Reason::Budget
+        );
+        assert_eq!(
+            reason(a.sitemap(url("http://site.example/sitemap.xml")).unwrap()),
+            Reason::Seen
+        );
+        let mut off = admission(|r| r.scope.sitemaps = false);
+        assert_eq!(off.sitemap(url("http://site.example/sitemap.xml")), None);
     }
 
     #[test]

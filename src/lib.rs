@@ -13,10 +13,12 @@
 //!   [`check`], the dry run), [`retry`] (retry, pause, give up), [`trap`] (the trap rule),
 //!   [`output::names`] (the name index), [`extract`] (HTML to images and links), [`urls`]
 //!   (normalization), [`paths`] (safe file names), [`sniff`] (real image type), [`robots`]
-//!   (robots.txt rules), [`decode`] (page bytes to text), [`job`] and [`seen`] (jobs, seen sets).
+//!   (robots.txt rules), [`sitemap`] (sitemaps read as a stream), [`decode`] (page bytes to text),
+//!   [`job`] and [`seen`] (jobs, seen sets).
 //! - [`frontier`]: where waiting work lives (the seam: in this process with the state database, or
 //!   in Redis), per-host queues and politeness.
-//! - I/O: [`http`] (requests with limits and error classification), [`fetch`] (a page or
+//! - I/O: [`http`] (the client of each thread: headers, cookie jar, Referer, proxies, trusted
+//!   roots and HTTP/2; requests with limits and error classification), [`fetch`] (a page or
 //!   robots.txt, as crawl and check make them), [`output`] (the output directory's only owner:
 //!   layout, files, manifest), [`state`] (the SQLite state), [`cluster`] (the shared crawl on
 //!   Redis: key layout, leases, publish and take), [`netguard`] (private-address blocking).

@@ -86,8 +86,9 @@ struct Io {
 }
 
 impl ImageSaver {
-    /// A saver for `settings`; call on the arbiter thread it will run on. In a shared crawl,
-    /// `claims` is asked before any bytes are stored.
+    /// A saver for `settings` downloading with `client` (the one its thread's savers share); call
+    /// on the arbiter thread it will run on. In a shared crawl, `claims` is asked before any bytes
+    /// are stored.
     pub fn new(
         settings: Arc<Settings>,
         client: http::Client,

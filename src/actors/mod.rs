@@ -1,7 +1,7 @@
 //! The actors and who sends what to whom (every message):
 //!
 //! ```text
-//! Supervisor ──FetchRobots, FetchPage──▶ PageFetcher ×fetchers  (answers Rules | PageDone | Failure)
+//! Supervisor ──FetchRobots, FetchPage──▶ PageFetcher ×fetchers  (answers RobotsFound | PageDone | Failure)
 //!   │  ▲ ▲   ──SaveImage──▶ ImageSaver ×savers  (answers ImageDone | Failure)
 //!   │  │ │       │  └─AppendTemp, WriteImage, DiscardTemp──▶ DiskWriter ×writers
 //!   │  │ └───────┴─ BodyIn (a body is in: its host's slot is free), ClaimBytes (shared crawl)

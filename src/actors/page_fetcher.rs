@@ -67,7 +67,8 @@ pub struct PageFetcher {
 }
 
 impl PageFetcher {
-    /// A fetcher for `settings`; call on the arbiter thread it will run on.
+    /// A fetcher for `settings` using `client` (its thread's); call on the arbiter thread it will
+    /// run on.
     pub fn new(settings: Arc<Settings>, client: http::Client, guard: DeathGuard) -> Self {
         PageFetcher {
             client,

@@ -1,8 +1,11 @@
-//! HTTP on awc: client construction (one client per arbiter-thread actor; `awc::Client` is not
-//! `Send`), one GET at a time with redirects reported rather than followed (the Supervisor treats
-//! each hop like a new link), separate head and total deadlines, body reading under a byte limit
-//! counted after decompression, the truncation check awc does not make, `Retry-After`, and the
-//! classification of every error into a [`FailureKind`].
+//! HTTP on awc: one client per thread (`awc::Client` is not `Send`; the workers of a thread share
+//! its connection pool) with the crawl's trusted roots, ALPN for HTTP/2 and its proxy; what each
+//! request carries (configured headers, the session's cookies, the Referer); one GET at a time
+//! with redirects reported rather than followed (the Supervisor treats each hop like a new link,
+//! and the cookies they set are kept), separate head and total deadlines, body reading under a
+//! byte limit counted after decompression, the truncation check awc does not make, `Retry-After`,
+//! and the classification of every error into a [`FailureKind`] (a certificate we do not trust
+//! is `tls`, not a generic connection failure).
 
 mod cookies;
 mod headers;
