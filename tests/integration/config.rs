@@ -345,8 +345,21 @@ fn headers_per_host_proxies_and_their_secrets() {
     );
     assert!(s.http.proxy.for_target("https", "a.example").is_none());
 
-    let (code, out, err) = config_command(&["-c", path.to_str().unwrap()], &[]);
+    let (code, out, err) = config_command(
+        &[
+            "-c",
+            path.to_str().unwrap(),
+            "-H",
+            "X-Flag-Token: flag-secret",
+            "--header",
+            "X-Plain: shown",
+        ],
+        &[],
+    );
     assert_eq!(code, Some(0), "{out}{err}");
+    assert!(out.contains("X-Flag-Token = \"***\""), "{out}");
+    assert!(out.contains("X-Plain = \"shown\""), "{out}");
+    assert!(!out.contains("flag-secret"), "{out}");
     for secret in ["k-secret", "tok-secret", "pw123"] {
         assert!(!out.contains(secret), "{secret} is shown: {out}");
     }

@@ -154,7 +154,8 @@ impl Tinyproxy {
             &conf,
             format!(
                 "User nobody\nGroup nogroup\nPort {port}\nListen 127.0.0.1\nTimeout 60\n\
-                 LogFile \"{}\"\nLogLevel Info\nMaxClients 50\nAllow 127.0.0.1\n",
+                 LogFile \"{}\"\nLogLevel Info\nMaxClients 50\nAllow 127.0.0.1\n\
+                 BasicAuth crawler s3cret\n",
                 log.display()
             ),
         )
@@ -251,7 +252,21 @@ fn an_internal_ca_over_http2_is_trusted_only_when_given() {
     );
     assert!(nginx.requests().is_empty(), "no request got through");
 
+    // The system trust store is read too: here SSL_CERT_FILE names it (as OpenSSL reads it).
+    let out = dir.path().join("system-store");
+    let o = imgcrawl(
+        &["crawl", "-q", "-o", out.to_str().unwrap(), &start],
+        &[("SSL_CERT_FILE", ca.to_str().unwrap())],
+    );
+    assert!(
+        errors(&out).iter().all(|e| e.error != "tls"),
+        "{}",
+        output_text(&o)
+    );
+    assert!(saved_under(&out, &base) > 0, "{}", output_text(&o));
+
     // With http.ca_file: the whole gallery, over HTTP/2, each thread's workers on one connection.
+    let earlier = nginx.requests().len();
     let out = dir.path().join("trusted");
     let o = imgcrawl(
         &[
@@ -273,7 +288,7 @@ fn an_internal_ca_over_http2_is_trusted_only_when_given() {
     // The static copy of the gallery has broken images (a 404, an HTML "JPEG"): exit status 3.
     assert_eq!(o.status.code(), Some(3), "{}", output_text(&o));
     assert!(saved_under(&out, &base) as u64 > site.image_count());
-    let served = nginx.requests();
+    let served = nginx.requests().split_off(earlier);
     assert!(served.len() as u64 > site.image_count() * 2, "{served:?}");
     assert!(
         served.iter().all(|(_, proto, _, _)| proto == "HTTP/2.0"),
@@ -295,7 +310,8 @@ fn an_internal_ca_over_http2_is_trusted_only_when_given() {
 fn a_real_proxy_carries_plain_and_tls_crawls_and_no_proxy_bypasses_it() {
     let dir = tempfile::tempdir().unwrap();
     let proxy = Tinyproxy::start(&dir.path().join("proxy"));
-    let proxy_url = format!("http://127.0.0.1:{}", proxy.port);
+    // The proxy wants a user and password (Proxy-Authorization: Basic).
+    let proxy_url = format!("http://crawler:s3cret@127.0.0.1:{}", proxy.port);
 
     // A plain-http site, the proxy taken from HTTP_PROXY as curl reads it.
     let site = SampleSite {
@@ -373,6 +389,29 @@ fn a_real_proxy_carries_plain_and_tls_crawls_and_no_proxy_bypasses_it() {
         .requests()
         .iter()
         .all(|(_, proto, _, _)| proto == "HTTP/2.0"));
+
+    // Without the password, the proxy's 407 is the failure, and it says what to do.
+    let out5 = dir.path().join("no-auth");
+    let anonymous = format!("http://127.0.0.1:{}", proxy.port);
+    let o = imgcrawl(
+        &[
+            "crawl",
+            "-q",
+            "-o",
+            out5.to_str().unwrap(),
+            "--proxy",
+            &anonymous,
+            &start,
+        ],
+        &[],
+    );
+    assert_ne!(o.status.code(), Some(0));
+    let errs = errors(&out5);
+    assert!(
+        errs.iter()
+            .any(|e| e.detail.contains("wants authentication (407)")),
+        "{errs:?}"
+    );
 
     // A proxy that is down is a connection failure naming the proxy.
     let out4 = dir.path().join("down");
