@@ -164,10 +164,15 @@ async fn follow(
     let mut chain = vec![url.clone()];
     loop {
         let current = chain.last().expect("the chain starts with the URL").clone();
-        let page = fetch::page(client, settings, &current, || {})
+        let (page, _) = fetch::page(client, settings, &current, None, || {})
             .await
             .map_err(|f| fail(&current, f))?;
         match page {
+            // Only a conditional request is answered so; this one is not.
+            fetch::Page::NotModified => {
+                let why = "answered 304 Not Modified to a request that was not conditional";
+                return Err(fail(&current, Failure::new(FailureKind::Status(304), why)));
+            }
             fetch::Page::Body { content_type, body } => return Ok((chain, content_type, body)),
             fetch::Page::Sitemap(_) => {
                 let why =

@@ -109,8 +109,12 @@ pub struct CrawlArgs {
     pub start_urls: Vec<String>,
     /// Start over instead of resuming the crawl in the output directory (its state and records
     /// are removed; image files are kept and reused when the same bytes come again).
-    #[arg(long)]
+    #[arg(long, conflicts_with = "update")]
     pub fresh: bool,
+    /// Run a finished crawl again and fetch only what is new: each page is asked for only if it
+    /// changed, saved images are never requested again (key update).
+    #[arg(long)]
+    pub update: bool,
     /// Take part in a crawl shared through Redis: redis://[user:password@]host[:port][/db] or
     /// rediss:// (key distributed.redis_url).
     #[arg(long = "redis", value_name = "URL")]
@@ -145,6 +149,9 @@ impl CrawlArgs {
             if let Some(v) = value {
                 s.flag(key, flag, v.clone());
             }
+        }
+        if self.update {
+            s.flag("update", "--update", true);
         }
         s
     }
@@ -198,6 +205,18 @@ pub struct ManifestArgs {
     /// The shared crawl's id.
     #[arg(long, value_name = "ID", requires = "redis")]
     pub crawl_id: Option<String>,
+    /// Print (as JSON lines, on stdout) only the images first saved by run N of the crawl (1 is
+    /// the first crawl, then one per update), or by the latest run with "last"; the manifest file
+    /// is left as it is.
+    #[arg(long, value_name = "N|last", conflicts_with_all = ["new", "redis"])]
+    pub run: Option<String>,
+    /// Print only the images first saved by runs that started at or after SINCE: an RFC 3339
+    /// time (2026-12-05T10:00:00Z), a date (2026-12-05, UTC) or a span back from now (2h, 3days).
+    #[arg(long, value_name = "SINCE", conflicts_with = "redis")]
+    pub new: Option<String>,
+    /// List the runs of the crawl: number, kind, start, end, images first saved by each.
+    #[arg(long, conflicts_with_all = ["run", "new", "redis"])]
+    pub runs: bool,
 }
 
 /// `imgcrawl sample-site`.

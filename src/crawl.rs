@@ -70,6 +70,7 @@ impl CrawlBuilder {
                 fresh: self.fresh,
                 fingerprint: fingerprint(&settings.start_urls),
                 in_memory,
+                update: settings.update,
             })
             .await
             .map_err(|e| Error::aborted("the disk writer", e))??;

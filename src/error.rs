@@ -125,6 +125,9 @@ pub enum Error {
     /// The error that ended a crawl, told again to each caller that asks for its report.
     #[error(transparent)]
     Ended(Arc<Error>),
+    /// A command-line value that cannot be read; the message names the flag.
+    #[error("{0}")]
+    Usage(String),
 }
 
 /// Why a state database cannot be carried on from.
@@ -190,6 +193,7 @@ impl Error {
                 | Error::Busy { .. }
                 | Error::Symlink { .. }
                 | Error::ClusterAuth { .. }
+                | Error::Usage(_)
         )
     }
 }

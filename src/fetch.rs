@@ -11,6 +11,7 @@ use crate::decode::decode_html;
 use crate::error::{Failure, FailureKind};
 use crate::extract::{extract, Extracted};
 use crate::http;
+use crate::job::Validators;
 use crate::robots::{agent_token, Rules, MAX_ROBOTS_BYTES, MAX_ROBOTS_REDIRECTS};
 use crate::settings::Settings;
 
@@ -19,6 +20,8 @@ use crate::settings::Settings;
 pub enum Page {
     /// A redirect to this URL (not followed: the caller judges each hop).
     Redirect(Url),
+    /// Unchanged since the validators sent (a 304).
+    NotModified,
     /// A response that is not HTML (an image or a download linked as a page): nothing to parse.
     NotHtml,
     /// What looks like a sitemap (XML or gzip, with `scope.sitemaps` on): the body, whole and
@@ -42,18 +45,37 @@ fn is_html(content_type: Option<&str>) -> bool {
     })
 }
 
-/// Requests the page `url`; `body_in` is called once its body is in (the host's request slot
-/// can be given back before the parse).
+/// Requests the page `url`, only if it changed since `before` when given; `body_in` is called
+/// once its body is in (the host's request slot can be given back before the parse). Answers
+/// with the response's validators (empty for a redirect or a 304).
 pub async fn page(
     client: &http::Client,
     settings: &Settings,
     url: &Url,
+    before: Option<&Validators>,
     body_in: impl FnOnce(),
-) -> Result<Page, Failure> {
-    let mut fetched = match http::get(client, url, &settings.http, None).await? {
-        http::Answer::Redirect(to) => return Ok(Page::Redirect(to)),
+) -> Result<(Page, Validators), Failure> {
+    let answer = http::get_if_changed(client, url, &settings.http, None, before).await?;
+    let mut fetched = match answer {
+        http::Answer::Redirect(to) => return Ok((Page::Redirect(to), Validators::default())),
+        http::Answer::NotModified => return Ok((Page::NotModified, Validators::default())),
         http::Answer::Body(fetched) => fetched,
     };
+    let validators = fetched.validators();
+    let page = read_page(settings, url, &mut fetched, body_in).await?;
+    Ok((page, validators))
+}
+
+/// Reads the body of a page's response as what it looks like: a sitemap, HTML, or neither.
+async fn read_page<S>(
+    settings: &Settings,
+    url: &Url,
+    fetched: &mut http::Fetched<S>,
+    body_in: impl FnOnce(),
+) -> Result<Page, Failure>
+where
+    S: futures_util::Stream<Item = Result<bytes::Bytes, awc::error::PayloadError>> + Unpin,
+{
     let content_type = fetched
         .response
         .headers()
@@ -70,14 +92,14 @@ pub async fn page(
             .http
             .max_page_bytes
             .max(crate::sitemap::MAX_XML_BYTES);
-        let body = http::read_body(&mut fetched, limit).await?;
+        let body = http::read_body(fetched, limit).await?;
         body_in();
         return Ok(Page::Sitemap(body));
     }
     if !is_html(content_type.as_deref()) {
         return Ok(Page::NotHtml);
     }
-    let body = http::read_body(&mut fetched, settings.http.max_page_bytes).await?;
+    let body = http::read_body(fetched, settings.http.max_page_bytes).await?;
     body_in();
     Ok(Page::Body { content_type, body })
 }

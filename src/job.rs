@@ -1,8 +1,11 @@
 //! Jobs: a page to fetch or an image to download, as they wait, travel to a worker and are
 //! recorded, and the politeness key of their host.
 
+use std::collections::HashMap;
+
 use url::Url;
 
+use crate::seen::SeenSet;
 use crate::Kind;
 
 /// A page waiting to be fetched.
@@ -21,6 +24,66 @@ pub struct PageJob {
     pub losses: u32,
     /// The URLs whose redirects led here, first the one found (empty when `url` was found itself).
     pub redirected_from: Vec<Url>,
+    /// What an earlier run learnt of this page (`None` for a page new to the crawl): an update
+    /// asks for it again only if it changed, and a 404 means it is gone.
+    pub before: Option<Box<Before>>,
+}
+
+/// A page as an earlier run of the crawl fetched it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Before {
+    /// Its validators then, sent as `If-None-Match` / `If-Modified-Since`.
+    pub validators: Validators,
+}
+
+/// The validators of a response: what a conditional request sends back to learn whether it
+/// changed.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Validators {
+    /// `ETag`.
+    pub etag: Option<String>,
+    /// `Last-Modified`, as sent.
+    pub modified: Option<String>,
+}
+
+impl Validators {
+    /// Whether there is nothing to send.
+    pub fn is_empty(&self) -> bool {
+        self.etag.is_none() && self.modified.is_none()
+    }
+}
+
+/// What earlier runs learnt of the pages an update has not reached yet, by URL: handed to each
+/// page's job when it is admitted again.
+#[derive(Debug, Default)]
+pub struct Earlier {
+    /// By [`SeenSet::key`] of the page's URL.
+    pages: HashMap<[u8; 16], Box<Before>>,
+}
+
+impl Earlier {
+    /// Records what an earlier run learnt of `url`.
+    pub fn insert(&mut self, url: &Url, before: Before) {
+        self.pages.insert(SeenSet::key(url), Box::new(before));
+    }
+
+    /// Takes what an earlier run learnt of `url`, if anything.
+    pub fn take(&mut self, url: &Url) -> Option<Box<Before>> {
+        if self.pages.is_empty() {
+            return None;
+        }
+        self.pages.remove(&SeenSet::key(url))
+    }
+
+    /// Pages held.
+    pub fn len(&self) -> usize {
+        self.pages.len()
+    }
+
+    /// Whether no page is held.
+    pub fn is_empty(&self) -> bool {
+        self.pages.is_empty()
+    }
 }
 
 /// An image waiting to be downloaded.

@@ -47,8 +47,14 @@ fn run(
             let (fresh, json) = (args.fresh, args.json);
             let report = Settings::load(&sources)
                 .map_err(Error::from)
-                .and_then(|settings| run_crawl(crawl(settings, fresh, multi), json));
-            (report.map(Some), false)
+                .and_then(|settings| match finished_before(&settings, fresh) {
+                    Some(done) => {
+                        say_finished(&done, json);
+                        Ok(None)
+                    }
+                    None => run_crawl(crawl(settings, fresh, multi), json).map(Some),
+                });
+            (report, false)
         }
         Command::Demo(args) => {
             let report = run_crawl(demo(args.common, multi), args.json);
@@ -61,6 +67,9 @@ fn run(
         Command::SampleSite(args) => plain(write_sample(&args)),
         Command::Manifest(args) => plain(match (&args.out_dir, &args.redis, &args.crawl_id) {
             (_, Some(url), Some(id)) => shared_manifest(url, id),
+            (Some(out), _, _) if args.run.is_some() || args.new.is_some() || args.runs => {
+                manifest_of_runs(out, &args)
+            }
             (Some(out), _, _) => imgcrawl::output::manifest::export(out).map(|rows| {
                 let path = imgcrawl::output::Layout::new(out)
                     .record(imgcrawl::output::RecordFile::Manifest);
@@ -210,6 +219,73 @@ fn run_crawl(
         println!("{report}");
     }
     Ok(report)
+}
+
+/// `imgcrawl manifest OUT --run N | --new SINCE | --runs`: the images of some runs, or the runs.
+fn manifest_of_runs(
+    out: &std::path::Path,
+    args: &imgcrawl::cli::ManifestArgs,
+) -> Result<(), Error> {
+    use imgcrawl::output::manifest::{self, Pick};
+    use std::io::Write;
+    if args.runs {
+        for (run, images) in manifest::runs(out)? {
+            let finished = run.finished.map_or("not finished".to_string(), |t| {
+                format!("finished {}", imgcrawl::state::timestamp(t))
+            });
+            println!(
+                "run {}  {:<6}  started {}  {finished}  {images} images first saved",
+                run.id,
+                run.kind.as_str(),
+                run.started_text()
+            );
+        }
+        return Ok(());
+    }
+    let pick = match (&args.run, &args.new) {
+        (Some(n), _) => Pick::run(n),
+        (None, Some(since)) => Pick::since(since, imgcrawl::state::now_secs()),
+        (None, None) => unreachable!("called with --run or --new"),
+    }
+    .map_err(Error::Usage)?;
+    let stdout = std::io::stdout();
+    let mut out_lock = std::io::BufWriter::new(stdout.lock());
+    let mut written = Ok(());
+    manifest::select(out, &pick, |row| {
+        if written.is_ok() {
+            written = writeln!(out_lock, "{row}");
+        }
+    })?;
+    written
+        .and_then(|()| out_lock.flush())
+        .map_err(|e| Error::io("cannot write", std::path::Path::new("stdout"), e))
+}
+
+/// The crawl in the output directory, when its last run finished and this command would only
+/// resume it (no `--update`, no `--fresh`, not a shared crawl): there is nothing to do.
+fn finished_before(settings: &Settings, fresh: bool) -> Option<imgcrawl::state::FinishedCrawl> {
+    if fresh || settings.update || settings.distributed.is_some() {
+        return None;
+    }
+    let db = imgcrawl::output::Layout::new(&settings.out_dir).state_db();
+    let fingerprint = imgcrawl::state::fingerprint(&settings.start_urls);
+    imgcrawl::state::FinishedCrawl::read(&db, &fingerprint)
+}
+
+/// Says that the crawl finished before, in one line (or, with `--json`, one JSON object).
+fn say_finished(done: &imgcrawl::state::FinishedCrawl, json: bool) {
+    let now = imgcrawl::state::now_secs();
+    if json {
+        let v = serde_json::json!({
+            "outcome": "finished before",
+            "finished": done.run.finished.map(imgcrawl::state::timestamp),
+            "images": done.images,
+            "run": done.run.id,
+        });
+        println!("{v}");
+    } else {
+        println!("{}", done.line(now));
+    }
 }
 
 /// Crawls with `settings` (resuming unless `fresh`). The first Ctrl-C or SIGTERM stops handing

@@ -42,6 +42,16 @@ pub struct ManifestRow {
     /// name); `path` and `duplicate_of` are then in its output directory, not this one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub duplicate_on: Option<String>,
+    /// When the run that saved it started (RFC 3339, UTC).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub first_seen: Option<String>,
+    /// When the last run that found it on a page started.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_seen: Option<String>,
+    /// When the run started in which the page it was found on answered 404 or 410 (the file is
+    /// kept); absent while the page is there or the image was found again elsewhere.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gone_since: Option<String>,
 }
 
 /// One line of `errors.jsonl`.
@@ -95,6 +105,32 @@ pub struct Stats {
     pub duplicates: u64,
     /// Image URLs skipped because an earlier run already saved them.
     pub images_already_saved: u64,
+    /// Which run of the crawl in its output directory this is (1 for the first crawl, one more
+    /// for each update).
+    #[serde(default)]
+    pub run: u64,
+    /// Whether this run is an update (`crawl --update`).
+    #[serde(default)]
+    pub update: bool,
+    /// Pages an update found unchanged (304 to a conditional request): not parsed, what they held
+    /// taken from the state. Not counted in `pages_fetched`.
+    #[serde(default)]
+    pub pages_unchanged: u64,
+    /// Pages an earlier run fetched that came back whole (changed, or from a server that does not
+    /// answer conditional requests); counted in `pages_fetched` too.
+    #[serde(default)]
+    pub pages_changed: u64,
+    /// Pages an earlier run fetched that now answer 404 or 410 (their images are kept, marked
+    /// `gone_since` in the manifest). Not counted in `pages_failed`.
+    #[serde(default)]
+    pub pages_gone: u64,
+    /// Image URLs this run found for the first time and saved (new files and duplicates).
+    #[serde(default)]
+    pub images_new: u64,
+    /// Image URLs an earlier run saved that this run found again (not requested again); the same
+    /// count as `images_already_saved`, under the name updates use.
+    #[serde(default)]
+    pub images_unchanged: u64,
     /// Image URLs not requested because their host is outside `scope.allowed_hosts`.
     pub images_out_of_scope: u64,
     /// Images not requested or not kept on purpose, by reason: a `[filter]` key (e.g.
@@ -250,7 +286,9 @@ impl CrawlReport {
         let same = "same bytes as a saved file";
         row(f, secs, "duplicates", s.duplicates, false, same)?;
         row(f, secs, "images failed", s.images_failed, false, "")?;
-        if s.images_already_saved > 0 {
+        if s.update {
+            self.changes(f, secs)?;
+        } else if s.images_already_saved > 0 {
             let n = s.images_already_saved;
             row(f, secs, "already saved", n, false, "by an earlier run")?;
         }
@@ -265,6 +303,29 @@ impl CrawlReport {
             row(f, secs, "pages skipped", pages_skipped, false, &why)?;
         }
         Ok(())
+    }
+
+    /// The rows of an update: what changed since the earlier runs.
+    fn changes(&self, f: &mut fmt::Formatter<'_>, secs: f64) -> fmt::Result {
+        let s = &self.stats;
+        let note = "304, not parsed: links and images from the state";
+        row(f, secs, "pages unchanged", s.pages_unchanged, false, note)?;
+        let note = "fetched whole again and parsed";
+        row(f, secs, "pages changed", s.pages_changed, false, note)?;
+        if s.pages_gone > 0 {
+            let note = "404 or 410 now; their images are kept";
+            row(f, secs, "pages gone", s.pages_gone, false, note)?;
+        }
+        row(
+            f,
+            secs,
+            "new images",
+            s.images_new,
+            false,
+            "found in this run",
+        )?;
+        let note = "saved before, not requested again";
+        row(f, secs, "images unchanged", s.images_unchanged, false, note)
     }
 
     /// The lines about what the crawl left alone: trap shapes, page caps, scope, retries.

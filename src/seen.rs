@@ -13,7 +13,8 @@ pub struct SeenSet {
 }
 
 impl SeenSet {
-    fn key(url: &Url) -> [u8; 16] {
+    /// The fixed-size key `url` is held as.
+    pub fn key(url: &Url) -> [u8; 16] {
         let digest = Sha256::digest(url.as_str().as_bytes());
         let mut key = [0u8; 16];
         key.copy_from_slice(&digest[..16]);

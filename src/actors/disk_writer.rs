@@ -4,7 +4,7 @@
 //! panic fails one request and the writer thread lives on (a SyncArbiter thread that panics is
 //! gone for good).
 //!
-//! Takes: [`OpenOutput`], [`AppendTemp`], [`WriteImage`], [`DiscardTemp`], [`CommitState`],
+//! Takes: [`OpenOutput`], [`LoadFound`], [`FinishRun`], [`AppendTemp`], [`WriteImage`], [`DiscardTemp`], [`CommitState`],
 //! [`ExportManifest`], [`CloseOutput`], [`AppendRecords`], [`WriteFileAtomic`]. Answers each
 //! caller directly; reports to nobody else. Its handlers run in parallel on `writers` threads;
 //! they share the name index behind one mutex, held only to pick a name, and the state database
@@ -36,7 +36,21 @@ pub struct OpenOutput {
     pub fingerprint: String,
     /// Waiting jobs of each kind to read into memory; the others stay spilled in the database.
     pub in_memory: usize,
+    /// Start an update run if the last run finished.
+    pub update: bool,
 }
+
+/// Reads what a page held when a run last fetched it (for an update that found it unchanged);
+/// answers it in the form of [`crate::extract::Extracted::encode`], `None` if nothing is kept.
+#[derive(Debug, Message)]
+#[rtype(result = "Result<Option<String>, Error>")]
+pub struct LoadFound(pub url::Url);
+
+/// The crawl's frontier ran dry: mark the run finished, so that the next run without `--update`
+/// knows there is nothing to do.
+#[derive(Debug, Message)]
+#[rtype(result = "Result<(), Error>")]
+pub struct FinishRun;
 
 /// Makes a batch of state changes durable and moves the saved images into place (see
 /// [`Output::commit`]); answers with the spilled jobs read back.
@@ -160,7 +174,26 @@ impl Handler<OpenOutput> for DiskWriter {
     type Result = Result<Resume, Error>;
     fn handle(&mut self, m: OpenOutput, _: &mut SyncContext<Self>) -> Self::Result {
         guarded("opening the output", fatal, || {
-            self.output.open(m.fresh, &m.fingerprint, m.in_memory)
+            self.output
+                .open(m.fresh, m.update, &m.fingerprint, m.in_memory)
+        })
+    }
+}
+
+impl Handler<LoadFound> for DiskWriter {
+    type Result = Result<Option<String>, Error>;
+    fn handle(&mut self, m: LoadFound, _: &mut SyncContext<Self>) -> Self::Result {
+        guarded("reading a page's links", fatal, || {
+            self.output.load_found(&m.0)
+        })
+    }
+}
+
+impl Handler<FinishRun> for DiskWriter {
+    type Result = Result<(), Error>;
+    fn handle(&mut self, _: FinishRun, _: &mut SyncContext<Self>) -> Self::Result {
+        guarded("recording the run's end", fatal, || {
+            self.output.finish_run()
         })
     }
 }

@@ -275,6 +275,10 @@ async fn download(
     let filter = &settings.filter;
     let mut fetched = match http::get(&client, &job.url, &settings.http, Some(&job.page)).await? {
         http::Answer::Redirect(to) => return Ok(ImageDone::Redirected(to)),
+        // Only a conditional request is answered so; this one is not.
+        http::Answer::NotModified => {
+            return Err(Failure::new(FailureKind::Status(304), "Not Modified"))
+        }
         http::Answer::Body(fetched) => fetched,
     };
     fetched.check_announced(limit)?;
@@ -362,6 +366,9 @@ async fn store(
             content_type: kind.mime().to_string(),
             width,
             height,
+            first_seen: None,
+            last_seen: None,
+            gone_since: None,
         };
     if let Some(claims) = claims {
         if let Some((by, path)) = stored_elsewhere(claims, &sha256).await {

@@ -39,6 +39,10 @@ pub enum CrawlEvent {
         previously_saved: usize,
         /// When an earlier run of this crawl is resumed: the pages it left waiting.
         resumed_pages: Option<usize>,
+        /// Which run of the crawl this is (1 for the first crawl, one more for each update).
+        run: u64,
+        /// Whether it is an update.
+        update: bool,
     },
     /// A page was fetched and parsed.
     PageFetched {
@@ -56,6 +60,15 @@ pub enum CrawlEvent {
         links_dropped: usize,
         /// Links not followed: off the allowed sites, or excluded by `scope.include`/`exclude`.
         links_out_of_scope: usize,
+        /// Whether an earlier run fetched it, and if so whether it changed.
+        change: PageChange,
+    },
+    /// An update found a page an earlier run fetched gone (404 or 410); its images are kept.
+    PageGone {
+        /// Its URL.
+        url: Url,
+        /// The status it answered.
+        status: u16,
     },
     /// A page or an image (the row's `kind`) failed for good.
     Failed(ErrorRow),
@@ -108,6 +121,17 @@ pub enum CrawlEvent {
     },
 }
 
+/// How a page fetched compares with what earlier runs saw of it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PageChange {
+    /// No earlier run fetched it.
+    New,
+    /// An earlier run fetched it and it came back whole (changed, or the server cannot tell).
+    Changed,
+    /// It answered 304: what it held was taken from the state.
+    Unchanged,
+}
+
 /// What a crawl's events add up to: the counters of `stats.json` and the latest queue snapshot.
 /// The Logger keeps one for the records and status lines, the progress display another.
 #[derive(Debug, Default, Clone)]
@@ -134,9 +158,17 @@ impl Tally {
                 images_dropped,
                 links_dropped,
                 links_out_of_scope,
+                change,
                 ..
             } => {
-                s.pages_fetched += 1;
+                match change {
+                    PageChange::Unchanged => s.pages_unchanged += 1,
+                    PageChange::Changed => s.pages_changed += 1,
+                    PageChange::New => {}
+                }
+                if *change != PageChange::Unchanged {
+                    s.pages_fetched += 1;
+                }
                 s.links_out_of_scope += *links_out_of_scope as u64;
                 s.images_over_page_cap += *images_dropped as u64;
                 s.links_over_page_cap += *links_dropped as u64;
@@ -148,12 +180,20 @@ impl Tally {
                     Kind::Image => s.images_failed += 1,
                 }
             }
-            CrawlEvent::ImageSaved(row) if row.duplicate_of.is_some() => s.duplicates += 1,
+            CrawlEvent::ImageSaved(row) if row.duplicate_of.is_some() => {
+                s.duplicates += 1;
+                s.images_new += 1;
+            }
             CrawlEvent::ImageSaved(row) => {
                 s.images_saved += 1;
+                s.images_new += 1;
                 s.bytes_saved += row.bytes;
             }
-            CrawlEvent::ImageAlreadySaved { .. } => s.images_already_saved += 1,
+            CrawlEvent::ImageAlreadySaved { .. } => {
+                s.images_already_saved += 1;
+                s.images_unchanged += 1;
+            }
+            CrawlEvent::PageGone { .. } => s.pages_gone += 1,
             CrawlEvent::Skipped { row, shape } => {
                 let by_reason = match row.kind {
                     Kind::Page => &mut s.pages_skipped,
@@ -172,7 +212,10 @@ impl Tally {
                 images_waiting,
                 in_flight,
             } => self.queues = (*pages_waiting, *images_waiting, *in_flight),
-            CrawlEvent::Started { .. } => {}
+            CrawlEvent::Started { run, update, .. } => {
+                s.run = *run;
+                s.update = *update;
+            }
         }
     }
 
@@ -180,6 +223,8 @@ impl Tally {
     pub fn jobs_done(&self) -> u64 {
         let s = &self.stats;
         s.pages_fetched
+            + s.pages_unchanged
+            + s.pages_gone
             + s.pages_failed
             + s.pages_skipped.values().sum::<u64>()
             + s.images_saved
@@ -360,7 +405,12 @@ impl Logger {
                 threads,
                 previously_saved,
                 resumed_pages,
+                run,
+                update,
             } => {
+                if *update {
+                    log::info!("update run {run}: asking for every page again, only if it changed");
+                }
                 log::info!(
                     "started {fetchers} page fetchers on {threads} threads, {savers} image savers and {writers} disk writers; writing to {}",
                     self.settings.out_dir.display()
@@ -404,6 +454,9 @@ impl Logger {
                 attempt,
                 error,
             } => log::debug!("retrying {url} after attempt {attempt}: {error}"),
+            CrawlEvent::PageGone { url, status } => {
+                log::info!("{url} is gone ({status}); the images found on it are kept");
+            }
             CrawlEvent::WorkerRestarted { kind, slot } => {
                 log::warn!(
                     "{} {slot} died; replaced it and put its jobs back in the queue",

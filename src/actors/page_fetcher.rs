@@ -20,7 +20,7 @@ use crate::extract::Extracted;
 use crate::fetch;
 use crate::fetch::RobotsFound;
 use crate::http;
-use crate::job::PageJob;
+use crate::job::{PageJob, Validators};
 use crate::settings::Settings;
 
 /// Fetch and parse one page.
@@ -37,7 +37,15 @@ pub struct FetchPage {
 #[derive(Debug)]
 pub enum PageDone {
     /// The page was fetched and parsed (a response that is not HTML gives nothing to extract).
-    Parsed(Extracted),
+    Parsed {
+        /// What it holds.
+        found: Extracted,
+        /// Its `ETag` and `Last-Modified`, for the next update.
+        validators: Validators,
+    },
+    /// The page has not changed since an earlier run fetched it (a 304 to a conditional request):
+    /// what it held then is in the state.
+    NotModified,
     /// The page redirects to this URL; the Supervisor decides whether to follow.
     Redirected(Url),
     /// The sitemap guessed at `/sitemap.xml` is not there (404 or 410): nothing to record.
@@ -94,32 +102,39 @@ impl Handler<FetchPage> for PageFetcher {
         let client = self.client.clone();
         let settings = self.settings.clone();
         Box::pin(
-            async move { fetch_page(&client, &settings, &m.job.url, m.body_done).await }
-                .into_actor(self),
+            async move {
+                let before = m.job.before.as_ref().map(|b| &b.validators);
+                fetch_page(&client, &settings, &m.job.url, before, m.body_done).await
+            }
+            .into_actor(self),
         )
     }
 }
 
-/// Fetches and parses one page; `done` fires once the body is in.
+/// Fetches and parses one page (only if it changed since `before`, when given); `done` fires
+/// once the body is in.
 async fn fetch_page(
     client: &http::Client,
     settings: &Settings,
     url: &Url,
+    before: Option<&Validators>,
     mut done: BodyDone,
 ) -> Result<PageDone, Failure> {
-    let page = match fetch::page(client, settings, url, || done.fire()).await {
+    let (page, validators) = match fetch::page(client, settings, url, before, || done.fire()).await
+    {
         Err(f) if fetch::no_guessed_sitemap(settings, url, &f) => return Ok(PageDone::NoSitemap),
         page => page?,
     };
-    match page {
-        fetch::Page::Redirect(to) => Ok(PageDone::Redirected(to)),
-        fetch::Page::NotHtml => Ok(PageDone::Parsed(Extracted::default())),
-        fetch::Page::Sitemap(body) => Ok(PageDone::Parsed(fetch::parse_sitemap(url, &body)?)),
+    let found = match page {
+        fetch::Page::Redirect(to) => return Ok(PageDone::Redirected(to)),
+        fetch::Page::NotModified => return Ok(PageDone::NotModified),
+        fetch::Page::NotHtml => Extracted::default(),
+        fetch::Page::Sitemap(body) => fetch::parse_sitemap(url, &body)?,
         fetch::Page::Body { content_type, body } => {
-            let (extracted, _) = fetch::parse(settings, url, content_type.as_deref(), &body)?;
-            Ok(PageDone::Parsed(extracted))
+            fetch::parse(settings, url, content_type.as_deref(), &body)?.0
         }
-    }
+    };
+    Ok(PageDone::Parsed { found, validators })
 }
 
 impl Handler<FetchRobots> for PageFetcher {

@@ -78,6 +78,7 @@ pub(super) fn decode_page(json: &str) -> Option<PageJob> {
         attempts: w.attempts,
         losses: 0,
         redirected_from: parse_urls(&w.from)?,
+        before: None,
     })
 }
 
@@ -114,6 +115,7 @@ mod tests {
             attempts: 1,
             losses: 2,
             redirected_from: vec![Url::parse("http://h/old").unwrap()],
+            before: None,
         };
         let back = decode_page(&encode_page(&page)).unwrap();
         assert_eq!(back, PageJob { losses: 0, ..page });

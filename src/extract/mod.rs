@@ -9,6 +9,7 @@
 //! work for each item done once, so the cost grows linearly with the page.
 
 mod captions;
+mod kept;
 
 use std::collections::HashMap;
 use std::fmt;

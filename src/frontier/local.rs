@@ -249,6 +249,7 @@ mod tests {
             attempts: 0,
             losses: 0,
             redirected_from: Vec::new(),
+            before: None,
         })
     }
 

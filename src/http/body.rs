@@ -147,6 +147,22 @@ where
         })
     }
 
+    /// The response's `ETag` and `Last-Modified`, to send back in a conditional request later.
+    pub fn validators(&self) -> crate::job::Validators {
+        let get = |name| {
+            self.response
+                .headers()
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .map(|v| v.trim().to_string())
+                .filter(|v| !v.is_empty() && v.len() <= 256)
+        };
+        crate::job::Validators {
+            etag: get(header::ETAG),
+            modified: get(header::LAST_MODIFIED),
+        }
+    }
+
     /// The Content-Length the server announced (of the body as sent, before decoding).
     pub fn announced_length(&self) -> Option<u64> {
         self.response

@@ -31,6 +31,7 @@ pub use proxy::{NoProxy, Proxy, ProxyKind, ProxyRoutes};
 pub use tls::{certificate_problem, client_config as tls_config};
 
 use crate::error::{Failure, FailureKind};
+use crate::job::Validators;
 use crate::settings::HttpSettings;
 use crate::urls;
 
@@ -43,6 +44,8 @@ pub enum Answer<S> {
     /// A redirect to this (resolved, normalized) URL. Not followed here: each hop goes back to the
     /// Supervisor, which checks scope, robots.txt, politeness and duplicates like for any link.
     Redirect(Url),
+    /// 304: unchanged since the validators the request sent (only when it sent some).
+    NotModified,
 }
 
 /// Sends one GET for `url`. The response head must come within `http.head_timeout`, and the
@@ -54,6 +57,18 @@ pub async fn get(
     http: &HttpSettings,
     found_on: Option<&Url>,
 ) -> Result<Answer<impl Stream<Item = Result<Bytes, PayloadError>> + Unpin>, Failure> {
+    get_if_changed(client, url, http, found_on, None).await
+}
+
+/// [`get`], made conditional by `before` (`If-None-Match`, `If-Modified-Since`): a 304 is
+/// [`Answer::NotModified`].
+pub async fn get_if_changed(
+    client: &Client,
+    url: &Url,
+    http: &HttpSettings,
+    found_on: Option<&Url>,
+    before: Option<&Validators>,
+) -> Result<Answer<impl Stream<Item = Result<Bytes, PayloadError>> + Unpin>, Failure> {
     if http.block_private {
         crate::netguard::check_literal(url)
             .map_err(|why| Failure::new(FailureKind::Blocked, why))?;
@@ -61,10 +76,17 @@ pub async fn get(
     let deadline = Instant::now() + http.timeout;
     let head_timeout = http.head_timeout.min(http.timeout);
     let mut first = client.first_connection(url, head_timeout).await;
-    let response = request(client, url, http, found_on, head_timeout)
-        .send()
-        .await
-        .map_err(|e| classify_send(e, url))?;
+    let mut req = request(client, url, http, found_on, head_timeout);
+    let conditional = before.is_some_and(|v| !v.is_empty());
+    if let Some(v) = before {
+        if let Some(etag) = &v.etag {
+            req = req.insert_header((header::IF_NONE_MATCH, etag.as_str()));
+        }
+        if let Some(modified) = &v.modified {
+            req = req.insert_header((header::IF_MODIFIED_SINCE, modified.as_str()));
+        }
+    }
+    let response = req.send().await.map_err(|e| classify_send(e, url))?;
     if let Some(first) = &mut first {
         first.ok = true;
     }
@@ -77,6 +99,9 @@ pub async fn get(
             .filter_map(|v| v.to_str().ok()),
     );
     let status = response.status();
+    if conditional && status.as_u16() == 304 {
+        return Ok(Answer::NotModified);
+    }
     if status.is_redirection() && status.as_u16() != 304 {
         return response
             .headers()
@@ -176,6 +201,10 @@ pub async fn get_following(
         let current = chain.last().expect("the chain starts with the URL");
         match get(client, current, http, None).await? {
             Answer::Body(fetched) => return Ok(fetched),
+            // Only a conditional request is answered so; this one is not.
+            Answer::NotModified => {
+                return Err(Failure::new(FailureKind::Status(304), "Not Modified"))
+            }
             Answer::Redirect(next) => {
                 if chain.contains(&next) {
                     return Err(Failure::new(

@@ -2,6 +2,7 @@
 //! file rewritten from the state database at the start and the end of a crawl, and an old
 //! manifest read back into the state of a directory that has none.
 
+use std::collections::HashMap;
 use std::fs::{self, File};
 use std::io::{self, BufRead, BufReader, Write};
 
@@ -12,7 +13,7 @@ use url::Url;
 use super::{safe_relative, Layout, RecordFile};
 use crate::error::Error;
 use crate::records::ManifestRow;
-use crate::state::{StateDb, StateOp};
+use crate::state::{SavedRow, StateDb, StateOp};
 
 /// Rows of an earlier manifest whose file is still there with its recorded size.
 /// Rows of an earlier manifest whose file is still there with its recorded size.
@@ -68,6 +69,45 @@ pub fn import_ops(rows: Vec<ManifestRow>) -> Vec<StateOp> {
     ops
 }
 
+/// When each run of a crawl started, to date manifest rows.
+pub struct RunDates {
+    /// By run number.
+    started: HashMap<i64, String>,
+}
+
+impl RunDates {
+    /// The runs recorded in `db`.
+    pub fn read(db: &StateDb) -> rusqlite::Result<RunDates> {
+        let started = db
+            .runs()?
+            .into_iter()
+            .map(|r| (r.id, r.started_text()))
+            .collect();
+        Ok(RunDates { started })
+    }
+
+    /// The manifest row of a saved image as JSON, with when it was first and last seen and
+    /// since when its page is gone (a row that does not parse is passed on as it is).
+    pub fn row(&self, saved: SavedRow<'_>) -> String {
+        let Ok(mut row) = serde_json::from_str::<ManifestRow>(saved.json) else {
+            return saved.json.to_string();
+        };
+        self.date(&mut row, saved);
+        serde_json::to_string(&row).expect("a manifest row always serialises")
+    }
+
+    /// Sets the dates of `row` from the runs of `saved`.
+    pub fn date(&self, row: &mut ManifestRow, saved: SavedRow<'_>) {
+        let at = |run: i64| self.started.get(&run).cloned();
+        row.first_seen = at(saved.first_run).or(row.first_seen.take());
+        row.last_seen = at(saved.last_run).or(row.last_seen.take());
+        row.gone_since = saved
+            .gone_run
+            .filter(|&gone| gone > saved.last_run)
+            .and_then(at);
+    }
+}
+
 /// Rewrites `manifest.jsonl` whole from the state database `db` (its rows in the order the
 /// images were saved): written beside it, synced, then renamed over it. Answers with the number
 /// of rows.
@@ -77,11 +117,13 @@ pub fn rewrite(layout: &Layout, db: &StateDb) -> Result<usize, Error> {
     let io = |e: io::Error| Error::io("cannot write", &target, e);
     let mut out = io::BufWriter::new(File::create(&tmp).map_err(io)?);
     let mut written = Ok(());
+    let dates = RunDates::read(db)
+        .map_err(|e| Error::state("cannot read the runs from", layout.state_db(), e))?;
     let n = db
-        .each_saved_row(|json| {
+        .each_saved_row(|saved| {
             if written.is_ok() {
                 written = out
-                    .write_all(json.as_bytes())
+                    .write_all(dates.row(saved).as_bytes())
                     .and_then(|_| out.write_all(b"\n"));
             }
         })
@@ -106,4 +148,115 @@ pub fn export(out_dir: &Path) -> Result<usize, Error> {
         ));
     }
     rewrite(&layout, &StateDb::open_read_only(&db_path)?)
+}
+
+/// Which saved images `imgcrawl manifest OUT --run/--new` prints.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Pick {
+    /// Those first saved by this run.
+    Run(i64),
+    /// Those first saved by the latest run.
+    LastRun,
+    /// Those first saved by runs that started at or after this time (seconds since the epoch).
+    Since(i64),
+}
+
+impl Pick {
+    /// Reads `--run` (`N` or `last`).
+    pub fn run(text: &str) -> Result<Pick, String> {
+        match text.trim() {
+            "last" => Ok(Pick::LastRun),
+            n => n
+                .parse::<i64>()
+                .ok()
+                .filter(|&n| n > 0)
+                .map(Pick::Run)
+                .ok_or_else(|| {
+                    format!("--run takes a run number (1, 2, ...) or \"last\", not `{n}`")
+                }),
+        }
+    }
+
+    /// Reads `--new SINCE`: an RFC 3339 time, a date (midnight UTC), or a span back from `now`
+    /// (`2h`, `3days`).
+    pub fn since(text: &str, now: i64) -> Result<Pick, String> {
+        let text = text.trim();
+        let epoch = |t: std::time::SystemTime| {
+            t.duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs() as i64)
+        };
+        if let Ok(t) = humantime::parse_rfc3339_weak(text) {
+            return Ok(Pick::Since(epoch(t)));
+        }
+        if let Ok(t) = humantime::parse_rfc3339_weak(&format!("{text} 00:00:00")) {
+            return Ok(Pick::Since(epoch(t)));
+        }
+        if let Ok(span) = humantime::parse_duration(text) {
+            return Ok(Pick::Since(now - span.as_secs() as i64));
+        }
+        Err(format!(
+            "--new takes a time (2026-12-05T10:00:00Z), a date (2026-12-05) or a span back from now (2h, 3days), not `{text}`"
+        ))
+    }
+}
+
+/// Calls `each` with the manifest row (JSON, dated) of every image of the crawl in `out_dir`
+/// that `pick` selects, reading the state only. Answers how many.
+pub fn select(out_dir: &Path, pick: &Pick, mut each: impl FnMut(&str)) -> Result<usize, Error> {
+    let layout = Layout::new(out_dir);
+    let db_path = layout.state_db();
+    let db = open_existing(&db_path)?;
+    let err = |e| Error::state("cannot read saved images from", &db_path, e);
+    let runs = db.runs().map_err(err)?;
+    let wanted: Vec<i64> = match pick {
+        Pick::Run(n) => vec![*n],
+        Pick::LastRun => runs.last().map(|r| r.id).into_iter().collect(),
+        Pick::Since(t) => runs
+            .iter()
+            .filter(|r| r.started >= *t)
+            .map(|r| r.id)
+            .collect(),
+    };
+    let dates = RunDates::read(&db).map_err(err)?;
+    let mut n = 0;
+    db.each_saved_row(|saved| {
+        if wanted.contains(&saved.first_run) {
+            each(&dates.row(saved));
+            n += 1;
+        }
+    })
+    .map_err(err)?;
+    Ok(n)
+}
+
+/// The runs of the crawl in `out_dir`, with the images each first saved, for `manifest --runs`.
+pub fn runs(out_dir: &Path) -> Result<Vec<(crate::state::Run, u64)>, Error> {
+    let layout = Layout::new(out_dir);
+    let db_path = layout.state_db();
+    let db = open_existing(&db_path)?;
+    let err = |e| Error::state("cannot read the runs from", &db_path, e);
+    let mut counts: HashMap<i64, u64> = HashMap::new();
+    db.each_saved_row(|saved| *counts.entry(saved.first_run).or_default() += 1)
+        .map_err(err)?;
+    Ok(db
+        .runs()
+        .map_err(err)?
+        .into_iter()
+        .map(|r| {
+            let n = counts.get(&r.id).copied().unwrap_or(0);
+            (r, n)
+        })
+        .collect())
+}
+
+/// The state database at `db_path`, opened to read; a clear error when there is none.
+fn open_existing(db_path: &Path) -> Result<StateDb, Error> {
+    if !db_path.exists() {
+        return Err(Error::io(
+            "no imgcrawl crawl here: cannot find",
+            db_path,
+            io::ErrorKind::NotFound.into(),
+        ));
+    }
+    StateDb::open_read_only(db_path)
 }

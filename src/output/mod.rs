@@ -375,6 +375,23 @@ impl Output {
     }
 
     /// Rewrites `manifest.jsonl` from the state database; answers with the number of rows.
+    /// What the page `url` held when a run last fetched it, as kept in the state (for an update
+    /// that found it unchanged).
+    pub fn load_found(&self, url: &url::Url) -> Result<Option<String>, Error> {
+        let state = self.state();
+        let db = state.as_ref().ok_or(Error::NotOpen)?;
+        db.found(url)
+            .map_err(|e| Error::state("cannot read a page's links from", self.layout.state_db(), e))
+    }
+
+    /// Marks the run being recorded finished (its frontier ran dry).
+    pub fn finish_run(&self) -> Result<(), Error> {
+        let mut state = self.state();
+        let db = state.as_mut().ok_or(Error::NotOpen)?;
+        db.finish_run()
+            .map_err(|e| Error::state("cannot record the run's end in", self.layout.state_db(), e))
+    }
+
     pub fn export_manifest(&self) -> Result<usize, Error> {
         match self.state().as_ref() {
             Some(db) => manifest::rewrite(&self.layout, db),

@@ -22,9 +22,16 @@ impl Output {
     /// interrupted, removes leftover temporary files, re-queues saved images whose file is gone,
     /// imports the manifest of an output directory that has none, and rewrites `manifest.jsonl`
     /// from the state. `fingerprint` is the crawl's identity (a state of another crawl is
-    /// refused); `in_memory` jobs of each kind are read into memory. Answers with what the
-    /// earlier runs left.
-    pub fn open(&self, fresh: bool, fingerprint: &str, in_memory: usize) -> Result<Resume, Error> {
+    /// refused); `in_memory` jobs of each kind are read into memory; `update` starts an update
+    /// run when the last run finished (see [`StateDb::begin`]). Answers with what the earlier
+    /// runs left.
+    pub fn open(
+        &self,
+        fresh: bool,
+        update: bool,
+        fingerprint: &str,
+        in_memory: usize,
+    ) -> Result<Resume, Error> {
         self.claim()?;
         let reusable = if fresh {
             self.forget()?
@@ -45,6 +52,7 @@ impl Output {
             std::sync::atomic::Ordering::Relaxed,
         );
         self.remove_temp_files()?;
+        let begun = db.begin(update).map_err(db_err)?;
         let mut resume = db.resume(in_memory).map_err(db_err)?;
         if resume.is_empty() {
             for file in [RecordFile::Errors, RecordFile::Skipped] {
@@ -76,6 +84,7 @@ impl Output {
         drop(index);
         *self.state() = Some(db);
         self.export_manifest()?;
+        resume.begun = begun;
         Ok(resume)
     }
 

@@ -64,6 +64,9 @@ pub struct Settings {
     pub distributed: Option<Distributed>,
     /// Where the binary serves `/metrics` and `/status` while crawling; `None` is off.
     pub metrics: Option<SocketAddr>,
+    /// Run a finished crawl again, asking for each page only if it changed and downloading only
+    /// new images (an unfinished crawl is resumed either way).
+    pub update: bool,
 }
 
 /// Which images are kept. An image that fails a filter is skipped, counted by the filter's key,

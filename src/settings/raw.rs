@@ -36,6 +36,8 @@ pub struct RawSettings {
     pub frontier_in_memory: usize,
     /// `IP:PORT` to serve `/metrics` and `/status` on; empty is off.
     pub metrics: String,
+    /// Run a finished crawl again to find what is new.
+    pub update: bool,
     /// What may be crawled.
     pub scope: RawScope,
     /// How images, links and names are found in pages.

@@ -106,6 +106,14 @@ impl RawSettings {
                 ))
             }
         };
+        let distributed = self.distributed.validate()?;
+        if self.update && distributed.is_some() {
+            return Err(bad(
+                "update",
+                "update runs are not supported in a shared crawl (distributed.redis_url) yet: \
+                 run the update from one process without --redis",
+            ));
+        }
         Ok(Settings {
             scope: self.scope.validate(&start_urls)?,
             start_urls,
@@ -116,7 +124,8 @@ impl RawSettings {
             filename: FilenameTemplate::parse(&self.output.filename)
                 .map_err(|e| bad("output.filename", e))?,
             filter: self.filter.validate()?,
-            distributed: self.distributed.validate()?,
+            distributed,
+            update: self.update,
             metrics: match self.metrics.trim() {
                 "" => None,
                 a => Some(a.parse().map_err(|_| {

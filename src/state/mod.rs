@@ -10,7 +10,7 @@ use rusqlite::{params, Connection, OptionalExtension};
 use url::Url;
 
 use crate::error::StateError;
-use crate::job::{ImageJob, Job, PageJob};
+use crate::job::{Before, Earlier, ImageJob, Job, PageJob, Validators};
 use crate::records::ManifestRow;
 use crate::seen::SeenSet;
 use crate::Kind;
@@ -26,6 +26,8 @@ const DONE: i64 = 1;
 const FAILED: i64 = 2;
 /// An image URL that redirected to another one.
 const REDIRECTED: i64 = 3;
+/// A page an earlier run fetched that this update run has not reached (yet).
+const STALE: i64 = 4;
 
 /// The `meta` key the session's cookies are saved under.
 const COOKIES_KEY: &str = "cookies";
@@ -47,8 +49,24 @@ pub enum StateOp {
         /// with [`StateDb::load_spilled`].
         spilled: bool,
     },
-    /// A page was fetched and what it links to is queued.
+    /// A page is done with nothing to remember of it (a sitemap guessed where there is none).
     PageDone(Url),
+    /// A page was fetched and what it links to is queued; what it held and its validators are
+    /// kept for the next update.
+    PageFetched {
+        /// Its URL.
+        url: Url,
+        /// Its `ETag` and `Last-Modified`.
+        validators: Validators,
+        /// What it held, in the form of [`crate::extract::Extracted::encode`].
+        found: String,
+    },
+    /// An update found a page unchanged (a 304): what it held then was queued again.
+    PageUnchanged(Url),
+    /// An update found a page gone (404 or 410); the images it brought stay.
+    PageGone(Url),
+    /// An update found an image saved before on a page again.
+    ImageSeen(Url),
     /// The session's cookie jar, as JSON (see [`crate::http::Jar::to_json`]), replacing the one
     /// saved before.
     Cookies(String),
@@ -143,6 +161,67 @@ pub struct Resume {
     pub images_spilled: u64,
     /// The session's cookie jar as last saved (JSON), if any.
     pub cookies: Option<String>,
+    /// The run this is (the first crawl, an update, or one of them resumed).
+    pub run: Run,
+    /// What earlier runs learnt of the pages this update has not reached yet.
+    pub earlier: Earlier,
+    /// Whether this goes on with an unfinished run, starts an update, or finds the crawl
+    /// finished with no update asked for.
+    pub begun: Begun,
+}
+
+/// Whether a run is a crawl's first or an update of it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum RunKind {
+    /// The first crawl (or one started over with `--fresh`).
+    #[default]
+    Crawl,
+    /// An update: every page asked for again, only new images downloaded.
+    Update,
+}
+
+impl RunKind {
+    /// Its name in the database and in records.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RunKind::Crawl => "crawl",
+            RunKind::Update => "update",
+        }
+    }
+}
+
+/// One run of the crawl in an output directory: the first crawl and each update, each with its
+/// resumes.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Run {
+    /// Its number, from 1.
+    pub id: i64,
+    /// Crawl or update.
+    pub kind: RunKind,
+    /// When it started, in seconds since the Unix epoch.
+    pub started: i64,
+    /// When it finished (its frontier ran dry), if it did.
+    pub finished: Option<i64>,
+}
+
+impl Run {
+    /// When it started, as RFC 3339 (UTC, seconds): the form records use.
+    pub fn started_text(&self) -> String {
+        timestamp(self.started)
+    }
+}
+
+/// Seconds since the Unix epoch as RFC 3339 (UTC, seconds).
+pub fn timestamp(secs: i64) -> String {
+    let at = std::time::UNIX_EPOCH + std::time::Duration::from_secs(secs.max(0) as u64);
+    humantime::format_rfc3339_seconds(at).to_string()
+}
+
+/// Now, in seconds since the Unix epoch.
+pub fn now_secs() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
 }
 
 impl Resume {
@@ -178,6 +257,11 @@ pub struct StateDb {
     /// while there are any. Jobs in the Supervisor's memory all have smaller rowids: while any job
     /// is spilled, every new one is spilled too, so they stay in admission order.
     spill_from: [Option<i64>; 2],
+    /// The run being recorded.
+    run: i64,
+    /// Whether pages of earlier runs wait to be reached by this update (a page admitted again
+    /// must then move to a new row: see [`StateOp::PageQueued`] in `write`).
+    stale: bool,
 }
 
 impl std::fmt::Debug for StateDb {
@@ -188,8 +272,10 @@ impl std::fmt::Debug for StateDb {
     }
 }
 
-/// The columns a page job is read from: rowid, url, depth, state, via, attempts, barren.
-const PAGE_COLUMNS: &str = "rowid, url, depth, state, via, attempts, barren";
+/// The columns a page job is read from: rowid, url, depth, state, via, attempts, barren, etag,
+/// modified, and whether what it held is known (an earlier run fetched it).
+const PAGE_COLUMNS: &str =
+    "rowid, url, depth, state, via, attempts, barren, etag, modified, found IS NOT NULL";
 /// The columns an image job is read from: rowid, url, page, name, state, via, attempts.
 const IMAGE_COLUMNS: &str = "rowid, url, page, name, state, via, attempts";
 
@@ -206,6 +292,21 @@ fn page_job(row: &rusqlite::Row<'_>) -> rusqlite::Result<Option<PageJob>> {
         attempts: row.get(5)?,
         barren: row.get(6)?,
         losses: 0,
+        before: before(row)?.map(Box::new),
+    }))
+}
+
+/// What an earlier run learnt of a page, from a row of [`PAGE_COLUMNS`] (`None` when no run
+/// fetched it).
+fn before(row: &rusqlite::Row<'_>) -> rusqlite::Result<Option<Before>> {
+    if !row.get::<_, bool>(9)? {
+        return Ok(None);
+    }
+    Ok(Some(Before {
+        validators: Validators {
+            etag: row.get(7)?,
+            modified: row.get(8)?,
+        },
     }))
 }
 
@@ -259,9 +360,29 @@ impl StateDb {
         if conn.prepare("SELECT barren FROM pages LIMIT 0").is_err() {
             conn.execute_batch("ALTER TABLE pages ADD COLUMN barren INTEGER NOT NULL DEFAULT 0")?;
         }
-        let db = StateDb {
+        // What updates need, added after that: a state written before gains the columns (its
+        // pages then have no validators and nothing kept, and are fetched whole by an update).
+        if conn.prepare("SELECT found FROM pages LIMIT 0").is_err() {
+            conn.execute_batch(
+                "ALTER TABLE pages ADD COLUMN etag TEXT;
+                 ALTER TABLE pages ADD COLUMN modified TEXT;
+                 ALTER TABLE pages ADD COLUMN found TEXT;
+                 ALTER TABLE pages ADD COLUMN gone_run INTEGER;
+                 ALTER TABLE images ADD COLUMN first_run INTEGER NOT NULL DEFAULT 1;
+                 ALTER TABLE images ADD COLUMN last_run INTEGER NOT NULL DEFAULT 1;",
+            )?;
+        }
+        conn.execute_batch(
+            "CREATE TABLE IF NOT EXISTS runs (
+                 id INTEGER PRIMARY KEY, kind TEXT NOT NULL, started INTEGER NOT NULL,
+                 finished INTEGER);
+             CREATE INDEX IF NOT EXISTS images_page ON images (page);",
+        )?;
+        let mut db = StateDb {
             conn,
             spill_from: [None, None],
+            run: 0,
+            stale: false,
         };
         match (db.meta("schema")?, db.meta("fingerprint")?) {
             (None, _) => {
@@ -274,6 +395,15 @@ impl StateDb {
             }
             _ => {}
         }
+        db.run = match db.last_run()? {
+            Some(run) => run.id,
+            None => db.new_run(RunKind::Crawl)?,
+        };
+        db.stale = db.conn.query_row(
+            "SELECT EXISTS (SELECT 1 FROM pages WHERE state = 4)",
+            [],
+            |r| r.get(0),
+        )?;
         Ok(db)
     }
 
@@ -284,6 +414,8 @@ impl StateDb {
             .map(|conn| StateDb {
                 conn,
                 spill_from: [None, None],
+                run: 0,
+                stale: false,
             })
             .map_err(|e| crate::Error::state("cannot open", path, e))
     }
@@ -330,6 +462,9 @@ fn summary(fingerprint: &str) -> String {
 }
 
 mod read;
+mod runs;
+pub use read::SavedRow;
+pub use runs::{ago, grouped, Begun, FinishedCrawl};
 #[cfg(test)]
 mod tests;
 mod write;

@@ -7,14 +7,29 @@ use rusqlite::params;
 use url::Url;
 
 use super::{
-    image_job, page_job, LoadSpilled, Loaded, Resume, StateDb, IMAGE_COLUMNS, PAGE_COLUMNS, WAITING,
+    before, image_job, page_job, LoadSpilled, Loaded, Resume, StateDb, IMAGE_COLUMNS, PAGE_COLUMNS,
+    STALE, WAITING,
 };
+use crate::job::Earlier;
 
 /// The waiting jobs from row `?1` on, oldest first, at most `?2`.
 const WAITING_FROM: &str = "WHERE rowid >= ?1 AND state = 0 ORDER BY rowid LIMIT ?2";
 use crate::records::ManifestRow;
 use crate::seen::SeenSet;
 use crate::Kind;
+
+/// A saved image as [`StateDb::each_saved_row`] reads it.
+#[derive(Debug, Clone, Copy)]
+pub struct SavedRow<'a> {
+    /// Its manifest row, as JSON.
+    pub json: &'a str,
+    /// The run that saved it.
+    pub first_run: i64,
+    /// The last run that found it on a page.
+    pub last_run: i64,
+    /// The run in which the page it was found on answered 404 or 410, if it did.
+    pub gone_run: Option<i64>,
+}
 
 /// What [`StateDb::resume`] reads of one table.
 struct Table<J> {
@@ -114,10 +129,11 @@ impl StateDb {
     /// others stay spilled, counted in the [`Resume`], and are read back with
     /// [`load_spilled`](Self::load_spilled).
     pub fn resume(&mut self, in_memory: usize) -> rusqlite::Result<Resume> {
+        let mut earlier = Earlier::default();
         let pages = format!("SELECT {PAGE_COLUMNS} FROM pages ORDER BY rowid");
-        let pages = self.read_all(&pages, 3, in_memory, page_job)?;
+        let pages = self.read_all(&pages, 3, in_memory, page_job, Some(&mut earlier))?;
         let images = format!("SELECT {IMAGE_COLUMNS} FROM images ORDER BY rowid");
-        let images = self.read_all(&images, 4, in_memory, image_job)?;
+        let images = self.read_all(&images, 4, in_memory, image_job, None)?;
         self.spill_from = [pages.spill_from, images.spill_from];
         Ok(Resume {
             seen_pages: pages.seen,
@@ -128,18 +144,23 @@ impl StateDb {
             images_spilled: images.spilled,
             saved: self.saved_rows()?,
             cookies: self.meta(super::COOKIES_KEY)?,
+            run: self.last_run()?.unwrap_or_default(),
+            earlier,
+            begun: super::Begun::default(),
         })
     }
 
     /// Reads every row of `sql` (its columns: rowid, url, ..., the job's state at `state`): each
     /// URL as seen, the first `in_memory` waiting jobs (made by `job`), and the other waiting ones
-    /// counted as spilled, from the rowid of the first of them.
+    /// counted as spilled, from the rowid of the first of them. Stale pages (of earlier runs, not
+    /// reached by this update yet) are not seen: what was learnt of them goes to `earlier`.
     fn read_all<J>(
         &self,
         sql: &str,
         state: usize,
         in_memory: usize,
         job: fn(&rusqlite::Row<'_>) -> rusqlite::Result<Option<J>>,
+        mut earlier: Option<&mut Earlier>,
     ) -> rusqlite::Result<Table<J>> {
         let mut t = Table {
             jobs: Vec::new(),
@@ -154,7 +175,14 @@ impl StateDb {
             let Ok(url) = Url::parse(&text) else {
                 continue;
             };
-            if row.get::<_, i64>(state)? == WAITING {
+            let row_state = row.get::<_, i64>(state)?;
+            if row_state == STALE {
+                if let (Some(earlier), Some(b)) = (earlier.as_deref_mut(), before(row)?) {
+                    earlier.insert(&url, b);
+                }
+                continue;
+            }
+            if row_state == WAITING {
                 if t.jobs.len() < in_memory {
                     t.jobs.extend(job(row)?);
                 } else {
@@ -167,20 +195,42 @@ impl StateDb {
         Ok(t)
     }
 
-    /// Calls `each` with the manifest row (JSON) of every saved image, in the order they were
-    /// saved, without holding them all in memory.
-    pub fn each_saved_row(&self, mut each: impl FnMut(&str)) -> rusqlite::Result<usize> {
-        let mut stmt = self
-            .conn
-            .prepare("SELECT row FROM images WHERE state = 1 ORDER BY saved_seq")?;
+    /// Calls `each` with every saved image (its manifest row as JSON, and in which runs it was
+    /// first and last seen, and its page went gone), in the order they were saved, without
+    /// holding them all in memory.
+    pub fn each_saved_row(&self, mut each: impl FnMut(SavedRow<'_>)) -> rusqlite::Result<usize> {
+        let mut stmt = self.conn.prepare(
+            "SELECT i.row, i.first_run, i.last_run, p.gone_run FROM images i
+             LEFT JOIN pages p ON p.url = i.page WHERE i.state = 1 ORDER BY i.saved_seq",
+        )?;
         let mut rows = stmt.query([])?;
         let mut n = 0;
         while let Some(row) = rows.next()? {
             let json: String = row.get(0)?;
-            each(&json);
+            each(SavedRow {
+                json: &json,
+                first_run: row.get(1)?,
+                last_run: row.get(2)?,
+                gone_run: row.get(3)?,
+            });
             n += 1;
         }
         Ok(n)
+    }
+
+    /// What the page `url` held when a run last fetched it (see [`StateOp::PageFetched`]).
+    ///
+    /// [`StateOp::PageFetched`]: super::StateOp::PageFetched
+    pub fn found(&self, url: &Url) -> rusqlite::Result<Option<String>> {
+        use rusqlite::OptionalExtension;
+        self.conn
+            .query_row(
+                "SELECT found FROM pages WHERE url = ?1",
+                [url.as_str()],
+                |r| r.get::<_, Option<String>>(0),
+            )
+            .optional()
+            .map(Option::flatten)
     }
 
     /// The manifest rows of all saved images, in the order they were saved.

@@ -19,6 +19,9 @@ fn row(u: &str, path: &str) -> ManifestRow {
         height: None,
         duplicate_of: None,
         duplicate_on: None,
+        first_seen: None,
+        last_seen: None,
+        gone_since: None,
     }
 }
 

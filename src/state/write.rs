@@ -1,7 +1,7 @@
 //! Writing the state: a batch of [`StateOp`]s applied in one transaction, each op by one prepared
 //! statement.
 
-use rusqlite::{params, CachedStatement, Transaction};
+use rusqlite::{params, CachedStatement, OptionalExtension, Transaction};
 
 use super::{chain, StateDb, StateOp, DONE, FAILED, REDIRECTED};
 use crate::Kind;
@@ -22,11 +22,32 @@ struct Statements<'tx> {
     image_state: CachedStatement<'tx>,
     /// An image's failed attempts.
     image_retry: CachedStatement<'tx>,
+    /// A page fetched: what it held and its validators.
+    page_fetched: CachedStatement<'tx>,
+    /// A page unchanged or gone.
+    page_again: CachedStatement<'tx>,
+    /// An image found again.
+    image_seen: CachedStatement<'tx>,
+    /// The run being recorded.
+    run: i64,
+    /// Whether stale pages may be admitted again (see [`StateDb::begin`]).
+    stale: bool,
 }
 
 impl<'tx> Statements<'tx> {
-    fn prepare(tx: &'tx Transaction<'_>) -> rusqlite::Result<Self> {
+    fn prepare(tx: &'tx Transaction<'_>, run: i64, stale: bool) -> rusqlite::Result<Self> {
         Ok(Statements {
+            run,
+            stale,
+            page_fetched: tx.prepare_cached(
+                "UPDATE pages SET state = 1, etag = ?2, modified = ?3, found = ?4, gone_run = NULL
+                 WHERE url = ?1",
+            )?,
+            page_again: tx.prepare_cached(
+                "UPDATE pages SET state = ?2, gone_run = CASE WHEN ?3 IS NULL THEN NULL
+                 ELSE COALESCE(gone_run, ?3) END WHERE url = ?1",
+            )?,
+            image_seen: tx.prepare_cached("UPDATE images SET last_run = ?2 WHERE url = ?1")?,
             page_new: tx.prepare_cached(
                 "INSERT OR IGNORE INTO pages (url, depth, state, via, barren) VALUES (?1, ?2, 0, ?3, ?4)",
             )?,
@@ -36,7 +57,8 @@ impl<'tx> Statements<'tx> {
                 "INSERT OR IGNORE INTO images (url, page, name, state, via) VALUES (?1, ?2, ?3, 0, ?4)",
             )?,
             image_saved: tx.prepare_cached(
-                "UPDATE images SET state = 1, saved_seq = ?2, row = ?3, temp = ?4 WHERE url = ?1",
+                "UPDATE images SET state = 1, saved_seq = ?2, row = ?3, temp = ?4, first_run = ?5,
+                 last_run = ?5 WHERE url = ?1",
             )?,
             image_state: tx.prepare_cached("UPDATE images SET state = ?2 WHERE url = ?1")?,
             image_retry: tx.prepare_cached("UPDATE images SET attempts = ?2 WHERE url = ?1")?,
@@ -69,8 +91,27 @@ impl<'tx> Statements<'tx> {
                 spilled,
             } => {
                 let from = chain(redirected_from);
+                let moved = if self.stale {
+                    readmit(tx, url.as_str())?
+                } else {
+                    None
+                };
                 let params = params![url.as_str(), depth, from, barren];
-                (Kind::Page, self.page_new.execute(params)?, *spilled)
+                let added = self.page_new.execute(params)?;
+                if let Some(k) = moved {
+                    tx.prepare_cached(
+                        "UPDATE pages SET etag = ?2, modified = ?3, found = ?4, gone_run = ?5
+                         WHERE url = ?1",
+                    )?
+                    .execute(params![
+                        url.as_str(),
+                        k.etag,
+                        k.modified,
+                        k.found,
+                        k.gone_run
+                    ])?;
+                }
+                (Kind::Page, added, *spilled)
             }
             StateOp::ImageQueued {
                 url,
@@ -87,13 +128,37 @@ impl<'tx> Statements<'tx> {
                 let json = serde_json::to_string(row).expect("a manifest row always serialises");
                 let temp = temp.as_ref().map(|t| t.to_string_lossy().into_owned());
                 self.image_saved
-                    .execute(params![url.as_str(), *seq, &json, temp])?;
+                    .execute(params![url.as_str(), *seq, &json, temp, self.run])?;
                 *seq += 1;
                 saved.push_str(&json);
                 saved.push('\n');
                 return Ok(());
             }
             StateOp::PageDone(url) => return self.set(Kind::Page, url, DONE),
+            StateOp::PageFetched {
+                url,
+                validators,
+                found,
+            } => {
+                let v = validators;
+                let params = params![url.as_str(), v.etag, v.modified, found];
+                self.page_fetched.execute(params)?;
+                return Ok(());
+            }
+            StateOp::PageUnchanged(url) => {
+                let params = params![url.as_str(), DONE, None::<i64>];
+                self.page_again.execute(params)?;
+                return Ok(());
+            }
+            StateOp::PageGone(url) => {
+                self.page_again
+                    .execute(params![url.as_str(), FAILED, self.run])?;
+                return Ok(());
+            }
+            StateOp::ImageSeen(url) => {
+                self.image_seen.execute(params![url.as_str(), self.run])?;
+                return Ok(());
+            }
             StateOp::Cookies(json) => {
                 tx.execute(
                     "INSERT OR REPLACE INTO meta (key, value) VALUES (?1, ?2)",
@@ -131,6 +196,40 @@ impl<'tx> Statements<'tx> {
     }
 }
 
+/// What a stale page's row keeps when it moves.
+struct Kept {
+    etag: Option<String>,
+    modified: Option<String>,
+    found: Option<String>,
+    gone_run: Option<i64>,
+}
+
+/// Moves the stale page at `url` (an earlier run's, not reached by this update yet) out of the
+/// way of its admission, answering what was learnt of it (`None` when it is not stale). Its row
+/// is deleted and the admission inserts a new one: at the end, so that the spilled jobs, read back
+/// in rowid order, stay in admission order.
+fn readmit(tx: &Transaction<'_>, url: &str) -> rusqlite::Result<Option<Kept>> {
+    let mut get = tx.prepare_cached(
+        "SELECT etag, modified, found, gone_run FROM pages WHERE url = ?1 AND state = 4",
+    )?;
+    let Some(kept) = get
+        .query_row([url], |r| {
+            Ok(Kept {
+                etag: r.get(0)?,
+                modified: r.get(1)?,
+                found: r.get(2)?,
+                gone_run: r.get(3)?,
+            })
+        })
+        .optional()?
+    else {
+        return Ok(None);
+    };
+    tx.prepare_cached("DELETE FROM pages WHERE url = ?1")?
+        .execute([url])?;
+    Ok(Some(kept))
+}
+
 impl StateDb {
     /// Applies `ops` in one transaction. Answers the manifest lines of the images it records as
     /// saved, in order (each row is serialised once, for the state and for `manifest.jsonl`).
@@ -144,7 +243,7 @@ impl StateDb {
                 [],
                 |r| r.get(0),
             )?;
-            let mut statements = Statements::prepare(&tx)?;
+            let mut statements = Statements::prepare(&tx, self.run, self.stale)?;
             for op in ops {
                 statements.apply(&tx, op, (&mut seq, &mut spill_from), &mut saved)?;
             }

@@ -4,6 +4,7 @@
 
 use url::Url;
 
+use super::update::PageOutcome;
 use super::{RobotsJob, Supervisor};
 use crate::actors::logger::CrawlEvent;
 use crate::admission::{Left, Reason, Verdict};
@@ -21,6 +22,8 @@ impl Supervisor {
     /// Puts back what earlier runs left: every URL they admitted counts as seen, the images they
     /// saved as saved, and what was waiting (or in flight when they stopped) is queued again.
     pub(super) fn restore(&mut self, mut resume: Resume) {
+        self.run = std::mem::take(&mut resume.run);
+        self.earlier = std::mem::take(&mut resume.earlier);
         if let Some(json) = resume.cookies.take() {
             if let Err(e) = self.settings.http.cookies.restore(&json) {
                 log::warn!("the session's cookies are not resumed: {e}");
@@ -79,6 +82,8 @@ impl Supervisor {
     ) -> bool {
         match verdict {
             Verdict::Admit(url) => {
+                // A page an earlier run fetched: asked for again only if it changed.
+                let before = self.earlier.take(&url);
                 self.queue_new(Job::Page(PageJob {
                     url,
                     depth,
@@ -86,6 +91,7 @@ impl Supervisor {
                     attempts: 0,
                     losses: 0,
                     redirected_from,
+                    before,
                 }));
                 true
             }
@@ -137,7 +143,7 @@ impl Supervisor {
 
     /// Tells what is to be told of a URL of `kind` left out, found on `page`: recorded reasons go
     /// to `skipped.jsonl`; images off the site and saved before are counted.
-    fn left(&self, kind: Kind, left: Left, page: Option<&Url>) {
+    fn left(&mut self, kind: Kind, left: Left, page: Option<&Url>) {
         match (left.reason.recorded(), left.reason) {
             (Some(reason), _) => self.skipped(
                 SkipRow {
@@ -155,6 +161,8 @@ impl Supervisor {
                     .do_send(CrawlEvent::ImageOutOfScope { url: left.url });
             }
             (None, Reason::AlreadySaved) => {
+                // Found again: its manifest row's last_seen moves to this run.
+                self.pending.push(StateOp::ImageSeen(left.url.clone()));
                 self.logger
                     .do_send(CrawlEvent::ImageAlreadySaved { url: left.url });
             }
@@ -175,8 +183,19 @@ impl Supervisor {
         }
     }
 
-    pub(super) fn page_done(&mut self, job: PageJob, extracted: Extracted) {
+    /// Queues what a page held (fetched now, or kept from an earlier run when `outcome` says it
+    /// is unchanged) and records it done.
+    pub(super) fn page_done(&mut self, job: PageJob, extracted: Extracted, outcome: PageOutcome) {
         let depth = job.depth + 1;
+        let change = outcome.change(&job);
+        let op = match outcome {
+            PageOutcome::Fetched(validators) => StateOp::PageFetched {
+                url: job.url.clone(),
+                validators,
+                found: extracted.encode(),
+            },
+            PageOutcome::Unchanged => StateOp::PageUnchanged(job.url.clone()),
+        };
         // Images first: whether the page yielded decides the barren run of its links.
         let (mut images, mut novel) = (0, 0);
         let counts_yield = self.admission.counts_yield();
@@ -207,7 +226,7 @@ impl Supervisor {
         }
         self.queue_sitemaps(extracted.sitemaps, job.depth);
         // In the same batch as the links and images it queued: done means they are known.
-        self.pending.push(StateOp::PageDone(job.url.clone()));
+        self.pending.push(op);
         self.frontier
             .done(Kind::Page, &job.url, Some("pages_fetched"));
         self.logger.do_send(CrawlEvent::PageFetched {
@@ -218,6 +237,7 @@ impl Supervisor {
             images_dropped: extracted.images_dropped,
             links_dropped: extracted.links_dropped,
             links_out_of_scope,
+            change,
         });
     }
 

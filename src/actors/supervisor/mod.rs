@@ -32,6 +32,7 @@ mod commit;
 mod inbox;
 mod outcome;
 mod pump;
+mod update;
 mod workers;
 
 use std::collections::{HashMap, VecDeque};
@@ -145,6 +146,11 @@ pub struct Supervisor {
     clients: crate::http::SharedClient,
     /// The cookie jar's change count when it was last saved.
     cookies_saved: u64,
+    /// The run being recorded (its number and start time go into manifest rows).
+    run: crate::state::Run,
+    /// What earlier runs learnt of the pages this update has not reached yet; each page's is
+    /// handed to its job when the walk admits it again.
+    earlier: crate::job::Earlier,
     /// The page fetchers' threads (see [`Supervisor::launch`]); stopped at the end.
     arbiters: Vec<Arbiter>,
     /// The page-fetcher pool.
@@ -173,6 +179,8 @@ pub struct Supervisor {
     next_id: u64,
     /// Pages being fetched.
     pages_in_flight: usize,
+    /// Pages an update found unchanged whose links and images are being read from the state.
+    pages_reloading: usize,
     /// Images being downloaded.
     images_in_flight: usize,
     /// Requests handed out and not answered, by booking id.
@@ -219,6 +227,9 @@ impl Supervisor {
             robots_waiting: VecDeque::new(),
             clients: crate::http::SharedClient::default(),
             cookies_saved: 0,
+            pages_reloading: 0,
+            run: crate::state::Run::default(),
+            earlier: crate::job::Earlier::default(),
             settings,
             fetchers: Pool::default(),
             savers: Pool::default(),
@@ -282,6 +293,8 @@ impl Actor for Supervisor {
             threads: self.arbiters.len(),
             previously_saved: self.admission.saved().len(),
             resumed_pages,
+            run: self.run.id.max(1) as u64,
+            update: self.run.kind == crate::state::RunKind::Update,
         });
         self.timers
             .push(ctx.run_interval(SWEEP_EVERY, |act, ctx| act.sweep(ctx)));

@@ -90,6 +90,9 @@ impl Supervisor {
 
     /// A job's attempt failed: it waits for a retry, or ends as failed.
     pub(super) fn failed(&mut self, mut job: Job, mut failure: Failure) {
+        if self.page_gone(&job, &failure) {
+            return;
+        }
         *job.attempts() += 1;
         let attempts = *job.attempts();
         match self.retry_at(job.url(), attempts, &mut failure) {

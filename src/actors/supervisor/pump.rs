@@ -8,9 +8,10 @@ use std::sync::Arc;
 use actix::prelude::*;
 use tokio::time::Instant;
 
+use super::update::PageOutcome;
 use super::{Booking, Delayed, RobotsJob, Supervisor, IMAGE_CREDIT, PAGE_CREDIT, STOP_GRACE};
 use crate::activity::QueueState;
-use crate::actors::disk_writer::{CloseOutput, ExportManifest};
+use crate::actors::disk_writer::{CloseOutput, ExportManifest, FinishRun};
 use crate::actors::image_saver::{ImageDone, SaveImage};
 use crate::actors::logger::{CrawlEvent, Finish};
 use crate::actors::page_fetcher::{FetchPage, FetchRobots, PageDone};
@@ -263,7 +264,10 @@ impl Supervisor {
         ctx.spawn(request.into_actor(self).map(move |res, act, ctx| {
             act.end(Kind::Page, slot, id, res.is_err(), ctx);
             match res {
-                Ok(Ok(PageDone::Parsed(extracted))) => act.page_done(job, extracted),
+                Ok(Ok(PageDone::Parsed { found, validators })) => {
+                    act.page_done(job, found, PageOutcome::Fetched(validators))
+                }
+                Ok(Ok(PageDone::NotModified)) => act.page_unchanged(job, ctx),
                 Ok(Ok(PageDone::Redirected(to))) => act.redirected(Job::Page(job), to),
                 Ok(Ok(PageDone::NoSitemap)) => act.no_sitemap(job),
                 Ok(Err(failure)) => act.failed(Job::Page(job), failure),
@@ -307,7 +311,10 @@ impl Supervisor {
     /// out by a filter.
     fn image_done(&mut self, job: ImageJob, done: ImageDone) {
         match done {
-            ImageDone::Saved { row, temp } => {
+            ImageDone::Saved { mut row, temp } => {
+                let started = self.run.started_text();
+                row.first_seen = Some(started.clone());
+                row.last_seen = Some(started);
                 self.frontier.saved(&job.url, &row);
                 self.after_commit.push(CrawlEvent::ImageSaved(row.clone()));
                 self.pending.push(StateOp::ImageSaved {
@@ -390,7 +397,8 @@ impl Supervisor {
     /// are durable and the frontier has settled.
     pub(super) fn check_done(&mut self, ctx: &mut Context<Self>) {
         let q = self.queues();
-        let idle = self.abandon || (q.pages_in_flight == 0 && q.images_in_flight == 0);
+        let idle = self.abandon
+            || (q.pages_in_flight == 0 && q.images_in_flight == 0 && self.pages_reloading == 0);
         let empty = q.pages_waiting == 0 && q.images_waiting == 0;
         if self.ending || !idle || !(empty || self.stopping) {
             return;
@@ -421,6 +429,7 @@ impl Supervisor {
         let (logger, writer) = (self.logger.clone(), self.writer.clone());
         let fatal = self.fatal.clone();
         let whole = self.frontier.whole_crawl();
+        let ran_dry = !self.stopping;
         let finish = async move {
             let whole_crawl = match whole {
                 Some(counts) => counts.await,
@@ -436,10 +445,20 @@ impl Supervisor {
                 Ok(report) => report,
                 Err(e) => Err(Error::aborted("the Logger", e)),
             };
-            let ended = match fatal {
-                Some(why) => Err(Error::Disk(why)),
+            // A frontier that ran dry is a finished run: the next one without --update says so.
+            let marked = match (&fatal, ran_dry) {
+                (None, true) => match writer.send(FinishRun).await {
+                    Ok(Ok(())) => Ok(()),
+                    Ok(Err(e)) => Err(Error::Disk(Arc::new(e))),
+                    Err(e) => Err(Error::aborted("the disk writer", e)),
+                },
+                _ => Ok(()),
+            };
+            let ended = match (fatal, marked) {
+                (Some(why), _) => Err(Error::Disk(why)),
+                (None, Err(e)) => Err(e),
                 // The manifest is rewritten from the committed state, so the two always agree.
-                None => match writer.send(ExportManifest).await {
+                (None, Ok(())) => match writer.send(ExportManifest).await {
                     Ok(Ok(_)) => report,
                     Ok(Err(e)) => Err(Error::Disk(Arc::new(e))),
                     Err(e) => Err(Error::aborted("the disk writer", e)),

@@ -1,0 +1,83 @@
+//! The Supervisor's side of update runs: a page an earlier run fetched that answers 304 has what
+//! it held then read back from the state (no parse) and queued like a fetched page's; one that
+//! answers 404 or 410 is recorded as gone, its images kept.
+
+use actix::prelude::*;
+
+use super::Supervisor;
+use crate::actors::disk_writer::LoadFound;
+use crate::actors::logger::{CrawlEvent, PageChange};
+use crate::error::{Error, Failure, FailureKind};
+use crate::extract::Extracted;
+use crate::job::{Job, PageJob, Validators};
+use crate::state::StateOp;
+use crate::Kind;
+
+/// How a page's request ended, for [`Supervisor::page_done`].
+#[derive(Debug)]
+pub(super) enum PageOutcome {
+    /// Fetched whole, with these validators.
+    Fetched(Validators),
+    /// Unchanged since an earlier run (a 304); what it held comes from the state.
+    Unchanged,
+}
+
+impl PageOutcome {
+    /// How the page compares with what earlier runs saw of it.
+    pub(super) fn change(&self, job: &PageJob) -> PageChange {
+        match (self, &job.before) {
+            (PageOutcome::Unchanged, _) => PageChange::Unchanged,
+            (PageOutcome::Fetched(_), Some(_)) => PageChange::Changed,
+            (PageOutcome::Fetched(_), None) => PageChange::New,
+        }
+    }
+}
+
+impl Supervisor {
+    /// A page answered 304: reads what it held from the state, then queues that as if it had
+    /// been fetched. Until then the page counts as in flight, so the crawl cannot end under it.
+    /// Should nothing be kept after all, it is asked for again without validators.
+    pub(super) fn page_unchanged(&mut self, job: PageJob, ctx: &mut Context<Self>) {
+        self.pages_reloading += 1;
+        let load = self.writer.send(LoadFound(job.url.clone()));
+        ctx.spawn(load.into_actor(self).map(move |res, act, ctx| {
+            act.pages_reloading -= 1;
+            match res {
+                Ok(Ok(Some(text))) => {
+                    act.page_done(job, Extracted::decode(&text), PageOutcome::Unchanged)
+                }
+                Ok(Ok(None)) => {
+                    log::warn!(
+                        "{}: answered 304 but nothing is kept of it; asking again",
+                        job.url
+                    );
+                    let mut job = job;
+                    job.before = None;
+                    act.frontier.push(Job::Page(job));
+                }
+                Ok(Err(e)) => act.fail(e, ctx),
+                Err(e) => act.fail(Error::aborted("the disk writer", e), ctx),
+            }
+            act.pump(ctx);
+        }));
+    }
+
+    /// Whether `failure` of `job` means a page an earlier run fetched is gone (404 or 410 now);
+    /// if so it is recorded as gone, not failed, and its images stay.
+    pub(super) fn page_gone(&mut self, job: &Job, failure: &Failure) -> bool {
+        let Job::Page(page) = job else {
+            return false;
+        };
+        let status = match failure.kind {
+            FailureKind::Status(s @ (404 | 410)) if page.before.is_some() => s,
+            _ => return false,
+        };
+        self.pending.push(StateOp::PageGone(page.url.clone()));
+        self.frontier.done(Kind::Page, &page.url, None);
+        self.logger.do_send(CrawlEvent::PageGone {
+            url: page.url.clone(),
+            status,
+        });
+        true
+    }
+}
