@@ -48,8 +48,8 @@ pub struct SaveImage {
 pub enum ImageDone {
     /// Stored (or recognised as a copy of bytes already stored).
     Saved {
-        /// Its manifest row.
-        row: ManifestRow,
+        /// Its manifest row (boxed: it is most of the message's size).
+        row: Box<ManifestRow>,
         /// The complete temporary file to move to `row.path` once the state is committed.
         temp: Option<std::path::PathBuf>,
     },
@@ -375,7 +375,7 @@ async fn store(
             // Another process holds these bytes: record where, store nothing.
             return Ok(ImageDone::Saved {
                 temp: None,
-                row: row(path.clone(), Some(path), Some(by)),
+                row: Box::new(row(path.clone(), Some(path), Some(by))),
             });
         }
     }
@@ -396,7 +396,7 @@ async fn store(
     let duplicate_of = stored.duplicate.then(|| stored.path.clone());
     Ok(ImageDone::Saved {
         temp: stored.temp,
-        row: row(stored.path, duplicate_of, None),
+        row: Box::new(row(stored.path, duplicate_of, None)),
     })
 }
 

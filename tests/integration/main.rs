@@ -41,3 +41,5 @@ mod sitemaps;
 mod support;
 /// The trap rule and the scope in whole crawls.
 mod traps;
+/// Update runs (`crawl --update`) on a site that changes between runs.
+mod update;

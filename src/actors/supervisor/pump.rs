@@ -311,7 +311,8 @@ impl Supervisor {
     /// out by a filter.
     fn image_done(&mut self, job: ImageJob, done: ImageDone) {
         match done {
-            ImageDone::Saved { mut row, temp } => {
+            ImageDone::Saved { row, temp } => {
+                let mut row = *row;
                 let started = self.run.started_text();
                 row.first_seen = Some(started.clone());
                 row.last_seen = Some(started);
