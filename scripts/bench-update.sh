@@ -7,6 +7,7 @@
 #
 #   scripts/bench-update.sh                 2,000 list pages
 #   PAGES=200 scripts/bench-update.sh       a smaller site
+#   PROFILE=1 scripts/bench-update.sh       also records a perf profile of the imgcrawl update
 #
 # Needs nginx and wget2; installs them from Debian packages when missing (as root). Everything it
 # starts listens on 127.0.0.1 and is stopped at the end.
@@ -135,7 +136,19 @@ print(f"added {added} images to {pages // 100} list pages", file=sys.stderr)
 EOF
 chmod -R a+rX "$work/site"
 
-run imgcrawl-update "$imgcrawl" crawl -q -c "$work/bench.toml" -o "$work/ic" --update
+if [ -n "${PROFILE:-}" ]; then
+    command -v perf >/dev/null || apt-get install -y -qq linux-perf >/dev/null
+    run imgcrawl-update perf record -g -F 999 -o "$work/perf.data" -- \
+        "$imgcrawl" crawl -q -c "$work/bench.toml" -o "$work/ic" --update
+    echo "== perf profile of the update: CPU by thread" >&2
+    { perf report -i "$work/perf.data" --no-children --sort comm -g none --stdio 2>/dev/null \
+        | grep '%' | head -8 >&2; } || true
+    echo "== top functions (self time)" >&2
+    { perf report -i "$work/perf.data" --no-children --sort dso,sym -g none --stdio 2>/dev/null \
+        | grep '%' | head -40 >&2; } || true
+else
+    run imgcrawl-update "$imgcrawl" crawl -q -c "$work/bench.toml" -o "$work/ic" --update
+fi
 run wget2-update wget2 -r -l inf -N -q --max-threads=16 -P "$work/wg" "$url"
 
 python3 - "$results" "$work/ic/stats.json" <<'EOF'
