@@ -40,11 +40,12 @@ pub struct OpenOutput {
     pub update: bool,
 }
 
-/// Reads what a page held when a run last fetched it (for an update that found it unchanged);
-/// answers it in the form of [`crate::extract::Extracted::encode`], `None` if nothing is kept.
+/// Reads what pages held when a run last fetched them (for an update that found them
+/// unchanged); answers, in the same order, each in the form of
+/// [`crate::extract::Extracted::encode`], `None` where nothing is kept.
 #[derive(Debug, Message)]
-#[rtype(result = "Result<Option<String>, Error>")]
-pub struct LoadFound(pub url::Url);
+#[rtype(result = "Result<Vec<Option<String>>, Error>")]
+pub struct LoadFound(pub Vec<url::Url>);
 
 /// The crawl's frontier ran dry: mark the run finished, so that the next run without `--update`
 /// knows there is nothing to do.
@@ -181,7 +182,7 @@ impl Handler<OpenOutput> for DiskWriter {
 }
 
 impl Handler<LoadFound> for DiskWriter {
-    type Result = Result<Option<String>, Error>;
+    type Result = Result<Vec<Option<String>>, Error>;
     fn handle(&mut self, m: LoadFound, _: &mut SyncContext<Self>) -> Self::Result {
         guarded("reading a page's links", fatal, || {
             self.output.load_found(&m.0)

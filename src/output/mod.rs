@@ -375,13 +375,13 @@ impl Output {
     }
 
     /// Rewrites `manifest.jsonl` from the state database; answers with the number of rows.
-    /// What the page `url` held when a run last fetched it, as kept in the state (for an update
-    /// that found it unchanged).
-    pub fn load_found(&self, url: &url::Url) -> Result<Option<String>, Error> {
+    /// What the pages `urls` held when a run last fetched them, as kept in the state (for an
+    /// update that found them unchanged), in the same order.
+    pub fn load_found(&self, urls: &[url::Url]) -> Result<Vec<Option<String>>, Error> {
         let state = self.state();
         let db = state.as_ref().ok_or(Error::NotOpen)?;
-        db.found(url)
-            .map_err(|e| Error::state("cannot read a page's links from", self.layout.state_db(), e))
+        let err = |e| Error::state("cannot read a page's links from", self.layout.state_db(), e);
+        urls.iter().map(|url| db.found(url).map_err(err)).collect()
     }
 
     /// Marks the run being recorded finished (its frontier ran dry).

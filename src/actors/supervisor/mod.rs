@@ -181,6 +181,10 @@ pub struct Supervisor {
     pages_in_flight: usize,
     /// Pages an update found unchanged whose links and images are being read from the state.
     pages_reloading: usize,
+    /// Of those, the ones waiting for the next read (see `page_unchanged`).
+    reload_waiting: Vec<crate::job::PageJob>,
+    /// A read of what 304 pages held is in flight.
+    reload_in_flight: bool,
     /// Images being downloaded.
     images_in_flight: usize,
     /// Requests handed out and not answered, by booking id.
@@ -228,6 +232,8 @@ impl Supervisor {
             clients: crate::http::SharedClient::default(),
             cookies_saved: 0,
             pages_reloading: 0,
+            reload_waiting: Vec::new(),
+            reload_in_flight: false,
             run: crate::state::Run::default(),
             earlier: crate::job::Earlier::default(),
             settings,

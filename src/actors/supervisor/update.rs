@@ -36,30 +36,56 @@ impl PageOutcome {
 impl Supervisor {
     /// A page answered 304: reads what it held from the state, then queues that as if it had
     /// been fetched. Until then the page counts as in flight, so the crawl cannot end under it.
-    /// Should nothing be kept after all, it is asked for again without validators.
+    /// Reads go in batches, one at a time: the pages that answer 304 while one is being read wait
+    /// for the next. Should nothing be kept after all, a page is asked for again without
+    /// validators.
     pub(super) fn page_unchanged(&mut self, job: PageJob, ctx: &mut Context<Self>) {
         self.pages_reloading += 1;
-        let load = self.writer.send(LoadFound(job.url.clone()));
+        self.reload_waiting.push(job);
+        if !self.reload_in_flight {
+            self.reload(ctx);
+        }
+    }
+
+    /// Sends the waiting 304 pages' read, if any.
+    fn reload(&mut self, ctx: &mut Context<Self>) {
+        if self.reload_waiting.is_empty() {
+            return;
+        }
+        let jobs = std::mem::take(&mut self.reload_waiting);
+        let urls = jobs.iter().map(|j| j.url.clone()).collect();
+        self.reload_in_flight = true;
+        let load = self.writer.send(LoadFound(urls));
         ctx.spawn(load.into_actor(self).map(move |res, act, ctx| {
-            act.pages_reloading -= 1;
+            act.reload_in_flight = false;
+            act.pages_reloading -= jobs.len();
             match res {
-                Ok(Ok(Some(text))) => {
-                    act.page_done(job, Extracted::decode(&text), PageOutcome::Unchanged)
-                }
-                Ok(Ok(None)) => {
-                    log::warn!(
-                        "{}: answered 304 but nothing is kept of it; asking again",
-                        job.url
-                    );
-                    let mut job = job;
-                    job.before = None;
-                    act.frontier.push(Job::Page(job));
+                Ok(Ok(found)) => {
+                    for (job, text) in jobs.into_iter().zip(found) {
+                        act.reloaded(job, text);
+                    }
                 }
                 Ok(Err(e)) => act.fail(e, ctx),
                 Err(e) => act.fail(Error::aborted("the disk writer", e), ctx),
             }
+            act.reload(ctx);
             act.pump(ctx);
         }));
+    }
+
+    /// What a 304 page held was read: queues it (or, with nothing kept, asks for the page again).
+    fn reloaded(&mut self, mut job: PageJob, text: Option<String>) {
+        match text {
+            Some(text) => self.page_done(job, Extracted::decode(&text), PageOutcome::Unchanged),
+            None => {
+                log::warn!(
+                    "{}: answered 304 but nothing is kept of it; asking again",
+                    job.url
+                );
+                job.before = None;
+                self.frontier.push(Job::Page(job));
+            }
+        }
     }
 
     /// Whether `failure` of `job` means a page an earlier run fetched is gone (404 or 410 now);
