@@ -105,16 +105,20 @@ fn serve(site: Arc<Mutex<Site>>, hold: Arc<AtomicBool>) -> TestServer {
     })
 }
 
-fn imgcrawl(args: &[&str], dir: &Path) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_imgcrawl"))
-        .args(args)
+/// The binary with `args`, run in `dir`, with no proxy or log level from this environment.
+fn command(args: &[&str], dir: &Path) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_imgcrawl"));
+    cmd.args(args)
         .current_dir(dir)
         .env_remove("RUST_LOG")
         .env_remove("HTTP_PROXY")
         .env_remove("http_proxy")
-        .env_remove("ALL_PROXY")
-        .output()
-        .unwrap()
+        .env_remove("ALL_PROXY");
+    cmd
+}
+
+fn imgcrawl(args: &[&str], dir: &Path) -> Output {
+    command(args, dir).output().unwrap()
 }
 
 fn stats(out: &Path) -> serde_json::Value {
@@ -126,33 +130,78 @@ fn asked(server: &TestServer, from: usize) -> Vec<Request> {
     server.requests().split_off(from)
 }
 
+/// A site crawled once, finished.
+struct Crawled {
+    site: Arc<Mutex<Site>>,
+    server: TestServer,
+    dir: tempfile::TempDir,
+    /// The crawl's arguments (an update adds `--update`).
+    args: Vec<String>,
+}
+
+impl Crawled {
+    /// Serves the first version of the site (with validators or not; `/list/4` held while
+    /// `hold` is set) and crawls it to the end.
+    fn new(validators: bool, hold: Arc<AtomicBool>) -> Crawled {
+        let site = Arc::new(Mutex::new(Site {
+            pages: first_version(),
+            validators,
+        }));
+        let server = serve(site.clone(), hold);
+        let dir = tempfile::tempdir().unwrap();
+        let args = ["crawl", "-q", "-o", "out", "--max-depth", "5"]
+            .into_iter()
+            .map(str::to_string)
+            .chain([server.url("/list/1")])
+            .collect();
+        let crawled = Crawled {
+            site,
+            server,
+            dir,
+            args,
+        };
+        let o = crawled.run(false);
+        assert_eq!(o.status.code(), Some(0), "{}", output_text(&o));
+        assert_eq!(manifest(&crawled.out()).len(), 13);
+        crawled
+    }
+
+    /// The crawl again, as an update or not.
+    fn command(&self, update: bool) -> Command {
+        let mut args: Vec<&str> = self.args.iter().map(String::as_str).collect();
+        if update {
+            args.push("--update");
+        }
+        command(&args, self.dir.path())
+    }
+
+    /// Runs [`command`](Self::command) to its end.
+    fn run(&self, update: bool) -> Output {
+        self.command(update).output().unwrap()
+    }
+
+    /// The output directory.
+    fn out(&self) -> std::path::PathBuf {
+        self.dir.path().join("out")
+    }
+
+    /// Changes the site (see [`change`]), in a later second than the first crawl's: runs are
+    /// dated to the second.
+    fn change(&self) {
+        change(&self.site);
+        std::thread::sleep(Duration::from_millis(1100));
+    }
+}
+
 /// Runs the first crawl, changes the site, runs the update; answers the server, the update's
 /// requests and output, and the directory.
 fn crawl_change_update(validators: bool) -> (TestServer, Vec<Request>, Output, tempfile::TempDir) {
-    let site = Arc::new(Mutex::new(Site {
-        pages: first_version(),
-        validators,
-    }));
-    let server = serve(site.clone(), Arc::default());
-    let dir = tempfile::tempdir().unwrap();
-    let start = server.url("/list/1");
-    let args = [
-        "crawl",
-        "-q",
-        "-o",
-        "out",
-        "--max-depth",
-        "5",
-        start.as_str(),
-    ];
-    let o = imgcrawl(&args, dir.path());
-    assert_eq!(o.status.code(), Some(0), "{}", output_text(&o));
-    let out = dir.path().join("out");
-    assert_eq!(manifest(&out).len(), 13);
+    let crawled = Crawled::new(validators, Arc::default());
+    let (server, out) = (&crawled.server, crawled.out());
 
     // Run again without --update: it says so and asks for nothing.
     let before = server.requests().len();
-    let o = imgcrawl(&args, dir.path());
+    let o = crawled.run(false);
     assert_eq!(o.status.code(), Some(0), "{}", output_text(&o));
     let text = String::from_utf8_lossy(&o.stdout);
     assert!(
@@ -161,21 +210,18 @@ fn crawl_change_update(validators: bool) -> (TestServer, Vec<Request>, Output, t
     );
     assert_eq!(server.requests().len(), before, "nothing requested");
 
-    change(&site);
+    crawled.change();
     let deleted = manifest(&out)
         .into_iter()
         .find(|r| r.url.ends_with("/img/5.png"))
         .unwrap();
     std::fs::remove_file(out.join(&deleted.path)).unwrap();
 
-    // Runs are dated to the second: the update starts in a later one.
-    std::thread::sleep(std::time::Duration::from_millis(1100));
     let before = server.requests().len();
-    let update: Vec<&str> = [&args[..], &["--update"]].concat();
-    let o = imgcrawl(&update, dir.path());
+    let o = crawled.run(true);
     assert_eq!(o.status.code(), Some(0), "{}", output_text(&o));
-    let requests = asked(&server, before);
-    (server, requests, o, dir)
+    let requests = asked(server, before);
+    (crawled.server, requests, o, crawled.dir)
 }
 
 /// The site changes: new images on two list pages (one reusing an old image's caption), a new
@@ -343,19 +389,17 @@ fn an_update_asks_only_for_what_changed_and_dates_what_it_found() {
     // A second update with nothing changed: every page 304 or gone, no image requested.
     let before = server.requests().len();
     let start = server.url("/list/1");
-    let o = imgcrawl(
-        &[
-            "crawl",
-            "-q",
-            "-o",
-            "out",
-            "--max-depth",
-            "5",
-            "--update",
-            &start,
-        ],
-        dir.path(),
-    );
+    let again = [
+        "crawl",
+        "-q",
+        "-o",
+        "out",
+        "--max-depth",
+        "5",
+        "--update",
+        &start,
+    ];
+    let o = imgcrawl(&again, dir.path());
     assert_eq!(o.status.code(), Some(0), "{}", output_text(&o));
     assert!(images_asked(&asked(&server, before)).is_empty());
     assert_eq!(stats(&out)["pages_unchanged"], 8, "{}", stats(&out));
@@ -393,36 +437,15 @@ fn done_pages(out: &Path) -> Vec<String> {
 
 #[test]
 fn an_update_killed_midway_goes_on_without_asking_twice_for_what_it_committed() {
-    let site = Arc::new(Mutex::new(Site {
-        pages: first_version(),
-        validators: true,
-    }));
     let hold = Arc::new(AtomicBool::new(true));
-    let server = serve(site.clone(), hold.clone());
-    let dir = tempfile::tempdir().unwrap();
-    let start = server.url("/list/1");
-    let args = [
-        "crawl",
-        "-q",
-        "-o",
-        "out",
-        "--max-depth",
-        "5",
-        start.as_str(),
-    ];
-    let o = imgcrawl(&args, dir.path());
-    assert_eq!(o.status.code(), Some(0), "{}", output_text(&o));
-    let out = dir.path().join("out");
-    change(&site);
-    std::thread::sleep(Duration::from_millis(1100));
+    let crawled = Crawled::new(true, hold.clone());
+    let (server, out) = (&crawled.server, crawled.out());
+    crawled.change();
 
     // The update is killed while /list/4 hangs, once what came before it is committed.
     let before = server.requests().len();
-    let update: Vec<&str> = [&args[..], &["--update"]].concat();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_imgcrawl"))
-        .args(&update)
-        .current_dir(dir.path())
-        .env_remove("RUST_LOG")
+    let mut child = crawled
+        .command(true)
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
         .spawn()
@@ -444,14 +467,14 @@ fn an_update_killed_midway_goes_on_without_asking_twice_for_what_it_committed() 
     };
     child.kill().unwrap();
     child.wait().unwrap();
-    let first_part = asked(&server, before);
+    let first_part = asked(server, before);
 
     // Again with --update: the same run goes on.
     hold.store(false, Ordering::SeqCst);
     let again = server.requests().len();
-    let o = imgcrawl(&update, dir.path());
+    let o = crawled.run(true);
     assert_eq!(o.status.code(), Some(0), "{}", output_text(&o));
-    let second_part = asked(&server, again);
+    let second_part = asked(server, again);
     let base = server.url("");
     for url in &committed {
         let path = url.trim_start_matches(&base);
@@ -470,6 +493,6 @@ fn an_update_killed_midway_goes_on_without_asking_twice_for_what_it_committed() 
     let rows = manifest(&out);
     assert_eq!(rows.len(), 19, "{rows:?}");
     assert_eq!(stats(&out)["run"], 2);
-    let o = imgcrawl(&["manifest", "out", "--run", "2"], dir.path());
+    let o = imgcrawl(&["manifest", "out", "--run", "2"], crawled.dir.path());
     assert_eq!(String::from_utf8_lossy(&o.stdout).lines().count(), 6);
 }
