@@ -24,6 +24,7 @@
 //!   Redis: key layout, leases, publish and take), [`netguard`] (private-address blocking).
 //! - [`settings`]: configuration layers (defaults < file < environment < flags), validated once.
 //! - [`records`]: the manifest, error and stats records, the final report and the exit status;
+//!   [`tally`]: the counters the events add up to;
 //!   [`error`]: fatal errors with their sources, and per-URL failures.
 //! - [`activity`] and [`metrics`]: what a running crawl is doing; `/metrics` (Prometheus) and
 //!   `/status` (JSON).
@@ -71,6 +72,7 @@ pub mod settings;
 pub mod sitemap;
 pub mod sniff;
 pub mod state;
+pub mod tally;
 pub mod trap;
 pub mod urls;
 
