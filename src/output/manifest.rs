@@ -139,15 +139,7 @@ pub fn rewrite(layout: &Layout, db: &StateDb) -> Result<usize, Error> {
 /// manifest OUT`), reading the state only, so a crawl may be running there.
 pub fn export(out_dir: &Path) -> Result<usize, Error> {
     let layout = Layout::new(out_dir);
-    let db_path = layout.state_db();
-    if !db_path.exists() {
-        return Err(Error::io(
-            "no imgcrawl crawl here: cannot find",
-            db_path,
-            io::ErrorKind::NotFound.into(),
-        ));
-    }
-    rewrite(&layout, &StateDb::open_read_only(&db_path)?)
+    rewrite(&layout, &open_existing(&layout.state_db())?)
 }
 
 /// Which saved images `imgcrawl manifest OUT --run/--new` prints.
