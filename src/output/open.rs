@@ -52,7 +52,7 @@ impl Output {
             std::sync::atomic::Ordering::Relaxed,
         );
         self.remove_temp_files()?;
-        let begun = db.begin(update).map_err(db_err)?;
+        db.begin(update).map_err(db_err)?;
         let mut resume = db.resume(in_memory).map_err(db_err)?;
         if resume.is_empty() {
             for file in [RecordFile::Errors, RecordFile::Skipped] {
@@ -84,7 +84,6 @@ impl Output {
         drop(index);
         *self.state() = Some(db);
         self.export_manifest()?;
-        resume.begun = begun;
         Ok(resume)
     }
 

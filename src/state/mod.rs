@@ -165,9 +165,6 @@ pub struct Resume {
     pub run: Run,
     /// What earlier runs learnt of the pages this update has not reached yet.
     pub earlier: Earlier,
-    /// Whether this goes on with an unfinished run, starts an update, or finds the crawl
-    /// finished with no update asked for.
-    pub begun: Begun,
 }
 
 /// Whether a run is a crawl's first or an update of it.

@@ -146,7 +146,6 @@ impl StateDb {
             cookies: self.meta(super::COOKIES_KEY)?,
             run: self.last_run()?.unwrap_or_default(),
             earlier,
-            begun: super::Begun::default(),
         })
     }
 

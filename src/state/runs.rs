@@ -7,10 +7,9 @@ use rusqlite::{params, OptionalExtension};
 use super::{now_secs, Run, RunKind, StateDb, STALE};
 
 /// What [`StateDb::begin`] did.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Begun {
     /// The last run had not finished (or this is the first): it goes on, whatever was asked.
-    #[default]
     Resumed,
     /// The last run had finished and no update was asked for: nothing to do.
     Finished,
