@@ -67,38 +67,9 @@ trap cleanup EXIT
     --page-kb "$page_kb" >&2
 chmod -R a+rX "$work"   # nginx's workers run as an unprivileged user
 
-port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-mkdir -p "$work/nginx/logs"
-cat > "$work/nginx/nginx.conf" <<EOF
-worker_processes 2;
-daemon off;
-pid $work/nginx/nginx.pid;
-error_log $work/nginx/logs/error.log warn;
-events { worker_connections 1024; }
-http {
-    access_log off;
-    sendfile on;
-    tcp_nopush on;
-    keepalive_requests 100000;
-    types { text/html html; image/png png; image/jpeg jpg; image/gif gif; text/plain txt; }
-    client_body_temp_path $work/nginx/tmp;
-    proxy_temp_path $work/nginx/tmp;
-    fastcgi_temp_path $work/nginx/tmp;
-    uwsgi_temp_path $work/nginx/tmp;
-    scgi_temp_path $work/nginx/tmp;
-    server {
-        listen 127.0.0.1:$port;
-        root $work/site;
-        index index.html;
-    }
-}
-EOF
-"$nginx_bin" -p "$work/nginx" -c "$work/nginx/nginx.conf" &
-nginx_pid=$!
-for _ in $(seq 50); do
-    curl -sf "http://127.0.0.1:$port/list/1.html" >/dev/null 2>&1 && break
-    sleep 0.1
-done
+# shellcheck source=scripts/serve-site.sh
+source scripts/serve-site.sh
+serve_site "$work" off
 
 cat > "$work/bench.toml" <<EOF
 page_template = "http://127.0.0.1:$port/list/{page}.html"
