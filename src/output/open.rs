@@ -62,6 +62,7 @@ impl Output {
             let imported = manifest::import_ops(manifest::read(layout)?);
             if !imported.is_empty() {
                 db.apply(&imported).map_err(db_err)?;
+                db.undate_saved().map_err(db_err)?;
                 resume = db.resume(in_memory).map_err(db_err)?;
             }
         }

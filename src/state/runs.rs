@@ -80,6 +80,14 @@ impl StateDb {
         Ok(Begun::Update)
     }
 
+    /// Ties the saved images to no run (run 0), so that their manifest rows keep the dates they
+    /// carry: for rows imported from an old `manifest.jsonl`, which no run of this state saved.
+    pub fn undate_saved(&mut self) -> rusqlite::Result<()> {
+        self.conn
+            .execute("UPDATE images SET first_run = 0, last_run = 0", [])
+            .map(drop)
+    }
+
     /// Marks the run being recorded finished now (its frontier ran dry).
     pub fn finish_run(&mut self) -> rusqlite::Result<()> {
         self.conn
