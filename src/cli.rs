@@ -115,6 +115,11 @@ pub struct CrawlArgs {
     /// changed, saved images are never requested again (key update).
     #[arg(long)]
     pub update: bool,
+    /// With --update: ask for saved images again too, each with its ETag / Last-Modified, and
+    /// replace a file only when its bytes changed, keeping the old one as NAME.prev.EXT (key
+    /// revalidate_images).
+    #[arg(long)]
+    pub revalidate_images: bool,
     /// Take part in a crawl shared through Redis: redis://[user:password@]host[:port][/db] or
     /// rediss:// (key distributed.redis_url).
     #[arg(long = "redis", value_name = "URL")]
@@ -152,6 +157,9 @@ impl CrawlArgs {
         }
         if self.update {
             s.flag("update", "--update", true);
+        }
+        if self.revalidate_images {
+            s.flag("revalidate_images", "--revalidate-images", true);
         }
         s
     }

@@ -101,6 +101,9 @@ pub struct ImageJob {
     pub losses: u32,
     /// The URLs whose redirects led here, first the one found (empty when `url` was found itself).
     pub redirected_from: Vec<Url>,
+    /// An image an earlier run saved, asked for again by an update with `--revalidate-images`:
+    /// conditionally, and its file replaced only when the bytes changed.
+    pub revalidate: bool,
 }
 
 /// A job of either kind, for the rules that treat pages and images alike (retries, losses,

@@ -229,12 +229,16 @@ fn manifest_of_runs(
     use imgcrawl::output::manifest::{self, Pick};
     use std::io::Write;
     if args.runs {
-        for (run, images) in manifest::runs(out)? {
+        for (run, images, changed) in manifest::runs(out)? {
             let finished = run.finished.map_or("not finished".to_string(), |t| {
                 format!("finished {}", imgcrawl::state::timestamp(t))
             });
+            let changed = match changed {
+                0 => String::new(),
+                n => format!(", {n} changed"),
+            };
             println!(
-                "run {}  {:<6}  started {}  {finished}  {images} images first saved",
+                "run {}  {:<6}  started {}  {finished}  {images} images first saved{changed}",
                 run.id,
                 run.kind.as_str(),
                 run.started_text()

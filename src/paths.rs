@@ -316,10 +316,38 @@ pub fn with_suffix(path: &Path, n: u32) -> PathBuf {
     path.with_file_name(renamed)
 }
 
+/// The name the file at `path` moves to when new bytes take its place: `NAME.prev.EXT` beside it
+/// (`NAME.prev` when it has no extension).
+pub fn prev_name(path: &Path) -> PathBuf {
+    let file = path
+        .file_name()
+        .map(|f| f.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let renamed = match file.rfind('.') {
+        Some(dot) if dot > 0 => format!("{}.prev{}", &file[..dot], &file[dot..]),
+        _ => format!("{file}.prev"),
+    };
+    path.with_file_name(renamed)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use std::path::Component;
+
+    #[test]
+    fn the_previous_bytes_of_a_file_go_beside_it_before_the_extension() {
+        let p = |s: &str| prev_name(Path::new(s));
+        assert_eq!(p("site/cat.png"), Path::new("site/cat.prev.png"));
+        assert_eq!(p("site/a.b.jpg"), Path::new("site/a.b.prev.jpg"));
+        assert_eq!(p("site/README"), Path::new("site/README.prev"));
+        assert_eq!(p(".hidden"), Path::new(".hidden.prev"));
+        // Taken, the name gets the usual suffix after the `.prev`.
+        assert_eq!(
+            with_suffix(&p("site/cat.png"), 2),
+            Path::new("site/cat.prev-2.png")
+        );
+    }
 
     fn fields<'a>(name: &'a str) -> NameFields<'a> {
         NameFields {

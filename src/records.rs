@@ -52,6 +52,14 @@ pub struct ManifestRow {
     /// kept); absent while the page is there or the image was found again elsewhere.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub gone_since: Option<String>,
+    /// When the URL's bytes changed (an update with `--revalidate-images` found new ones): the
+    /// file that holds the bytes it had before (`NAME.prev.EXT`, or the file it was a duplicate
+    /// of).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub previous: Option<PathBuf>,
+    /// When the run started that found its bytes changed (the last time they did).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub changed: Option<String>,
 }
 
 /// One line of `errors.jsonl`.
@@ -127,10 +135,23 @@ pub struct Stats {
     /// Image URLs this run found for the first time and saved (new files and duplicates).
     #[serde(default)]
     pub images_new: u64,
-    /// Image URLs an earlier run saved that this run found again (not requested again); the same
-    /// count as `images_already_saved`, under the name updates use.
+    /// Image URLs an earlier run saved that this run found again and left as they were: not
+    /// requested again (the same count as `images_already_saved`), or, with
+    /// `--revalidate-images`, asked and answered 304 or the same bytes.
     #[serde(default)]
     pub images_unchanged: u64,
+    /// Saved images asked for again by an update with `--revalidate-images` (whatever the
+    /// answer).
+    #[serde(default)]
+    pub images_revalidated: u64,
+    /// Saved images an update with `--revalidate-images` downloaded again and found with other
+    /// bytes: the file replaced, the old one kept (see the manifest's `previous`).
+    #[serde(default)]
+    pub images_changed: u64,
+    /// Saved images whose URL answered 404 or 410 to an update with `--revalidate-images`: the
+    /// file is kept. Not counted in `images_failed`.
+    #[serde(default)]
+    pub images_gone: u64,
     /// Image URLs not requested because their host is outside `scope.allowed_hosts`.
     pub images_out_of_scope: u64,
     /// Images not requested or not kept on purpose, by reason: a `[filter]` key (e.g.
@@ -324,8 +345,29 @@ impl CrawlReport {
             false,
             "found in this run",
         )?;
-        let note = "saved before, not requested again";
-        row(f, secs, "images unchanged", s.images_unchanged, false, note)
+        if s.images_revalidated == 0 {
+            let note = "saved before, not requested again";
+            return row(f, secs, "images unchanged", s.images_unchanged, false, note);
+        }
+        let note = format!(
+            "saved before; {} asked again (--revalidate-images)",
+            crate::state::grouped(s.images_revalidated)
+        );
+        row(
+            f,
+            secs,
+            "images unchanged",
+            s.images_unchanged,
+            false,
+            &note,
+        )?;
+        let note = "other bytes now: file replaced, old one kept as .prev";
+        row(f, secs, "images changed", s.images_changed, false, note)?;
+        if s.images_gone > 0 {
+            let note = "404 or 410 now; the files are kept";
+            row(f, secs, "images gone", s.images_gone, false, note)?;
+        }
+        Ok(())
     }
 
     /// The lines about what the crawl left alone: trap shapes, page caps, scope, retries.

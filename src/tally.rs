@@ -53,14 +53,27 @@ impl Tally {
                     Kind::Image => s.images_failed += 1,
                 }
             }
-            CrawlEvent::ImageSaved(row) if row.duplicate_of.is_some() => {
-                s.duplicates += 1;
-                s.images_new += 1;
-            }
             CrawlEvent::ImageSaved(row) => {
-                s.images_saved += 1;
-                s.images_new += 1;
-                s.bytes_saved += row.bytes;
+                if row.previous.is_some() {
+                    // New bytes of a saved image, asked for again.
+                    s.images_changed += 1;
+                    s.images_revalidated += 1;
+                } else {
+                    s.images_new += 1;
+                }
+                if row.duplicate_of.is_some() {
+                    s.duplicates += 1;
+                } else {
+                    s.images_saved += 1;
+                    s.bytes_saved += row.bytes;
+                }
+            }
+            CrawlEvent::ImageRevalidated { gone, .. } => {
+                s.images_revalidated += 1;
+                match gone {
+                    Some(_) => s.images_gone += 1,
+                    None => s.images_unchanged += 1,
+                }
             }
             CrawlEvent::ImageAlreadySaved { .. } => {
                 s.images_already_saved += 1;
@@ -102,6 +115,7 @@ impl Tally {
             + s.pages_skipped.values().sum::<u64>()
             + s.images_saved
             + s.duplicates
+            + (s.images_revalidated - s.images_changed)
             + s.images_skipped.values().sum::<u64>()
             + s.images_failed
     }

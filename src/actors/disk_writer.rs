@@ -4,7 +4,7 @@
 //! panic fails one request and the writer thread lives on (a SyncArbiter thread that panics is
 //! gone for good).
 //!
-//! Takes: [`OpenOutput`], [`LoadFound`], [`FinishRun`], [`AppendTemp`], [`WriteImage`], [`DiscardTemp`], [`CommitState`],
+//! Takes: [`OpenOutput`], [`LoadFound`], [`LoadSaved`], [`FinishRun`], [`AppendTemp`], [`WriteImage`], [`DiscardTemp`], [`CommitState`],
 //! [`ExportManifest`], [`CloseOutput`], [`AppendRecords`], [`WriteFileAtomic`]. Answers each
 //! caller directly; reports to nobody else. Its handlers run in parallel on `writers` threads;
 //! they share the name index behind one mutex, held only to pick a name, and the state database
@@ -22,7 +22,8 @@ use bytes::Bytes;
 use crate::error::{Error, Failure, FailureKind};
 use crate::output::{ImageName, Output, RecordFile, Stored};
 use crate::paths::FilenameTemplate;
-use crate::state::{LoadSpilled, Loaded, Resume, StateOp};
+use crate::records::ManifestRow;
+use crate::state::{LoadSpilled, Loaded, Resume, SavedImage, StateOp};
 
 /// Prepares the output directory and its state database (see [`Output::open`]); answers with
 /// what the earlier runs left.
@@ -107,7 +108,15 @@ pub struct WriteImage {
     pub sha256: String,
     /// How to name the file.
     pub name: ImageName,
+    /// The row of the image's earlier bytes, when an update found them changed.
+    pub replaces: Option<Box<ManifestRow>>,
 }
+
+/// Reads what is saved of an image (its row and validators), for an update asking for it again;
+/// `None` when it is not saved.
+#[derive(Debug, Message)]
+#[rtype(result = "Result<Option<SavedImage>, Failure>")]
+pub struct LoadSaved(pub url::Url);
 
 /// Appends complete lines to a record file (`errors.jsonl`, `skipped.jsonl`).
 #[derive(Debug, Message)]
@@ -190,6 +199,17 @@ impl Handler<LoadFound> for DiskWriter {
     }
 }
 
+impl Handler<LoadSaved> for DiskWriter {
+    type Result = Result<Option<SavedImage>, Failure>;
+    fn handle(&mut self, m: LoadSaved, _: &mut SyncContext<Self>) -> Self::Result {
+        guarded("reading a saved image", failure, || {
+            self.output
+                .saved_image(&m.0)
+                .map_err(|e| Failure::new(FailureKind::Disk, e.to_string()))
+        })
+    }
+}
+
 impl Handler<FinishRun> for DiskWriter {
     type Result = Result<(), Error>;
     fn handle(&mut self, _: FinishRun, _: &mut SyncContext<Self>) -> Self::Result {
@@ -255,7 +275,8 @@ impl Handler<WriteImage> for DiskWriter {
     type Result = Result<Stored, Failure>;
     fn handle(&mut self, m: WriteImage, _: &mut SyncContext<Self>) -> Self::Result {
         let result = guarded("writing an image", failure, || {
-            self.output.write_image(m.tmp, &m.data, &m.sha256, &m.name)
+            self.output
+                .write_image(m.tmp, &m.data, &m.sha256, &m.name, m.replaces.as_deref())
         });
         if result.is_err() {
             self.output.discard_temp(m.tmp);

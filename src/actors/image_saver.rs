@@ -18,17 +18,18 @@ use bytes::Bytes;
 use sha2::{Digest, Sha256};
 use url::Url;
 
-use super::disk_writer::{AppendTemp, DiscardTemp, DiskWriter, WriteImage};
+use super::disk_writer::{AppendTemp, DiscardTemp, DiskWriter, LoadSaved, WriteImage};
 use super::supervisor::{BodyDone, ClaimBytes};
 use super::{Crash, DeathGuard, Retire};
 use crate::cluster::BytesClaim;
 use crate::error::{Failure, FailureKind};
 use crate::http;
-use crate::job::ImageJob;
+use crate::job::{ImageJob, Validators};
 use crate::output::ImageName;
 use crate::records::ManifestRow;
 use crate::settings::Settings;
 use crate::sniff::{self, ImageType, SNIFF_LEN, TAIL_LEN};
+use crate::state::SavedImage;
 use crate::urls;
 
 /// Download and store one image; `tmp` names its temporary file.
@@ -52,6 +53,14 @@ pub enum ImageDone {
         row: Box<ManifestRow>,
         /// The complete temporary file to move to `row.path` once the state is committed.
         temp: Option<std::path::PathBuf>,
+        /// The response's `ETag` and `Last-Modified`.
+        validators: Validators,
+    },
+    /// A saved image asked for again (`--revalidate-images`) is as it was: a 304 (`validators`
+    /// `None`), or the same bytes with these validators.
+    Unchanged {
+        /// The validators the bytes came with, when they came.
+        validators: Option<Validators>,
     },
     /// The URL redirects to this one; the Supervisor decides whether to follow.
     Redirected(Url),
@@ -273,14 +282,34 @@ async fn download(
     } = io;
     let limit = settings.http.max_image_bytes;
     let filter = &settings.filter;
-    let mut fetched = match http::get(&client, &job.url, &settings.http, Some(&job.page)).await? {
+    // A saved image asked for again: with the validators its bytes came with.
+    let before = match job.revalidate {
+        true => writer
+            .send(LoadSaved(job.url.clone()))
+            .await
+            .map_err(lost_writer)??,
+        false => None,
+    };
+    let validators = before.as_ref().map(|b| &b.validators);
+    let answer = http::get_if_changed(
+        &client,
+        &job.url,
+        &settings.http,
+        Some(&job.page),
+        validators,
+    );
+    let mut fetched = match answer.await? {
         http::Answer::Redirect(to) => return Ok(ImageDone::Redirected(to)),
+        http::Answer::NotModified if validators.is_some_and(|v| !v.is_empty()) => {
+            return Ok(ImageDone::Unchanged { validators: None })
+        }
         // Only a conditional request is answered so; this one is not.
         http::Answer::NotModified => {
             return Err(Failure::new(FailureKind::Status(304), "Not Modified"))
         }
         http::Answer::Body(fetched) => fetched,
     };
+    let validators = fetched.validators();
     fetched.check_announced(limit)?;
     if let Some(skip) = fetched
         .announced_body()
@@ -332,22 +361,48 @@ async fn download(
     if let Some(skip) = filter.wrong_size(body.total, true) {
         return Ok(ImageDone::Skipped(skip));
     }
-    store(&job, kind, body, tmp, &writer, claims.as_ref()).await
+    let stored = Stored {
+        kind,
+        validators,
+        before,
+    };
+    store(&job, stored, body, tmp, &writer, claims.as_ref()).await
 }
 
-/// Stores a whole, verified download of `kind` (its bytes in `body`, the first of them perhaps
-/// already in the temporary file `tmp`): recorded as where another process holds the same
-/// bytes, or written by the DiskWriter (which names it, or finds it a copy of a saved file).
+/// What is known of a verified download besides its bytes.
+struct Stored {
+    /// Its real type.
+    kind: ImageType,
+    /// The response's validators.
+    validators: Validators,
+    /// What was saved of it before, when an update asks for a saved image again.
+    before: Option<SavedImage>,
+}
+
+/// Stores a whole, verified download (its bytes in `body`, the first of them perhaps already in
+/// the temporary file `tmp`): recorded as where another process holds the same bytes, or written
+/// by the DiskWriter (which names it, or finds it a copy of a saved file). New bytes of a saved
+/// image replace the old ones; the same bytes again leave it as it was.
 async fn store(
     job: &ImageJob,
-    kind: ImageType,
+    stored: Stored,
     body: &mut Body,
     tmp: u64,
     writer: &Addr<DiskWriter>,
     claims: Option<&Recipient<ClaimBytes>>,
 ) -> Result<ImageDone, Failure> {
+    let Stored {
+        kind,
+        validators,
+        before,
+    } = stored;
     let total = body.total;
     let sha256 = format!("{:x}", std::mem::take(&mut body.hasher).finalize());
+    if before.as_ref().is_some_and(|b| b.row.sha256 == sha256) {
+        return Ok(ImageDone::Unchanged {
+            validators: Some(validators),
+        });
+    }
     // Records and names follow the URL as the page gave it, wherever redirects led.
     let found = job.redirected_from.first().unwrap_or(&job.url);
     let stem = urls::file_stem(found).unwrap_or_else(|| "image".to_string());
@@ -369,6 +424,8 @@ async fn store(
             first_seen: None,
             last_seen: None,
             gone_since: None,
+            previous: None,
+            changed: None,
         };
     if let Some(claims) = claims {
         if let Some((by, path)) = stored_elsewhere(claims, &sha256).await {
@@ -376,6 +433,7 @@ async fn store(
             return Ok(ImageDone::Saved {
                 temp: None,
                 row: Box::new(row(path.clone(), Some(path), Some(by))),
+                validators,
             });
         }
     }
@@ -391,12 +449,18 @@ async fn store(
             dir: urls::dir_path(found),
             ext: kind.extension(),
         },
+        replaces: before.map(|b| Box::new(b.row)),
     };
+    let first_seen = request.replaces.as_ref().and_then(|r| r.first_seen.clone());
     let stored = writer.send(request).await.map_err(lost_writer)??;
     let duplicate_of = stored.duplicate.then(|| stored.path.clone());
+    let mut row = row(stored.path, duplicate_of, None);
+    row.previous = stored.previous;
+    row.first_seen = first_seen;
     Ok(ImageDone::Saved {
         temp: stored.temp,
-        row: Box::new(row(stored.path, duplicate_of, None)),
+        row: Box::new(row),
+        validators,
     })
 }
 

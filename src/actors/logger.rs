@@ -74,11 +74,19 @@ pub enum CrawlEvent {
     /// A page or an image (the row's `kind`) failed for good.
     Failed(ErrorRow),
     /// An image was stored, or recognised as bytes already stored (`duplicate_of` is set).
-    ImageSaved(ManifestRow),
+    ImageSaved(Box<ManifestRow>),
     /// An image an earlier run saved was found again and skipped.
     ImageAlreadySaved {
         /// Its URL.
         url: Url,
+    },
+    /// A saved image asked for again (`--revalidate-images`) is as it was (a 304 or the same
+    /// bytes), or gone; new bytes are an [`CrawlEvent::ImageSaved`] whose row has `previous`.
+    ImageRevalidated {
+        /// Its URL.
+        url: Url,
+        /// The status (404 or 410) when it is gone; its file is kept.
+        gone: Option<u16>,
     },
     /// A page or image was not requested, or not kept, on purpose: robots.txt disallows it, the
     /// trap rule ended its chain, a redirect led off the allowed sites, or a `[filter]` key

@@ -91,6 +91,8 @@ pub(super) fn decode_image(json: &str) -> Option<ImageJob> {
         attempts: w.attempts,
         losses: 0,
         redirected_from: parse_urls(&w.from)?,
+        // Shared crawls have no update runs, so never a saved image asked for again.
+        revalidate: false,
     })
 }
 
@@ -126,6 +128,7 @@ mod tests {
             attempts: 0,
             losses: 0,
             redirected_from: Vec::new(),
+            revalidate: false,
         };
         assert_eq!(decode_image(&encode_image(&image)).unwrap(), image);
         assert!(decode_page("{\"url\": \"not a url\", \"depth\": 0}").is_none());

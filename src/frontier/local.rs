@@ -176,7 +176,8 @@ impl Frontier for LocalFrontier {
         for op in ops {
             match op {
                 StateOp::PageQueued { spilled: true, .. } => pages += 1,
-                StateOp::ImageQueued { spilled: true, .. } => images += 1,
+                StateOp::ImageQueued { spilled: true, .. }
+                | StateOp::ImageRevalidating { spilled: true, .. } => images += 1,
                 _ => {}
             }
         }

@@ -62,8 +62,9 @@ pub fn import_ops(rows: Vec<ManifestRow>) -> Vec<StateOp> {
         });
         ops.push(StateOp::ImageSaved {
             url,
-            row,
+            row: Box::new(row),
             temp: None,
+            validators: Default::default(),
         });
     }
     ops
@@ -105,6 +106,7 @@ impl RunDates {
             .gone_run
             .filter(|&gone| gone > saved.last_run)
             .and_then(at);
+        row.changed = saved.changed_run.and_then(at).or(row.changed.take());
     }
 }
 
@@ -142,14 +144,16 @@ pub fn export(out_dir: &Path) -> Result<usize, Error> {
     rewrite(&layout, &open_existing(&layout.state_db())?)
 }
 
-/// Which saved images `imgcrawl manifest OUT --run/--new` prints.
+/// Which saved images `imgcrawl manifest OUT --run/--new` prints: those whose bytes arrived in
+/// some runs (first saved, or changed with `--revalidate-images`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Pick {
-    /// Those first saved by this run.
+    /// Those whose bytes arrived in this run.
     Run(i64),
-    /// Those first saved by the latest run.
+    /// Those whose bytes arrived in the latest run.
     LastRun,
-    /// Those first saved by runs that started at or after this time (seconds since the epoch).
+    /// Those whose bytes arrived in runs that started at or after this time (seconds since the
+    /// epoch).
     Since(i64),
 }
 
@@ -212,7 +216,8 @@ pub fn select(out_dir: &Path, pick: &Pick, mut each: impl FnMut(&str)) -> Result
     let dates = RunDates::read(&db).map_err(err)?;
     let mut n = 0;
     db.each_saved_row(|saved| {
-        if wanted.contains(&saved.first_run) {
+        let changed = saved.changed_run.is_some_and(|r| wanted.contains(&r));
+        if wanted.contains(&saved.first_run) || changed {
             each(&dates.row(saved));
             n += 1;
         }
@@ -221,22 +226,29 @@ pub fn select(out_dir: &Path, pick: &Pick, mut each: impl FnMut(&str)) -> Result
     Ok(n)
 }
 
-/// The runs of the crawl in `out_dir`, with the images each first saved, for `manifest --runs`.
-pub fn runs(out_dir: &Path) -> Result<Vec<(crate::state::Run, u64)>, Error> {
+/// The runs of the crawl in `out_dir`, each with the images it first saved and those whose bytes
+/// it found changed (for `manifest --runs`).
+pub fn runs(out_dir: &Path) -> Result<Vec<(crate::state::Run, u64, u64)>, Error> {
     let layout = Layout::new(out_dir);
     let db_path = layout.state_db();
     let db = open_existing(&db_path)?;
     let err = |e| Error::state("cannot read the runs from", &db_path, e);
-    let mut counts: HashMap<i64, u64> = HashMap::new();
-    db.each_saved_row(|saved| *counts.entry(saved.first_run).or_default() += 1)
-        .map_err(err)?;
+    let (mut first, mut changed): (HashMap<i64, u64>, HashMap<i64, u64>) = Default::default();
+    db.each_saved_row(|saved| {
+        *first.entry(saved.first_run).or_default() += 1;
+        if let Some(run) = saved.changed_run {
+            *changed.entry(run).or_default() += 1;
+        }
+    })
+    .map_err(err)?;
+    let count = |counts: &HashMap<i64, u64>, run: i64| counts.get(&run).copied().unwrap_or(0);
     Ok(db
         .runs()
         .map_err(err)?
         .into_iter()
         .map(|r| {
-            let n = counts.get(&r.id).copied().unwrap_or(0);
-            (r, n)
+            let (f, c) = (count(&first, r.id), count(&changed, r.id));
+            (r, f, c)
         })
         .collect())
 }

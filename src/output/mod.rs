@@ -27,7 +27,7 @@ use bytes::Bytes;
 
 use crate::error::Error;
 use crate::paths::FilenameTemplate;
-use crate::state::{LoadSpilled, Loaded, StateDb, StateOp};
+use crate::state::{LoadSpilled, Loaded, SavedImage, StateDb, StateOp};
 use crate::Kind;
 use fsio::{sync_files, write_all_chunks};
 use names::Index;
@@ -153,6 +153,59 @@ pub struct Stored {
     /// The complete temporary file (relative to `out_dir`) that [`Output::commit`] moves to
     /// `path` once the image's state is committed; `None` when no file has to move.
     pub temp: Option<PathBuf>,
+    /// For new bytes of an image saved before: the file holding its old bytes. When `path` is
+    /// the old file's own name, [`Output::commit`] moves the old file here first.
+    pub previous: Option<PathBuf>,
+}
+
+/// A saved image's file to move into place once its state is committed (or, after a crash, when
+/// the output is opened again).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Move {
+    /// Its complete temporary file.
+    pub temp: PathBuf,
+    /// Where it goes.
+    pub dest: PathBuf,
+    /// For new bytes of an image saved before: where its old bytes are kept. When it takes the
+    /// old file's own name, the old file moves here first.
+    pub previous: Option<PathBuf>,
+}
+
+impl Move {
+    /// Moves the old file out of the new one's way, to `previous`, unless it is gone from `dest`
+    /// already or something is at `previous` (then this step was done before a crash: the old
+    /// bytes are never overwritten).
+    fn displace(&self) -> Result<(), Error> {
+        let Some(previous) = &self.previous else {
+            return Ok(());
+        };
+        let there = |p: &Path| fs::symlink_metadata(p).is_ok();
+        if there(&self.dest) && !there(previous) {
+            fs::rename(&self.dest, previous)
+                .map_err(|e| Error::io("cannot keep the earlier file as", previous, e))?;
+        }
+        Ok(())
+    }
+
+    /// Does what is left of this move after a crash: nothing when the temporary file is gone
+    /// (it was moved), else the old file out of the way (if it is still in it), then the new one
+    /// into place, unless something is there (never overwritten: the temporary file is then
+    /// removed with the others).
+    fn finish(&self) -> Result<(), Error> {
+        if !self.temp.exists() {
+            return Ok(());
+        }
+        self.displace()?;
+        if self.dest.exists() {
+            return Ok(());
+        }
+        if let Some(parent) = self.dest.parent() {
+            fs::create_dir_all(parent)
+                .map_err(|e| Error::io("cannot create directory", parent, e))?;
+        }
+        fs::rename(&self.temp, &self.dest)
+            .map_err(|e| Error::io("cannot move file into place", &self.dest, e))
+    }
 }
 
 /// The output directory of one crawl, shared by the DiskWriter threads: where things go, which
@@ -286,17 +339,21 @@ impl Output {
         load_images: LoadSpilled,
     ) -> Result<Loaded, Error> {
         let out = &self.out_dir;
-        let moves: Vec<(PathBuf, PathBuf)> = ops
+        let moves: Vec<Move> = ops
             .iter()
             .filter_map(|op| match op {
                 StateOp::ImageSaved {
                     row, temp: Some(t), ..
-                } => Some((out.join(t), out.join(&row.path))),
+                } => Some(Move {
+                    temp: out.join(t),
+                    dest: out.join(&row.path),
+                    previous: row.previous.as_ref().map(|p| out.join(p)),
+                }),
                 _ => None,
             })
             .collect();
         if !moves.is_empty() {
-            sync_files(out, moves.iter().map(|(t, _)| t.as_path()))?;
+            sync_files(out, moves.iter().map(|m| m.temp.as_path()))?;
         }
         let mut state = self.state();
         let db = state.as_mut().ok_or(Error::NotOpen)?;
@@ -311,13 +368,14 @@ impl Output {
             .map_err(read)?
             .images;
         drop(state);
-        for (temp, dest) in moves {
-            if let Some(parent) = dest.parent() {
+        for m in moves {
+            if let Some(parent) = m.dest.parent() {
                 self.ensure_dir(parent)
                     .map_err(|e| Error::io("cannot create directory", parent, e))?;
             }
-            fs::rename(&temp, &dest)
-                .map_err(|e| Error::io("cannot move file into place", &dest, e))?;
+            m.displace()?;
+            fs::rename(&m.temp, &m.dest)
+                .map_err(|e| Error::io("cannot move file into place", &m.dest, e))?;
         }
         // Last: a row names a file that is in place and a state that says it is saved.
         if !rows.is_empty() {
@@ -384,6 +442,14 @@ impl Output {
         urls.iter().map(|url| db.found(url).map_err(err)).collect()
     }
 
+    /// The saved image at `url`, with its validators, for an update asking for it again.
+    pub fn saved_image(&self, url: &url::Url) -> Result<Option<SavedImage>, Error> {
+        let state = self.state();
+        let db = state.as_ref().ok_or(Error::NotOpen)?;
+        db.saved_image(url)
+            .map_err(|e| Error::state("cannot read a saved image from", self.layout.state_db(), e))
+    }
+
     /// Marks the run being recorded finished (its frontier ran dry).
     pub fn finish_run(&self) -> Result<(), Error> {
         let mut state = self.state();
@@ -423,5 +489,75 @@ impl Output {
         }
         // Last: the next crawl may start here once this one has written and removed everything.
         self.lock.lock().unwrap_or_else(|p| p.into_inner()).take();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A replacement of `dir/cat.png` by new bytes, at the stage a crash left it: the files that
+    /// exist (`old` at the name, `old` already kept as `.prev`, `new` still temporary).
+    fn staged(dir: &Path, at_name: Option<&str>, at_prev: Option<&str>) -> Move {
+        let m = Move {
+            temp: dir.join("tmp.part"),
+            dest: dir.join("site/cat.png"),
+            previous: Some(dir.join("site/cat.prev.png")),
+        };
+        fs::create_dir_all(dir.join("site")).unwrap();
+        fs::write(&m.temp, "new").unwrap();
+        if let Some(text) = at_name {
+            fs::write(&m.dest, text).unwrap();
+        }
+        if let Some(text) = at_prev {
+            fs::write(m.previous.as_ref().unwrap(), text).unwrap();
+        }
+        m
+    }
+
+    #[test]
+    fn a_replacement_interrupted_anywhere_ends_with_both_versions_kept() {
+        // Before the old file moved; after it moved but before the new one did.
+        for (at_name, at_prev) in [(Some("old"), None), (None, Some("old"))] {
+            let dir = tempfile::tempdir().unwrap();
+            let m = staged(dir.path(), at_name, at_prev);
+            m.finish().unwrap();
+            assert_eq!(fs::read_to_string(&m.dest).unwrap(), "new");
+            assert_eq!(
+                fs::read_to_string(m.previous.as_ref().unwrap()).unwrap(),
+                "old"
+            );
+            assert!(!m.temp.exists());
+            // Done again (a second crash), it changes nothing.
+            m.finish().unwrap();
+            assert_eq!(fs::read_to_string(&m.dest).unwrap(), "new");
+        }
+    }
+
+    #[test]
+    fn a_file_already_at_the_previous_name_is_never_overwritten() {
+        let dir = tempfile::tempdir().unwrap();
+        let m = staged(dir.path(), Some("old"), Some("someone else's"));
+        m.finish().unwrap();
+        assert_eq!(fs::read_to_string(&m.dest).unwrap(), "old");
+        let previous = m.previous.as_ref().unwrap();
+        assert_eq!(fs::read_to_string(previous).unwrap(), "someone else's");
+        // The new bytes stay in the temporary file, which is removed with the others.
+        assert!(m.temp.exists());
+    }
+
+    #[test]
+    fn new_bytes_under_a_new_name_leave_the_old_file_where_it_is() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut m = staged(dir.path(), None, None);
+        fs::write(dir.path().join("site/old.png"), "old").unwrap();
+        m.previous = Some(dir.path().join("site/old.png"));
+        m.displace().unwrap();
+        m.finish().unwrap();
+        assert_eq!(fs::read_to_string(&m.dest).unwrap(), "new");
+        assert_eq!(
+            fs::read_to_string(dir.path().join("site/old.png")).unwrap(),
+            "old"
+        );
     }
 }

@@ -12,7 +12,7 @@ use super::fsio::{
     lock_output, name_max, refuse_symlink, remove_if_there, safe_relative, through_symlink,
 };
 use super::names::{sha_key, ShaKey};
-use super::{manifest, Output, RecordFile, TMP_SPREAD};
+use super::{manifest, Move, Output, RecordFile, TMP_SPREAD};
 use crate::error::Error;
 use crate::state::{self, Resume, StateDb};
 
@@ -82,6 +82,21 @@ impl Output {
                 index.take(&row.path);
             }
         }
+        // Files no saved image owns: old bytes kept as NAME.prev.EXT, which duplicates may name.
+        for row in &resume.saved {
+            if row.duplicate_on.is_none() {
+                if let Some(old) = &row.duplicate_of {
+                    index
+                        .by_sha
+                        .entry(sha_key(&row.sha256))
+                        .or_insert_with(|| old.clone().into_boxed_path());
+                    index.take(old);
+                }
+            }
+            if let Some(previous) = &row.previous {
+                index.take(previous);
+            }
+        }
         drop(index);
         *self.state() = Some(db);
         self.export_manifest()?;
@@ -146,14 +161,13 @@ impl Output {
     }
 
     /// Finishes the moves of saved images into place that a crash interrupted (committed, not
-    /// yet renamed). A recorded move that would leave the output directory is ignored.
-    fn finish_moves(&self, moves: &[(PathBuf, PathBuf)]) -> Result<(), Error> {
+    /// yet renamed), old files of replaced images first. A recorded move that would leave the
+    /// output directory is ignored.
+    fn finish_moves(&self, moves: &[(PathBuf, PathBuf, Option<PathBuf>)]) -> Result<(), Error> {
         let out = &self.out_dir;
-        for (temp, dest) in moves {
-            if !(safe_relative(temp) && safe_relative(dest))
-                || through_symlink(out, temp)
-                || through_symlink(out, dest)
-            {
+        for (temp, dest, previous) in moves {
+            let inside = |p: &Path| safe_relative(p) && !through_symlink(out, p);
+            if !(inside(temp) && inside(dest) && previous.as_deref().is_none_or(inside)) {
                 log::warn!(
                     "{}: ignoring a recorded move of {} to {} that leaves the output directory",
                     self.layout.state_db().display(),
@@ -162,15 +176,12 @@ impl Output {
                 );
                 continue;
             }
-            let (temp, dest) = (out.join(temp), out.join(dest));
-            if !dest.exists() && temp.exists() {
-                if let Some(parent) = dest.parent() {
-                    fs::create_dir_all(parent)
-                        .map_err(|e| Error::io("cannot create directory", parent, e))?;
-                }
-                fs::rename(&temp, &dest)
-                    .map_err(|e| Error::io("cannot move file into place", &dest, e))?;
-            }
+            let m = Move {
+                temp: out.join(temp),
+                dest: out.join(dest),
+                previous: previous.as_ref().map(|p| out.join(p)),
+            };
+            m.finish()?;
         }
         Ok(())
     }

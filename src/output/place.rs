@@ -11,7 +11,8 @@ use super::fsio::{is_disk_trouble, writable};
 use super::names::{sha_key, Index, ShaKey};
 use super::{ImageName, Output, Stored};
 use crate::error::{Failure, FailureKind};
-use crate::paths::{shorten_component, NameFields};
+use crate::paths::{prev_name, shorten_component, NameFields};
+use crate::records::ManifestRow;
 
 /// Where bytes with the content key `key` are already saved, if they are: a file of this crawl
 /// (the image is a duplicate), or one an earlier crawl saved before this one started over with
@@ -22,6 +23,7 @@ fn known_bytes(index: &mut Index, key: ShaKey) -> Option<Stored> {
             path: existing.to_path_buf(),
             duplicate: true,
             temp: None,
+            previous: None,
         });
     }
     let path = index.reusable.remove(&key)?;
@@ -30,22 +32,37 @@ fn known_bytes(index: &mut Index, key: ShaKey) -> Option<Stored> {
         path: path.into_path_buf(),
         duplicate: false,
         temp: None,
+        previous: None,
     })
+}
+
+/// Whether the saved image `old` has a file of its own, that the index knows as holding its bytes.
+fn owns(index: &Index, old: &ManifestRow) -> bool {
+    old.duplicate_of.is_none()
+        && old.duplicate_on.is_none()
+        && index.by_sha.get(&sha_key(&old.sha256)).map(|p| p.as_ref()) == Some(old.path.as_path())
+}
+
+/// The file that holds the bytes a saved image had (its own, or the one it was a duplicate of).
+fn old_file(old: &ManifestRow) -> PathBuf {
+    old.duplicate_of.clone().unwrap_or_else(|| old.path.clone())
 }
 
 impl Output {
     /// Stores a complete, verified download: writes the last bytes (`data`) to its temporary
     /// file `tmp`, then either names it (to be moved into place by the commit) or, if the same
-    /// bytes (`sha256`) are already saved, drops it.
+    /// bytes (`sha256`) are already saved, drops it. `replaces` is the row of the image's earlier
+    /// bytes when an update found them changed (see [`Output::replace_in_place`]).
     pub fn write_image(
         &self,
         tmp: u64,
         data: &[Bytes],
         sha256: &str,
         name: &ImageName,
+        replaces: Option<&ManifestRow>,
     ) -> Result<Stored, Failure> {
         let tmp_file = self.tmp_path(tmp);
-        let wanted = self.template.render(&NameFields {
+        let fields = NameFields {
             host: &name.host,
             page_host: &name.page_host,
             name: &name.name,
@@ -53,14 +70,25 @@ impl Output {
             dir: &name.dir,
             sha256,
             ext: name.ext,
-        });
+        };
+        let wanted = self.template.render(&fields);
         let key = sha_key(sha256);
         let mut index = self.index();
+        let previous = replaces.map(old_file);
         // Copies are recognised before anything is written: their bytes never touch the disk.
         if let Some(stored) = known_bytes(&mut index, key) {
             drop(index);
             let _ = fs::remove_file(&tmp_file);
-            return Ok(stored);
+            return Ok(Stored { previous, ..stored });
+        }
+        if let Some(old) = replaces {
+            let old_wanted = self.template.render(&NameFields {
+                sha256: &old.sha256,
+                ..fields
+            });
+            if old_wanted == wanted && owns(&index, old) {
+                return self.replace_in_place(index, old, key, tmp, data);
+            }
         }
         let wanted = match self.place(&mut index, &wanted, sha256, name.ext) {
             Ok(w) => w,
@@ -90,17 +118,60 @@ impl Output {
                 format!("cannot write temporary file: {e}"),
             ));
         }
-        let temp = Some(
-            tmp_file
-                .strip_prefix(&self.out_dir)
-                .map(Path::to_path_buf)
-                .unwrap_or(tmp_file),
-        );
+        let temp = Some(self.relative(tmp_file));
         Ok(Stored {
             path: rel,
             duplicate: false,
             temp,
+            previous,
         })
+    }
+
+    /// Stores new bytes of the saved image `old` under its own name (its file is its own, and the
+    /// name does not depend on the bytes): its file is to move to a free `NAME.prev.EXT` beside
+    /// it, right before the new one takes its place (see [`Output::commit`]). Otherwise the new
+    /// bytes are named like any new image, and the old file stays where it is.
+    fn replace_in_place(
+        &self,
+        mut index: std::sync::MutexGuard<'_, Index>,
+        old: &ManifestRow,
+        key: ShaKey,
+        tmp: u64,
+        data: &[Bytes],
+    ) -> Result<Stored, Failure> {
+        let old_key = sha_key(&old.sha256);
+        let tmp_file = self.tmp_path(tmp);
+        let (prev, _) = index.pick(&prev_name(&old.path), |rel| self.occupied(rel));
+        index.by_sha.insert(old_key, prev.clone().into_boxed_path());
+        index.by_sha.insert(key, old.path.clone().into_boxed_path());
+        drop(index);
+        if let Err(e) = self.append_temp(tmp, data) {
+            let mut index = self.index();
+            index.give_back(&prev);
+            index
+                .by_sha
+                .insert(old_key, old.path.clone().into_boxed_path());
+            index.by_sha.remove(&key);
+            drop(index);
+            let _ = fs::remove_file(&tmp_file);
+            return Err(Failure::new(
+                FailureKind::Disk,
+                format!("cannot write temporary file: {e}"),
+            ));
+        }
+        Ok(Stored {
+            path: old.path.clone(),
+            duplicate: false,
+            temp: Some(self.relative(tmp_file)),
+            previous: Some(prev),
+        })
+    }
+
+    /// A path of the output directory, relative to it.
+    fn relative(&self, path: PathBuf) -> PathBuf {
+        path.strip_prefix(&self.out_dir)
+            .map(Path::to_path_buf)
+            .unwrap_or(path)
     }
 
     /// Whether something (a file, a directory, a symbolic link, even a dangling one) has the

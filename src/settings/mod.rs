@@ -67,6 +67,10 @@ pub struct Settings {
     /// Run a finished crawl again, asking for each page only if it changed and downloading only
     /// new images (an unfinished crawl is resumed either way).
     pub update: bool,
+    /// In an update, ask for every saved image again with its validators, replacing a file only
+    /// when its bytes changed (the old ones kept beside it); without it an update never requests a
+    /// saved image.
+    pub revalidate_images: bool,
 }
 
 /// Which images are kept. An image that fails a filter is skipped, counted by the filter's key,

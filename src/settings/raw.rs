@@ -38,6 +38,8 @@ pub struct RawSettings {
     pub metrics: String,
     /// Run a finished crawl again to find what is new.
     pub update: bool,
+    /// In an update, ask for saved images again too (conditionally).
+    pub revalidate_images: bool,
     /// What may be crawled.
     pub scope: RawScope,
     /// How images, links and names are found in pages.

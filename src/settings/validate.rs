@@ -114,6 +114,13 @@ impl RawSettings {
                  run the update from one process without --redis",
             ));
         }
+        if self.revalidate_images && !self.update {
+            return Err(bad(
+                "revalidate_images",
+                "saved images are asked for again only in an update run: add --update \
+                 (key update)",
+            ));
+        }
         Ok(Settings {
             scope: self.scope.validate(&start_urls)?,
             start_urls,
@@ -126,6 +133,7 @@ impl RawSettings {
             filter: self.filter.validate()?,
             distributed,
             update: self.update,
+            revalidate_images: self.revalidate_images,
             metrics: match self.metrics.trim() {
                 "" => None,
                 a => Some(a.parse().map_err(|_| {

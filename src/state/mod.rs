@@ -28,6 +28,9 @@ const FAILED: i64 = 2;
 const REDIRECTED: i64 = 3;
 /// A page an earlier run fetched that this update run has not reached (yet).
 const STALE: i64 = 4;
+/// A saved image waiting to be asked for again (`--revalidate-images`); its file and row stay
+/// valid, and an outcome other than a replacement puts it back to done.
+const REVALIDATING: i64 = 5;
 
 /// The `meta` key the session's cookies are saved under.
 const COOKIES_KEY: &str = "cookies";
@@ -67,6 +70,24 @@ pub enum StateOp {
     PageGone(Url),
     /// An update found an image saved before on a page again.
     ImageSeen(Url),
+    /// A saved image is to be asked for again (`--revalidate-images`): waiting, its file and row
+    /// kept.
+    ImageRevalidating {
+        /// Its URL.
+        url: Url,
+        /// Kept only here (see [`StateOp::PageQueued`]).
+        spilled: bool,
+    },
+    /// A saved image asked for again answered 304 or the same bytes; `validators` are the new
+    /// ones, if it sent the bytes again.
+    ImageUnchanged {
+        /// Its URL.
+        url: Url,
+        /// Its new `ETag` and `Last-Modified`, when the bytes came again.
+        validators: Option<Validators>,
+    },
+    /// A saved image asked for again answered 404 or 410: its file and row stay.
+    ImageGone(Url),
     /// The session's cookie jar, as JSON (see [`crate::http::Jar::to_json`]), replacing the one
     /// saved before.
     Cookies(String),
@@ -94,14 +115,18 @@ pub enum StateOp {
         spilled: bool,
     },
     /// An image is saved: its file is complete and synced, and will be renamed to `row.path` from
-    /// `temp` (when not a duplicate) right after the commit.
+    /// `temp` (when not a duplicate) right after the commit. A row with `previous` replaces the
+    /// URL's earlier bytes (`--revalidate-images`): when the new file takes the old one's path,
+    /// the old file moves to `previous` first, and rows that were duplicates of it follow it.
     ImageSaved {
         /// The URL the job had (after redirects).
         url: Url,
-        /// Its manifest row.
-        row: ManifestRow,
+        /// Its manifest row (boxed: it is most of the op's size, and batches hold many ops).
+        row: Box<ManifestRow>,
         /// The temporary file to move into place, relative to `out_dir`.
         temp: Option<PathBuf>,
+        /// Its `ETag` and `Last-Modified`, for a later `--revalidate-images`.
+        validators: Validators,
     },
     /// A job failed for good, or is not to be fetched or kept (skipped).
     Failed(Kind, Url),
@@ -120,6 +145,10 @@ impl StateOp {
                 redirected_from: j.redirected_from.clone(),
                 spilled,
             },
+            Job::Image(j) if j.revalidate => StateOp::ImageRevalidating {
+                url: j.url.clone(),
+                spilled,
+            },
             Job::Image(j) => StateOp::ImageQueued {
                 url: j.url.clone(),
                 page: j.page.clone(),
@@ -132,8 +161,9 @@ impl StateOp {
 
     /// The same admission, kept only in the database when `spilled`.
     pub fn spilled(mut self, spilled: bool) -> StateOp {
-        if let StateOp::PageQueued { spilled: s, .. } | StateOp::ImageQueued { spilled: s, .. } =
-            &mut self
+        if let StateOp::PageQueued { spilled: s, .. }
+        | StateOp::ImageQueued { spilled: s, .. }
+        | StateOp::ImageRevalidating { spilled: s, .. } = &mut self
         {
             *s = spilled;
         }
@@ -165,6 +195,8 @@ pub struct Resume {
     pub run: Run,
     /// What earlier runs learnt of the pages this update has not reached yet.
     pub earlier: Earlier,
+    /// Saved images waiting to be asked for again (among `images` or spilled); also in `saved`.
+    pub revalidating: SeenSet,
 }
 
 /// Whether a run is a crawl's first or an update of it.
@@ -320,6 +352,7 @@ fn image_job(row: &rusqlite::Row<'_>) -> rusqlite::Result<Option<ImageJob>> {
         redirected_from: unchain(row.get(5)?),
         attempts: row.get(6)?,
         losses: 0,
+        revalidate: row.get::<_, i64>(4)? == REVALIDATING,
     }))
 }
 
@@ -367,6 +400,19 @@ impl StateDb {
                  ALTER TABLE pages ADD COLUMN gone_run INTEGER;
                  ALTER TABLE images ADD COLUMN first_run INTEGER NOT NULL DEFAULT 1;
                  ALTER TABLE images ADD COLUMN last_run INTEGER NOT NULL DEFAULT 1;",
+            )?;
+        }
+        // What `--revalidate-images` needs, added after that: images saved before have no
+        // validators (asked for unconditionally) and have never changed.
+        if conn
+            .prepare("SELECT changed_run FROM images LIMIT 0")
+            .is_err()
+        {
+            conn.execute_batch(
+                "ALTER TABLE images ADD COLUMN etag TEXT;
+                 ALTER TABLE images ADD COLUMN modified TEXT;
+                 ALTER TABLE images ADD COLUMN changed_run INTEGER;
+                 ALTER TABLE images ADD COLUMN gone_run INTEGER;",
             )?;
         }
         conn.execute_batch(
@@ -460,7 +506,7 @@ fn summary(fingerprint: &str) -> String {
 
 mod read;
 mod runs;
-pub use read::SavedRow;
+pub use read::{SavedImage, SavedRow};
 pub use runs::{ago, grouped, Begun, FinishedCrawl};
 #[cfg(test)]
 mod tests;

@@ -8,12 +8,13 @@ use url::Url;
 
 use super::{
     before, image_job, page_job, LoadSpilled, Loaded, Resume, StateDb, IMAGE_COLUMNS, PAGE_COLUMNS,
-    STALE, WAITING,
+    REVALIDATING, STALE, WAITING,
 };
 use crate::job::Earlier;
 
 /// The waiting jobs from row `?1` on, oldest first, at most `?2`.
-const WAITING_FROM: &str = "WHERE rowid >= ?1 AND state = 0 ORDER BY rowid LIMIT ?2";
+/// (A saved image waiting to be asked for again is waiting too.)
+const WAITING_FROM: &str = "WHERE rowid >= ?1 AND state IN (0, 5) ORDER BY rowid LIMIT ?2";
 use crate::records::ManifestRow;
 use crate::seen::SeenSet;
 use crate::Kind;
@@ -27,8 +28,20 @@ pub struct SavedRow<'a> {
     pub first_run: i64,
     /// The last run that found it on a page.
     pub last_run: i64,
-    /// The run in which the page it was found on answered 404 or 410, if it did.
+    /// The run in which the page it was found on, or its own URL, answered 404 or 410, if one
+    /// did (the later of the two).
     pub gone_run: Option<i64>,
+    /// The last run that found its bytes changed (`--revalidate-images`), if one did.
+    pub changed_run: Option<i64>,
+}
+
+/// A saved image as an update with `--revalidate-images` asks for it again.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SavedImage {
+    /// Its manifest row.
+    pub row: ManifestRow,
+    /// The `ETag` and `Last-Modified` its bytes came with.
+    pub validators: crate::job::Validators,
 }
 
 /// What [`StateDb::resume`] reads of one table.
@@ -41,6 +54,8 @@ struct Table<J> {
     spilled: u64,
     /// The rowid of the first of those.
     spill_from: Option<i64>,
+    /// The URLs of saved images waiting to be asked for again.
+    revalidating: SeenSet,
 }
 
 impl StateDb {
@@ -109,8 +124,9 @@ impl StateDb {
     }
 
     /// Saved images whose temporary file may still have to be moved into place (a crash between
-    /// the commit and the rename): (temp, final path), both relative to `out_dir`.
-    pub fn pending_renames(&self) -> rusqlite::Result<Vec<(PathBuf, PathBuf)>> {
+    /// the commit and the rename): temp, final path and where the old bytes go (for new bytes of
+    /// an image saved before), all relative to `out_dir`.
+    pub fn pending_renames(&self) -> rusqlite::Result<Vec<(PathBuf, PathBuf, Option<PathBuf>)>> {
         let mut stmt = self
             .conn
             .prepare("SELECT temp, row FROM images WHERE state = 1 AND temp IS NOT NULL")?;
@@ -119,7 +135,7 @@ impl StateDb {
         for row in rows {
             let (temp, json) = row?;
             if let Ok(m) = serde_json::from_str::<ManifestRow>(&json) {
-                out.push((PathBuf::from(temp), m.path));
+                out.push((PathBuf::from(temp), m.path, m.previous));
             }
         }
         Ok(out)
@@ -146,6 +162,7 @@ impl StateDb {
             cookies: self.meta(super::COOKIES_KEY)?,
             run: self.last_run()?.unwrap_or_default(),
             earlier,
+            revalidating: images.revalidating,
         })
     }
 
@@ -166,6 +183,7 @@ impl StateDb {
             seen: SeenSet::default(),
             spilled: 0,
             spill_from: None,
+            revalidating: SeenSet::default(),
         };
         let mut stmt = self.conn.prepare(sql)?;
         let mut rows = stmt.query([])?;
@@ -181,7 +199,10 @@ impl StateDb {
                 }
                 continue;
             }
-            if row_state == WAITING {
+            if row_state == REVALIDATING {
+                t.revalidating.insert(&url);
+            }
+            if row_state == WAITING || row_state == REVALIDATING {
                 if t.jobs.len() < in_memory {
                     t.jobs.extend(job(row)?);
                 } else {
@@ -199,8 +220,10 @@ impl StateDb {
     /// holding them all in memory.
     pub fn each_saved_row(&self, mut each: impl FnMut(SavedRow<'_>)) -> rusqlite::Result<usize> {
         let mut stmt = self.conn.prepare(
-            "SELECT i.row, i.first_run, i.last_run, p.gone_run FROM images i
-             LEFT JOIN pages p ON p.url = i.page WHERE i.state = 1 ORDER BY i.saved_seq",
+            "SELECT i.row, i.first_run, i.last_run,
+                 NULLIF(MAX(COALESCE(i.gone_run, 0), COALESCE(p.gone_run, 0)), 0), i.changed_run
+             FROM images i
+             LEFT JOIN pages p ON p.url = i.page WHERE i.state IN (1, 5) ORDER BY i.saved_seq",
         )?;
         let mut rows = stmt.query([])?;
         let mut n = 0;
@@ -211,6 +234,7 @@ impl StateDb {
                 first_run: row.get(1)?,
                 last_run: row.get(2)?,
                 gone_run: row.get(3)?,
+                changed_run: row.get(4)?,
             });
             n += 1;
         }
@@ -232,11 +256,33 @@ impl StateDb {
             .map(Option::flatten)
     }
 
+    /// The saved image at `url` (`None` when it is not saved, or its row does not parse).
+    pub fn saved_image(&self, url: &Url) -> rusqlite::Result<Option<SavedImage>> {
+        use rusqlite::OptionalExtension;
+        let found = self
+            .conn
+            .prepare_cached(
+                "SELECT row, etag, modified FROM images WHERE url = ?1 AND state IN (1, 5)",
+            )?
+            .query_row([url.as_str()], |r| {
+                let json: Option<String> = r.get(0)?;
+                Ok((json, r.get(1)?, r.get(2)?))
+            })
+            .optional()?;
+        Ok(found.and_then(|(json, etag, modified)| {
+            let row = serde_json::from_str(&json?).ok()?;
+            Some(SavedImage {
+                row,
+                validators: crate::job::Validators { etag, modified },
+            })
+        }))
+    }
+
     /// The manifest rows of all saved images, in the order they were saved.
     pub fn saved_rows(&self) -> rusqlite::Result<Vec<ManifestRow>> {
         let mut stmt = self
             .conn
-            .prepare("SELECT row FROM images WHERE state = 1 ORDER BY saved_seq")?;
+            .prepare("SELECT row FROM images WHERE state IN (1, 5) ORDER BY saved_seq")?;
         let rows = stmt.query_map([], |r| r.get::<_, String>(0))?;
         let mut out = Vec::new();
         for json in rows {

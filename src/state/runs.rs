@@ -139,9 +139,11 @@ impl FinishedCrawl {
         run.finished?;
         let images = db
             .conn
-            .query_row("SELECT COUNT(*) FROM images WHERE state = 1", [], |r| {
-                r.get::<_, i64>(0)
-            })
+            .query_row(
+                "SELECT COUNT(*) FROM images WHERE state IN (1, 5)",
+                [],
+                |r| r.get::<_, i64>(0),
+            )
             .ok()?;
         Some(FinishedCrawl {
             run,

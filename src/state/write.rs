@@ -3,7 +3,7 @@
 
 use rusqlite::{params, CachedStatement, OptionalExtension, Transaction};
 
-use super::{chain, StateDb, StateOp, DONE, FAILED, REDIRECTED};
+use super::{chain, StateDb, StateOp, DONE, FAILED, REDIRECTED, REVALIDATING};
 use crate::Kind;
 
 /// The prepared statements of one batch.
@@ -28,6 +28,8 @@ struct Statements<'tx> {
     page_again: CachedStatement<'tx>,
     /// An image found again.
     image_seen: CachedStatement<'tx>,
+    /// A saved image replaced by other bytes (`--revalidate-images`).
+    image_replaced: CachedStatement<'tx>,
     /// The run being recorded.
     run: i64,
     /// Whether stale pages may be admitted again (see [`StateDb::begin`]).
@@ -58,9 +60,18 @@ impl<'tx> Statements<'tx> {
             )?,
             image_saved: tx.prepare_cached(
                 "UPDATE images SET state = 1, saved_seq = ?2, row = ?3, temp = ?4, first_run = ?5,
-                 last_run = ?5 WHERE url = ?1",
+                 last_run = ?5, etag = ?6, modified = ?7, gone_run = NULL WHERE url = ?1",
             )?,
-            image_state: tx.prepare_cached("UPDATE images SET state = ?2 WHERE url = ?1")?,
+            image_replaced: tx.prepare_cached(
+                "UPDATE images SET state = 1, row = ?2, temp = ?3, last_run = ?4, changed_run = ?4,
+                 etag = ?5, modified = ?6, gone_run = NULL WHERE url = ?1",
+            )?,
+            // A saved image asked for again that failed, was skipped or redirected keeps its
+            // file and row: it is saved still.
+            image_state: tx.prepare_cached(&format!(
+                "UPDATE images SET state = CASE state WHEN {REVALIDATING} THEN {DONE} ELSE ?2 END
+                 WHERE url = ?1"
+            ))?,
             image_retry: tx.prepare_cached("UPDATE images SET attempts = ?2 WHERE url = ?1")?,
         })
     }
@@ -124,14 +135,74 @@ impl<'tx> Statements<'tx> {
                 let params = params![url.as_str(), page.as_str(), name, from];
                 (Kind::Image, self.image_new.execute(params)?, *spilled)
             }
-            StateOp::ImageSaved { url, row, temp } => {
+            StateOp::ImageSaved {
+                url,
+                row,
+                temp,
+                validators: v,
+            } => {
                 let json = serde_json::to_string(row).expect("a manifest row always serialises");
                 let temp = temp.as_ref().map(|t| t.to_string_lossy().into_owned());
-                self.image_saved
-                    .execute(params![url.as_str(), *seq, &json, temp, self.run])?;
-                *seq += 1;
+                if let Some(previous) = &row.previous {
+                    let params = params![url.as_str(), &json, temp, self.run, v.etag, v.modified];
+                    self.image_replaced.execute(params)?;
+                    if row.duplicate_of.is_none() {
+                        follow_displaced(tx, url.as_str(), &row.path, previous)?;
+                    }
+                } else {
+                    let params = params![
+                        url.as_str(),
+                        *seq,
+                        &json,
+                        temp,
+                        self.run,
+                        v.etag,
+                        v.modified
+                    ];
+                    self.image_saved.execute(params)?;
+                    *seq += 1;
+                }
                 saved.push_str(&json);
                 saved.push('\n');
+                return Ok(());
+            }
+            StateOp::ImageRevalidating { url, spilled } => {
+                // To the end of the table, so that a spilled one is read back in its turn.
+                let moved = tx
+                    .prepare_cached(&format!(
+                        "UPDATE images SET state = {REVALIDATING}, attempts = 0,
+                         rowid = (SELECT MAX(rowid) + 1 FROM images) WHERE url = ?1 AND state = {DONE}"
+                    ))?
+                    .execute([url.as_str()])?;
+                let first = &mut spill_from[Kind::Image as usize];
+                if *spilled && moved == 1 && first.is_none() {
+                    *first = Some(max_rowid(tx)?);
+                }
+                return Ok(());
+            }
+            StateOp::ImageUnchanged { url, validators } => {
+                let (url, run) = (url.as_str(), self.run);
+                match validators {
+                    Some(v) => tx
+                        .prepare_cached(
+                            "UPDATE images SET state = 1, last_run = ?2, gone_run = NULL,
+                             etag = ?3, modified = ?4 WHERE url = ?1",
+                        )?
+                        .execute(params![url, run, v.etag, v.modified])?,
+                    None => tx
+                        .prepare_cached(
+                            "UPDATE images SET state = 1, last_run = ?2, gone_run = NULL
+                             WHERE url = ?1",
+                        )?
+                        .execute(params![url, run])?,
+                };
+                return Ok(());
+            }
+            StateOp::ImageGone(url) => {
+                tx.prepare_cached(
+                    "UPDATE images SET state = 1, gone_run = COALESCE(gone_run, ?2) WHERE url = ?1",
+                )?
+                .execute(params![url.as_str(), self.run])?;
                 return Ok(());
             }
             StateOp::PageDone(url) => return self.set(Kind::Page, url, DONE),
@@ -194,6 +265,30 @@ impl<'tx> Statements<'tx> {
         self.state(kind).execute(params![url.as_str(), state])?;
         Ok(())
     }
+}
+
+/// The rowid of the table's last image.
+fn max_rowid(tx: &Transaction<'_>) -> rusqlite::Result<i64> {
+    tx.query_row("SELECT COALESCE(MAX(rowid), 0) FROM images", [], |r| {
+        r.get(0)
+    })
+}
+
+/// The file at `path` (the image at `url` had it) moves to `previous`, new bytes taking its
+/// place: the saved images that were duplicates of it now name `previous`.
+fn follow_displaced(
+    tx: &Transaction<'_>,
+    url: &str,
+    path: &std::path::Path,
+    previous: &std::path::Path,
+) -> rusqlite::Result<()> {
+    let (path, previous) = (path.to_string_lossy(), previous.to_string_lossy());
+    tx.prepare_cached(
+        "UPDATE images SET row = json_set(row, '$.path', ?3, '$.duplicate_of', ?3)
+         WHERE state IN (1, 5) AND url != ?1 AND json_extract(row, '$.duplicate_of') = ?2",
+    )?
+    .execute(params![url, path.as_ref(), previous.as_ref()])?;
+    Ok(())
 }
 
 /// What a stale page's row keeps when it moves.

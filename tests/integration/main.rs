@@ -33,6 +33,8 @@ mod outdir;
 mod polite;
 /// Resuming after a stop or kill -9: the state database and the group commit.
 mod resume;
+/// Update runs that ask for saved images again: replaced files, kept old ones, kill -9.
+mod revalidate;
 /// Sites behind a login: cookies, headers per host, Referer, the session across kill -9.
 mod session;
 /// Sitemaps: robots.txt lines, indexes, gzip, image sitemaps, `/sitemap.xml`.

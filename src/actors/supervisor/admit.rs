@@ -29,10 +29,14 @@ impl Supervisor {
                 log::warn!("the session's cookies are not resumed: {e}");
             }
         }
+        // A saved image waiting to be asked for again stays seen: found again, it is not queued
+        // a second time.
         let mut saved = SeenSet::default();
         for row in std::mem::take(&mut resume.saved) {
             if let Ok(url) = Url::parse(&row.url) {
-                saved.insert(&url);
+                if !resume.revalidating.contains(&url) {
+                    saved.insert(&url);
+                }
             }
         }
         let restored = self.frontier.restore(resume);
@@ -120,6 +124,22 @@ impl Supervisor {
                     attempts: 0,
                     losses: 0,
                     redirected_from: from,
+                    revalidate: false,
+                }));
+                true
+            }
+            // Saved before, and an update asks for saved images again.
+            Verdict::Leave(left)
+                if left.reason == Reason::AlreadySaved && self.settings.revalidate_images =>
+            {
+                self.queue_new(Job::Image(ImageJob {
+                    url: left.url,
+                    page,
+                    name,
+                    attempts: 0,
+                    losses: 0,
+                    redirected_from: from,
+                    revalidate: true,
                 }));
                 true
             }

@@ -90,7 +90,7 @@ impl Supervisor {
 
     /// A job's attempt failed: it waits for a retry, or ends as failed.
     pub(super) fn failed(&mut self, mut job: Job, mut failure: Failure) {
-        if self.page_gone(&job, &failure) {
+        if self.gone(&job, &failure) {
             return;
         }
         *job.attempts() += 1;

@@ -311,10 +311,19 @@ impl Supervisor {
     /// out by a filter.
     fn image_done(&mut self, job: ImageJob, done: ImageDone) {
         match done {
-            ImageDone::Saved { row, temp } => {
-                let mut row = *row;
+            ImageDone::Saved {
+                row,
+                temp,
+                validators,
+            } => {
+                let mut row = row;
                 let started = self.run.started_text();
-                row.first_seen = Some(started.clone());
+                if row.previous.is_some() {
+                    // New bytes of a saved image: first seen when the old ones were.
+                    row.changed = Some(started.clone());
+                } else {
+                    row.first_seen = Some(started.clone());
+                }
                 row.last_seen = Some(started);
                 self.frontier.saved(&job.url, &row);
                 self.after_commit.push(CrawlEvent::ImageSaved(row.clone()));
@@ -322,6 +331,18 @@ impl Supervisor {
                     url: job.url,
                     row,
                     temp,
+                    validators,
+                });
+            }
+            ImageDone::Unchanged { validators } => {
+                self.frontier.done(Kind::Image, &job.url, None);
+                self.logger.do_send(CrawlEvent::ImageRevalidated {
+                    url: job.url.clone(),
+                    gone: None,
+                });
+                self.pending.push(StateOp::ImageUnchanged {
+                    url: job.url,
+                    validators,
                 });
             }
             ImageDone::Redirected(to) => self.redirected(Job::Image(job), to),

@@ -88,22 +88,32 @@ impl Supervisor {
         }
     }
 
-    /// Whether `failure` of `job` means a page an earlier run fetched is gone (404 or 410 now);
-    /// if so it is recorded as gone, not failed, and its images stay.
-    pub(super) fn page_gone(&mut self, job: &Job, failure: &Failure) -> bool {
-        let Job::Page(page) = job else {
-            return false;
-        };
+    /// Whether `failure` of `job` means a page an earlier run fetched, or a saved image asked for
+    /// again, is gone (404 or 410 now); if so it is recorded as gone, not failed: the images stay.
+    pub(super) fn gone(&mut self, job: &Job, failure: &Failure) -> bool {
         let status = match failure.kind {
-            FailureKind::Status(s @ (404 | 410)) if page.before.is_some() => s,
+            FailureKind::Status(s @ (404 | 410)) => s,
             _ => return false,
         };
-        self.pending.push(StateOp::PageGone(page.url.clone()));
-        self.frontier.done(Kind::Page, &page.url, None);
-        self.logger.do_send(CrawlEvent::PageGone {
-            url: page.url.clone(),
-            status,
-        });
+        match job {
+            Job::Page(page) if page.before.is_some() => {
+                self.pending.push(StateOp::PageGone(page.url.clone()));
+                self.frontier.done(Kind::Page, &page.url, None);
+                self.logger.do_send(CrawlEvent::PageGone {
+                    url: page.url.clone(),
+                    status,
+                });
+            }
+            Job::Image(image) if image.revalidate => {
+                self.pending.push(StateOp::ImageGone(image.url.clone()));
+                self.frontier.done(Kind::Image, &image.url, None);
+                self.logger.do_send(CrawlEvent::ImageRevalidated {
+                    url: image.url.clone(),
+                    gone: Some(status),
+                });
+            }
+            _ => return false,
+        }
         true
     }
 }
