@@ -50,7 +50,21 @@ impl CrawlBuilder {
         // The one place the two modes part: where waiting work lives.
         let frontier: Box<dyn Frontier> = match &settings.distributed {
             Some(d) => {
-                let cluster = Cluster::connect(d, settings.scope.max_pages).await?;
+                let mut cluster = Cluster::connect(d, settings.scope.max_pages).await?;
+                if settings.update {
+                    let (started, run) =
+                        cluster.begin_update().await.map_err(|e| Error::Cluster {
+                            url: d.redacted_url(),
+                            what: "start of the update run",
+                            source: e,
+                        })?;
+                    match started {
+                        true => {
+                            log::info!("the shared crawl {}: update run {run} starts", d.crawl_id)
+                        }
+                        false => log::info!("the shared crawl {}: joining run {run}", d.crawl_id),
+                    }
+                }
                 log::info!(
                     "joined the shared crawl {} on {} as {} (role {})",
                     d.crawl_id,

@@ -34,6 +34,9 @@ pub struct PageJob {
 pub struct Before {
     /// Its validators then, sent as `If-None-Match` / `If-Modified-Since`.
     pub validators: Validators,
+    /// What it held then (see [`crate::extract::Extracted::encode`]), when the job brings it (a
+    /// shared crawl); otherwise a 304 has it read from the local state.
+    pub found: Option<String>,
 }
 
 /// The validators of a response: what a conditional request sends back to learn whether it

@@ -224,6 +224,9 @@ pub struct WholeCrawl {
     pub images_failed: u64,
     /// Bytes of the images stored.
     pub bytes_saved: u64,
+    /// Pages an update run found unchanged (304), not counted in `pages_fetched`.
+    #[serde(default)]
+    pub pages_unchanged: u64,
 }
 
 /// How a crawl ended.
@@ -434,9 +437,13 @@ impl CrawlReport {
         }
         if let Some(w) = &self.whole_crawl {
             writeln!(f, "  whole shared crawl, all processes:")?;
+            let unchanged = match w.pages_unchanged {
+                0 => String::new(),
+                n => format!(" ({n} more unchanged)"),
+            };
             writeln!(
                 f,
-                "    pages fetched {}, failed {}; images saved {}, duplicates {}, failed {}; {:.1} MB",
+                "    pages fetched {}{unchanged}, failed {}; images saved {}, duplicates {}, failed {}; {:.1} MB",
                 w.pages_fetched,
                 w.pages_failed,
                 w.images_saved,
@@ -517,6 +524,7 @@ mod tests {
             duplicates: 200,
             images_failed: 2,
             bytes_saved: 98_700_000,
+            pages_unchanged: 0,
         });
         let text = report.to_string();
         assert!(

@@ -141,6 +141,16 @@ pub enum PageChange {
     Unchanged,
 }
 
+impl PageChange {
+    /// The shared crawl's counter of a page done so.
+    pub fn counter(self) -> &'static str {
+        match self {
+            PageChange::Unchanged => "pages_unchanged",
+            PageChange::New | PageChange::Changed => "pages_fetched",
+        }
+    }
+}
+
 /// Adds a subscriber that receives every later event.
 #[derive(Message)]
 #[rtype(result = "()")]

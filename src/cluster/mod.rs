@@ -16,6 +16,8 @@
 //! | `manifest` | list | one JSON manifest row per saved image, with the process that saved it |
 //! | `bytes` | hash | SHA-256 (32 bytes) of every stored image to `process\npath`: where those bytes are |
 //! | `bytes:claims` | hash | SHA-256 to `process expiry`: bytes a process is storing now |
+//! | `kept` | hash | page URL hash to its `ETag`, `Last-Modified` and what it held, for update runs |
+//! | `run` | integer | the run going on: 1 for the first crawl, one more for each update |
 //!
 //! A job is an entry in its stream. XREADGROUP leases it to one process; the process acknowledges
 //! it (XACK, XDEL, `open` - 1) only once its outcome is stored: a page once the links and images it
@@ -37,10 +39,11 @@ use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{ErrorKind, RedisError, Script};
 
 use crate::error::Error;
-use crate::job::{ImageJob, PageJob};
+use crate::job::{Before, ImageJob, PageJob, Validators};
 use crate::settings::Distributed;
 use crate::Kind;
-use scripts::{ACQUIRE, CLAIM_BYTES, PAUSE, PUBLISH, RELEASE, RENEW_SLOTS};
+use scripts::{ACQUIRE, BEGIN_UPDATE, CLAIM_BYTES, PAUSE, PUBLISH, RELEASE, RENEW_SLOTS};
+use url::Url;
 pub use wire::{encode_image, encode_page, url_hash};
 
 /// The consumer group every process reads the job streams with.
@@ -88,7 +91,7 @@ impl Keys {
     }
 
     /// The keys the publish script touches, in the order it expects them.
-    fn script_keys(&self) -> [String; 11] {
+    fn script_keys(&self) -> [String; 12] {
         [
             "pages",
             "images",
@@ -101,6 +104,7 @@ impl Keys {
             "admitted",
             "bytes",
             "bytes:claims",
+            "kept",
         ]
         .map(|k| self.key(k))
     }
@@ -118,6 +122,34 @@ pub enum Op {
     Ack(Kind, String, Outcome),
     /// Put a leased job back as waiting (a process stopping), as this job.
     GiveBack(Kind, String, String),
+    /// Keep what a fetched page held and its validators (see [`kept_page`]) for the next update.
+    Keep(Url, String),
+}
+
+/// What the shared crawl keeps of a fetched page for update runs: its `ETag` and `Last-Modified`
+/// (each on a line of its own, empty when absent), then what it held (in the form of
+/// [`crate::extract::Extracted::encode`]).
+pub fn kept_page(validators: &Validators, found: &str) -> String {
+    let v = validators;
+    format!(
+        "{}\n{}\n{found}",
+        v.etag.as_deref().unwrap_or(""),
+        v.modified.as_deref().unwrap_or("")
+    )
+}
+
+/// Reads [`kept_page`]'s text back: what a page's job carries into an update.
+pub fn read_kept(text: &str) -> Option<Before> {
+    let mut parts = text.splitn(3, '\n');
+    let (etag, modified) = (parts.next()?, parts.next()?);
+    let some = |s: &str| (!s.is_empty()).then(|| s.to_string());
+    Some(Before {
+        validators: Validators {
+            etag: some(etag),
+            modified: some(modified),
+        },
+        found: Some(parts.next()?.to_string()),
+    })
 }
 
 /// What a finished job adds to the whole crawl's records.
@@ -209,6 +241,8 @@ pub struct Cluster {
     pause: Arc<Script>,
     renew_slots: Arc<Script>,
     claim_bytes: Arc<Script>,
+    /// The run going on is an update: pages taken get what the crawl kept of them.
+    update: bool,
 }
 
 impl std::fmt::Debug for Cluster {
@@ -259,6 +293,7 @@ impl Cluster {
             pause: Arc::new(Script::new(PAUSE)),
             renew_slots: Arc::new(Script::new(RENEW_SLOTS)),
             claim_bytes: Arc::new(Script::new(CLAIM_BYTES)),
+            update: false,
         };
         let mut con = cluster.con.clone();
         redis::cmd("PING")
@@ -296,6 +331,35 @@ impl Cluster {
     /// How long a lease lasts without renewal.
     pub fn lease(&self) -> Duration {
         self.lease
+    }
+
+    /// For `crawl --update`: when the shared crawl is complete, starts an update run of it (see
+    /// the script); otherwise this process joins the run going on. Answers whether it started
+    /// one, and the run's number.
+    pub async fn begin_update(&mut self) -> Result<(bool, i64), RedisError> {
+        let mut con = self.con.clone();
+        let (started, run): (i64, i64) = Script::new(BEGIN_UPDATE)
+            .key(self.keys.key("done"))
+            .key(self.keys.key("run"))
+            .key(self.keys.key("seen:pages"))
+            .key(self.keys.key("admitted"))
+            .key(self.keys.key("stats"))
+            .key(self.keys.key("open"))
+            .invoke_async(&mut con)
+            .await?;
+        self.update = run > 1;
+        Ok((started == 1, run))
+    }
+
+    /// What the crawl kept of each of `urls` (pages), in order.
+    async fn kept(&self, urls: &[&Url]) -> Result<Vec<Option<String>>, RedisError> {
+        let mut con = self.con.clone();
+        let mut cmd = redis::cmd("HMGET");
+        cmd.arg(self.keys.key("kept"));
+        for url in urls {
+            cmd.arg(&url_hash(url)[..]);
+        }
+        cmd.query_async(&mut con).await
     }
 
     /// Whether the crawl is complete (every job admitted was acknowledged).

@@ -48,6 +48,10 @@ while i <= #ARGV do
       if tonumber(ARGV[i + 5]) > 0 then redis.call('HINCRBY', KEYS[7], 'bytes_saved', ARGV[i + 5]) end
     end
     i = i + 8
+  elseif op == 'K' then
+    -- what a fetched page held and its validators, for the next update run
+    redis.call('HSET', KEYS[12], ARGV[i + 1], ARGV[i + 2])
+    i = i + 3
   elseif op == 'R' then
     local s = stream(ARGV[i + 1])
     if redis.call('XACK', s, group, ARGV[i + 2]) == 1 then
@@ -149,4 +153,19 @@ for i, key in ipairs(KEYS) do
   redis.call('PEXPIRE', key, lease)
 end
 return 0
+"#;
+
+/// Starts an update run of a complete shared crawl: the next run number, and the crawl open
+/// again with no page seen (pages are admitted again, each asked for with what `kept` holds of
+/// it), its page budget and counters reset; images seen stay seen, so none saved is asked for
+/// again. KEYS: done, run, seen:pages, admitted, stats, open. Returns `{1, run}` when it started
+/// one, `{0, run}` when the crawl was not complete (the caller joins the run going on).
+pub(super) const BEGIN_UPDATE: &str = r#"
+local run = tonumber(redis.call('GET', KEYS[2]) or '1')
+if redis.call('EXISTS', KEYS[1]) == 0 then return {0, run} end
+run = run + 1
+redis.call('SET', KEYS[2], run)
+redis.call('DEL', KEYS[1], KEYS[3], KEYS[4], KEYS[5])
+redis.call('SET', KEYS[6], 0)
+return {1, run}
 "#;

@@ -47,6 +47,9 @@ impl Cluster {
                 Op::GiveBack(kind, id, json) => {
                     inv.arg("R").arg(code(*kind)).arg(id).arg(json);
                 }
+                Op::Keep(url, text) => {
+                    inv.arg("K").arg(&url_hash(url)[..]).arg(text);
+                }
             }
         }
         let mut con = self.con.clone();
@@ -78,6 +81,13 @@ impl Cluster {
                     self.publish(&[Op::Ack(kind, e.id, Outcome::default())])
                         .await?;
                 }
+            }
+        }
+        if self.update && !taken.pages.is_empty() {
+            let urls: Vec<&url::Url> = taken.pages.iter().map(|l| &l.job.url).collect();
+            let kept = self.kept(&urls).await?;
+            for (leased, text) in taken.pages.iter_mut().zip(kept) {
+                leased.job.before = text.as_deref().and_then(super::read_kept).map(Box::new);
             }
         }
         if taken.pages.is_empty() && taken.images.is_empty() {

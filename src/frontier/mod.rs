@@ -133,6 +133,10 @@ pub trait Frontier: Send {
     fn done(&mut self, kind: Kind, url: &Url, count: Option<&'static str>);
     /// The image at `url` was saved with `row` (told once the local state says so).
     fn saved(&mut self, url: &Url, row: &ManifestRow);
+    /// The page at `url` was fetched with `validators` and held `found` (see
+    /// [`crate::extract::Extracted::encode`]): kept for the next update run where the local state
+    /// is not enough (a shared crawl keeps it in Redis; the local state has it already).
+    fn keep_page(&mut self, _url: &Url, _validators: &crate::job::Validators, _found: &str) {}
     /// A group commit carrying `ops` is sent: what to read back with it (nothing when
     /// `stopping`), and what waits for it.
     fn commit_begins(&mut self, ops: &[StateOp], stopping: bool) -> CommitTicket;

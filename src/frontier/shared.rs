@@ -376,6 +376,11 @@ impl Frontier for SharedFrontier {
         }
     }
 
+    fn keep_page(&mut self, url: &Url, validators: &crate::job::Validators, found: &str) {
+        let text = crate::cluster::kept_page(validators, found);
+        self.state().outbox.push(Op::Keep(url.clone(), text));
+    }
+
     fn saved(&mut self, url: &Url, row: &ManifestRow) {
         let mut st = self.state();
         let Some(lease) = st.leases.remove(&(Kind::Image, url.clone())) else {
@@ -500,6 +505,7 @@ impl Frontier for SharedFrontier {
                         duplicates: n("duplicates"),
                         images_failed: n("images_failed"),
                         bytes_saved: n("bytes_saved"),
+                        pages_unchanged: n("pages_unchanged"),
                     })
                 }
                 Err(e) => {

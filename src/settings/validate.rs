@@ -107,11 +107,12 @@ impl RawSettings {
             }
         };
         let distributed = self.distributed.validate()?;
-        if self.update && distributed.is_some() {
+        if self.revalidate_images && distributed.is_some() {
             return Err(bad(
-                "update",
-                "update runs are not supported in a shared crawl (distributed.redis_url) yet: \
-                 run the update from one process without --redis",
+                "revalidate_images",
+                "saved images cannot be asked for again in a shared crawl \
+                 (distributed.redis_url): each process's files are its own; run --update \
+                 without --revalidate-images",
             ));
         }
         if self.revalidate_images && !self.update {

@@ -336,6 +336,7 @@ fn before(row: &rusqlite::Row<'_>) -> rusqlite::Result<Option<Before>> {
             etag: row.get(7)?,
             modified: row.get(8)?,
         },
+        found: None,
     }))
 }
 

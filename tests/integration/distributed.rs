@@ -17,7 +17,7 @@ use crate::support::{errors, image_files, manifest, output_text, sha256_hex, Tes
 const PASSWORD: &str = "s3cret-pw";
 
 /// A `redis-server` of this test, stopped when dropped.
-struct RedisServer {
+pub(crate) struct RedisServer {
     child: Option<Child>,
     port: u16,
     dir: tempfile::TempDir,
@@ -26,7 +26,7 @@ struct RedisServer {
 impl RedisServer {
     /// Starts redis-server on a free port of 127.0.0.1, with a password and an append-only file
     /// (so that a restart keeps the crawl).
-    fn start() -> RedisServer {
+    pub(crate) fn start() -> RedisServer {
         let port = {
             let l = TcpListener::bind("127.0.0.1:0").unwrap();
             l.local_addr().unwrap().port()
@@ -85,11 +85,11 @@ impl RedisServer {
         }
     }
 
-    fn url(&self) -> String {
+    pub(crate) fn url(&self) -> String {
         format!("redis://:{PASSWORD}@127.0.0.1:{}/0", self.port)
     }
 
-    fn con(&self) -> redis::Connection {
+    pub(crate) fn con(&self) -> redis::Connection {
         redis::Client::open(self.url().as_str())
             .unwrap()
             .get_connection()
@@ -131,7 +131,7 @@ fn shared_crawl(
 }
 
 /// Waits for `child`, failing the test if it does not end on its own within `limit`.
-fn finish(mut child: Child, limit: Duration) -> Output {
+pub(crate) fn finish(mut child: Child, limit: Duration) -> Output {
     let deadline = Instant::now() + limit;
     while child.try_wait().unwrap().is_none() {
         if Instant::now() > deadline {

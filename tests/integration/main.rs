@@ -37,6 +37,8 @@ mod resume;
 mod revalidate;
 /// Sites behind a login: cookies, headers per host, Referer, the session across kill -9.
 mod session;
+/// Update runs of a crawl shared through Redis.
+mod shared_update;
 /// Sitemaps: robots.txt lines, indexes, gzip, image sitemaps, `/sitemap.xml`.
 mod sitemaps;
 /// Shared helpers: the test HTTP server, settings, reading records.

@@ -45,7 +45,7 @@ impl Site {
 }
 
 /// Serves the site; images answer 304 to a matching `If-None-Match`. While `hold` is set,
-/// `/img/a.png` does not answer.
+/// `/img/a.png` does not answer; `/img/copy.png` always answers late.
 fn serve(site: Arc<Mutex<Site>>, hold: Arc<AtomicBool>) -> TestServer {
     TestServer::start_with("127.0.0.1", move |r: &Request| {
         let path = r.path.as_str();
@@ -54,6 +54,10 @@ fn serve(site: Arc<Mutex<Site>>, hold: Arc<AtomicBool>) -> TestServer {
         }
         while path == "/img/a.png" && hold.load(Ordering::SeqCst) {
             std::thread::sleep(Duration::from_millis(20));
+        }
+        // a.png's bytes are saved before their copy's, so that the copy is the duplicate.
+        if path == "/img/copy.png" {
+            std::thread::sleep(Duration::from_millis(300));
         }
         let name = path
             .strip_prefix("/img/")
@@ -195,6 +199,23 @@ fn changed_bytes_replace_the_file_and_the_old_ones_are_kept_beside_it() {
         output_text(&o)
     );
 
+    // Nor in a shared crawl: a saved file is the saving process's own.
+    let shared = [
+        "--update",
+        "--revalidate-images",
+        "--redis",
+        "redis://127.0.0.1:1/0",
+        "--crawl-id",
+        "x",
+    ];
+    let o = crawl.run(&shared);
+    assert_eq!(o.status.code(), Some(2), "{}", output_text(&o));
+    assert!(
+        output_text(&o).contains("revalidate_images") && output_text(&o).contains("shared"),
+        "{}",
+        output_text(&o)
+    );
+
     crawl.change();
     let before = server.requests().len();
     let o = crawl.run(&["--update", "--revalidate-images"]);
@@ -279,7 +300,13 @@ fn changed_bytes_replace_the_file_and_the_old_ones_are_kept_beside_it() {
     let runs = String::from_utf8_lossy(&o.stdout);
     assert!(runs.contains("1 images first saved, 1 changed"), "{runs}");
 
-    // Again: a.png now asked with its new ETag, and nothing changes.
+    // Again, after the copy changed: a.png asked with its new ETag and unchanged; the copy,
+    // which had no file of its own, gets one, and the old bytes stay where they are.
+    crawl
+        .site
+        .lock()
+        .unwrap()
+        .set("copy", Some(png(12, 8, 8)), true);
     std::thread::sleep(Duration::from_millis(1100));
     let before = server.requests().len();
     let o = crawl.run(&["--update", "--revalidate-images"]);
@@ -290,9 +317,15 @@ fn changed_bytes_replace_the_file_and_the_old_ones_are_kept_beside_it() {
         "{asked:?}"
     );
     let s = crawl.stats();
-    assert_eq!(s["images_changed"], 0, "{s}");
-    assert_eq!(s["images_unchanged"], 5, "{s}");
-    assert_eq!(crawl.rows()["a"].previous, Some(prev.clone()));
+    assert_eq!(s["images_changed"], 1, "{s}");
+    assert_eq!(s["images_unchanged"], 4, "{s}");
+    let rows = crawl.rows();
+    assert_eq!(rows["a"].previous, Some(prev.clone()));
+    let copy = &rows["copy"];
+    assert_eq!(copy.path.file_name().unwrap(), "pic copy.png");
+    assert_eq!(copy.duplicate_of, None);
+    assert_eq!(copy.previous, Some(prev.clone()));
+    assert_eq!(std::fs::read(out.join(&copy.path)).unwrap(), png(12, 8, 8));
     assert_eq!(std::fs::read(out.join(&prev)).unwrap(), old);
 }
 

@@ -15,9 +15,9 @@ use imgcrawl::sample_site::png;
 use crate::support::{manifest, output_text, Reply, Request, TestServer};
 
 /// The site's pages (path -> HTML, or `None` for gone) and whether it sends validators.
-struct Site {
-    pages: BTreeMap<String, Option<String>>,
-    validators: bool,
+pub(crate) struct Site {
+    pub(crate) pages: BTreeMap<String, Option<String>>,
+    pub(crate) validators: bool,
 }
 
 /// A list page: its images (`/img/N.png`, each with its alt text `pic N`), a detail page for
@@ -38,7 +38,7 @@ fn list(images: &[u32], next: Option<&str>, extra: &str) -> Option<String> {
     Some(html)
 }
 
-fn first_version() -> BTreeMap<String, Option<String>> {
+pub(crate) fn first_version() -> BTreeMap<String, Option<String>> {
     let mut pages = BTreeMap::new();
     pages.insert(
         "/list/1".into(),
@@ -64,7 +64,7 @@ fn first_version() -> BTreeMap<String, Option<String>> {
 
 /// Serves the site: pages with an ETag and Last-Modified (when `validators`), 304 to a request
 /// whose validators match, images by number. While `hold` is set, `/list/4` does not answer.
-fn serve(site: Arc<Mutex<Site>>, hold: Arc<AtomicBool>) -> TestServer {
+pub(crate) fn serve(site: Arc<Mutex<Site>>, hold: Arc<AtomicBool>) -> TestServer {
     TestServer::start_with("127.0.0.1", move |r: &Request| {
         let path = r.path.as_str();
         while path == "/list/4" && hold.load(Ordering::SeqCst) {
@@ -121,12 +121,12 @@ fn imgcrawl(args: &[&str], dir: &Path) -> Output {
     command(args, dir).output().unwrap()
 }
 
-fn stats(out: &Path) -> serde_json::Value {
+pub(crate) fn stats(out: &Path) -> serde_json::Value {
     serde_json::from_slice(&std::fs::read(out.join("stats.json")).unwrap()).unwrap()
 }
 
 /// Paths requested since request number `from`.
-fn asked(server: &TestServer, from: usize) -> Vec<Request> {
+pub(crate) fn asked(server: &TestServer, from: usize) -> Vec<Request> {
     server.requests().split_off(from)
 }
 
@@ -226,7 +226,7 @@ fn crawl_change_update(validators: bool) -> (TestServer, Vec<Request>, Output, t
 
 /// The site changes: new images on two list pages (one reusing an old image's caption), a new
 /// list page, a page gone.
-fn change(site: &Mutex<Site>) {
+pub(crate) fn change(site: &Mutex<Site>) {
     {
         let mut s = site.lock().unwrap();
         s.pages.insert(
@@ -248,7 +248,7 @@ fn change(site: &Mutex<Site>) {
     }
 }
 
-fn images_asked(requests: &[Request]) -> Vec<String> {
+pub(crate) fn images_asked(requests: &[Request]) -> Vec<String> {
     let mut v: Vec<String> = requests
         .iter()
         .filter(|r| r.path.starts_with("/img/"))
@@ -259,7 +259,7 @@ fn images_asked(requests: &[Request]) -> Vec<String> {
 }
 
 /// The images the update must download: the new ones and the one deleted by hand.
-fn expected_images() -> Vec<String> {
+pub(crate) fn expected_images() -> Vec<String> {
     let mut v: Vec<String> = [5, 20, 21, 22, 23, 30, 31]
         .iter()
         .map(|n| format!("/img/{n}.png"))

@@ -209,11 +209,15 @@ impl Supervisor {
         let depth = job.depth + 1;
         let change = outcome.change(&job);
         let op = match outcome {
-            PageOutcome::Fetched(validators) => StateOp::PageFetched {
-                url: job.url.clone(),
-                validators,
-                found: extracted.encode(),
-            },
+            PageOutcome::Fetched(validators) => {
+                let found = extracted.encode();
+                self.frontier.keep_page(&job.url, &validators, &found);
+                StateOp::PageFetched {
+                    url: job.url.clone(),
+                    validators,
+                    found,
+                }
+            }
             PageOutcome::Unchanged => StateOp::PageUnchanged(job.url.clone()),
         };
         // Images first: whether the page yielded decides the barren run of its links.
@@ -248,7 +252,7 @@ impl Supervisor {
         // In the same batch as the links and images it queued: done means they are known.
         self.pending.push(op);
         self.frontier
-            .done(Kind::Page, &job.url, Some("pages_fetched"));
+            .done(Kind::Page, &job.url, Some(change.counter()));
         self.logger.do_send(CrawlEvent::PageFetched {
             url: job.url,
             depth: job.depth,

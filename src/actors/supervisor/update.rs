@@ -34,12 +34,16 @@ impl PageOutcome {
 }
 
 impl Supervisor {
-    /// A page answered 304: reads what it held from the state, then queues that as if it had
-    /// been fetched. Until then the page counts as in flight, so the crawl cannot end under it.
+    /// A page answered 304: reads what it held from the state (or takes it from the job, in a
+    /// shared crawl), then queues that as if it had been fetched. Until then the page counts as in flight, so the crawl cannot end under it.
     /// Reads go in batches, one at a time: the pages that answer 304 while one is being read wait
     /// for the next. Should nothing be kept after all, a page is asked for again without
     /// validators.
-    pub(super) fn page_unchanged(&mut self, job: PageJob, ctx: &mut Context<Self>) {
+    pub(super) fn page_unchanged(&mut self, mut job: PageJob, ctx: &mut Context<Self>) {
+        // A shared crawl's job brings what the page held.
+        if let Some(found) = job.before.as_mut().and_then(|b| b.found.take()) {
+            return self.page_done(job, Extracted::decode(&found), PageOutcome::Unchanged);
+        }
         self.pages_reloading += 1;
         self.reload_waiting.push(job);
         if !self.reload_in_flight {
