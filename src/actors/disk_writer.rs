@@ -72,7 +72,8 @@ pub struct CommitState {
 #[rtype(result = "()")]
 pub struct CloseOutput;
 
-/// Rewrites `manifest.jsonl` from the state database; answers with the number of rows.
+/// Rewrites `manifest.jsonl` from the state database at the end of a run; answers with the
+/// number of rows.
 #[derive(Debug, Message)]
 #[rtype(result = "Result<usize, Error>")]
 pub struct ExportManifest;
@@ -242,7 +243,7 @@ impl Handler<ExportManifest> for DiskWriter {
     type Result = Result<usize, Error>;
     fn handle(&mut self, _: ExportManifest, _: &mut SyncContext<Self>) -> Self::Result {
         guarded("writing the manifest", fatal, || {
-            self.output.export_manifest()
+            self.output.export_final_manifest()
         })
     }
 }

@@ -439,7 +439,7 @@ impl Output {
         let state = self.state();
         let db = state.as_ref().ok_or(Error::NotOpen)?;
         let err = |e| Error::state("cannot read a page's links from", self.layout.state_db(), e);
-        urls.iter().map(|url| db.found(url).map_err(err)).collect()
+        db.found(urls).map_err(err)
     }
 
     /// The saved image at `url`, with its validators, for an update asking for it again.
@@ -458,11 +458,28 @@ impl Output {
             .map_err(|e| Error::state("cannot record the run's end in", self.layout.state_db(), e))
     }
 
+    /// Rewrites `manifest.jsonl` at the end of a run (see [`Output::export_manifest`]) and notes
+    /// that it agrees with the state, so that the next run need not rewrite it at its start.
+    pub fn export_final_manifest(&self) -> Result<usize, Error> {
+        let rows = self.export_manifest()?;
+        if let Some(db) = self.state().as_ref() {
+            db.set_manifest_clean(true).map_err(|e| {
+                Error::state("cannot record the manifest in", self.layout.state_db(), e)
+            })?;
+        }
+        Ok(rows)
+    }
+
+    /// Rewrites `manifest.jsonl` whole from the state database; answers with the number of rows.
     pub fn export_manifest(&self) -> Result<usize, Error> {
-        match self.state().as_ref() {
+        let started = std::time::Instant::now();
+        let rows = match self.state().as_ref() {
             Some(db) => manifest::rewrite(&self.layout, db),
             None => Err(Error::NotOpen),
-        }
+        }?;
+        let ms = started.elapsed().as_millis();
+        log::debug!("wrote manifest.jsonl: {rows} rows in {ms} ms");
+        Ok(rows)
     }
 
     /// Removes the temporary file `tmp`, if any (an abandoned download).

@@ -2,7 +2,7 @@
 //! or carry on, finish the moves a crash interrupted, remove leftover temporary files, re-queue
 //! saved images whose file is gone, import the manifest of a directory that has no state.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::fs::{self, File};
 use std::path::{Path, PathBuf};
 
@@ -45,16 +45,40 @@ impl Output {
             source: e,
         })?;
         let db_err = |e| Error::state("crawl state", &db_path, e);
-        self.finish_moves(&db.pending_renames().map_err(db_err)?)?;
-        db.clear_temps().map_err(db_err)?;
+        let mut took = Phases::default();
+        // A move into place can be pending only where its temporary file is still there: after a
+        // run that ended normally there is none, and the saved images need no look.
+        let present: HashSet<PathBuf> = self
+            .temp_files()
+            .map_err(|e| Error::io("cannot read", &self.tmp_dir, e))?
+            .into_iter()
+            .map(|p| {
+                p.strip_prefix(&self.out_dir)
+                    .map(Path::to_path_buf)
+                    .unwrap_or(p)
+            })
+            .collect();
+        if !present.is_empty() {
+            self.finish_moves(&db.pending_renames(&present).map_err(db_err)?)?;
+            db.clear_temps().map_err(db_err)?;
+        }
+        took.mark("moves");
         self.name_max.store(
             name_max(&self.out_dir),
             std::sync::atomic::Ordering::Relaxed,
         );
         self.remove_temp_files()?;
+        took.mark("temp files");
         db.begin(update).map_err(db_err)?;
+        took.mark("begin");
         let mut resume = db.resume(in_memory).map_err(db_err)?;
+        took.mark("resume");
+        // manifest.jsonl was rewritten at the end of the last run, and nothing changed since:
+        // no need to rewrite it now. From here until this run's end it may fall behind.
+        let mut clean = present.is_empty() && db.manifest_clean().map_err(db_err)?;
+        db.set_manifest_clean(false).map_err(db_err)?;
         if resume.is_empty() {
+            clean = false;
             for file in [RecordFile::Errors, RecordFile::Skipped] {
                 let path = layout.record(file);
                 File::create(&path).map_err(|e| Error::io("cannot write", &path, e))?;
@@ -67,7 +91,9 @@ impl Output {
             }
         }
         let lost = self.requeue_missing(&mut db, &resume).map_err(db_err)?;
+        took.mark("file check");
         if lost > 0 {
+            clean = false;
             log::warn!("{lost} saved images have lost their file; they will be downloaded again");
             // Read again: they wait now, in their place in the queue.
             resume = db.resume(in_memory).map_err(db_err)?;
@@ -98,8 +124,13 @@ impl Output {
             }
         }
         drop(index);
+        took.mark("name index");
         *self.state() = Some(db);
-        self.export_manifest()?;
+        if !clean {
+            self.export_manifest()?;
+        }
+        took.mark("manifest");
+        log::debug!("opened {}: {took}", self.out_dir.display());
         Ok(resume)
     }
 
@@ -221,5 +252,42 @@ impl Output {
             .collect();
         db.requeue_images(&lost)?;
         Ok(lost.len())
+    }
+}
+
+/// How long each phase of opening the output took, for the debug log.
+struct Phases {
+    /// When the last phase ended.
+    last: std::time::Instant,
+    /// Each phase and its duration.
+    done: Vec<(&'static str, std::time::Duration)>,
+}
+
+impl Default for Phases {
+    fn default() -> Self {
+        Phases {
+            last: std::time::Instant::now(),
+            done: Vec::new(),
+        }
+    }
+}
+
+impl Phases {
+    /// The phase `what` ends now.
+    fn mark(&mut self, what: &'static str) {
+        let now = std::time::Instant::now();
+        self.done.push((what, now - self.last));
+        self.last = now;
+    }
+}
+
+impl std::fmt::Display for Phases {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let total: std::time::Duration = self.done.iter().map(|(_, d)| *d).sum();
+        write!(f, "{} ms", total.as_millis())?;
+        for (what, d) in &self.done {
+            write!(f, ", {what} {} ms", d.as_millis())?;
+        }
+        Ok(())
     }
 }

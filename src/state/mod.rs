@@ -34,6 +34,8 @@ const REVALIDATING: i64 = 5;
 
 /// The `meta` key the session's cookies are saved under.
 const COOKIES_KEY: &str = "cookies";
+/// The `meta` key saying whether `manifest.jsonl` agrees with the state.
+const MANIFEST_CLEAN_KEY: &str = "manifest_clean";
 
 /// One change to the state, in the order the Supervisor decided it.
 #[derive(Debug, Clone)]
@@ -462,6 +464,18 @@ impl StateDb {
                 stale: false,
             })
             .map_err(|e| crate::Error::state("cannot open", path, e))
+    }
+
+    /// Whether `manifest.jsonl` was rewritten at the end of the last run and nothing changed
+    /// since (see [`set_manifest_clean`](Self::set_manifest_clean)).
+    pub fn manifest_clean(&self) -> rusqlite::Result<bool> {
+        Ok(self.meta(MANIFEST_CLEAN_KEY)?.as_deref() == Some("1"))
+    }
+
+    /// Records whether `manifest.jsonl` agrees with the state: set at the end of a run, cleared
+    /// at the start of one (until its end, a crash may leave the file behind the state).
+    pub fn set_manifest_clean(&self, clean: bool) -> rusqlite::Result<()> {
+        self.set_meta(MANIFEST_CLEAN_KEY, if clean { "1" } else { "0" })
     }
 
     fn meta(&self, key: &str) -> rusqlite::Result<Option<String>> {

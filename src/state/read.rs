@@ -123,19 +123,26 @@ impl StateDb {
         tx.commit()
     }
 
-    /// Saved images whose temporary file may still have to be moved into place (a crash between
-    /// the commit and the rename): temp, final path and where the old bytes go (for new bytes of
-    /// an image saved before), all relative to `out_dir`.
-    pub fn pending_renames(&self) -> rusqlite::Result<Vec<(PathBuf, PathBuf, Option<PathBuf>)>> {
+    /// Saved images whose temporary file, one of `present`, may still have to be moved into
+    /// place (a crash between the commit and the rename): temp, final path and where the old
+    /// bytes go (for new bytes of an image saved before), all relative to `out_dir`. Rows whose
+    /// temporary file is not there were moved before.
+    pub fn pending_renames(
+        &self,
+        present: &std::collections::HashSet<PathBuf>,
+    ) -> rusqlite::Result<Vec<(PathBuf, PathBuf, Option<PathBuf>)>> {
         let mut stmt = self
             .conn
             .prepare("SELECT temp, row FROM images WHERE state = 1 AND temp IS NOT NULL")?;
-        let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))?;
+        let mut rows = stmt.query([])?;
         let mut out = Vec::new();
-        for row in rows {
-            let (temp, json) = row?;
-            if let Ok(m) = serde_json::from_str::<ManifestRow>(&json) {
-                out.push((PathBuf::from(temp), m.path, m.previous));
+        while let Some(row) = rows.next()? {
+            let temp = PathBuf::from(row.get::<_, String>(0)?);
+            if !present.contains(&temp) {
+                continue;
+            }
+            if let Ok(m) = serde_json::from_str::<ManifestRow>(&row.get::<_, String>(1)?) {
+                out.push((temp, m.path, m.previous));
             }
         }
         Ok(out)
@@ -241,19 +248,25 @@ impl StateDb {
         Ok(n)
     }
 
-    /// What the page `url` held when a run last fetched it (see [`StateOp::PageFetched`]).
+    /// What each of the pages `urls` held when a run last fetched it (see
+    /// [`StateOp::PageFetched`]), in order; read in one transaction.
     ///
     /// [`StateOp::PageFetched`]: super::StateOp::PageFetched
-    pub fn found(&self, url: &Url) -> rusqlite::Result<Option<String>> {
+    pub fn found(&self, urls: &[Url]) -> rusqlite::Result<Vec<Option<String>>> {
         use rusqlite::OptionalExtension;
-        self.conn
-            .query_row(
-                "SELECT found FROM pages WHERE url = ?1",
-                [url.as_str()],
-                |r| r.get::<_, Option<String>>(0),
-            )
-            .optional()
-            .map(Option::flatten)
+        let tx = self.conn.unchecked_transaction()?;
+        let mut out = Vec::with_capacity(urls.len());
+        {
+            let mut stmt = tx.prepare_cached("SELECT found FROM pages WHERE url = ?1")?;
+            for url in urls {
+                let found = stmt
+                    .query_row([url.as_str()], |r| r.get::<_, Option<String>>(0))
+                    .optional()?;
+                out.push(found.flatten());
+            }
+        }
+        tx.commit()?;
+        Ok(out)
     }
 
     /// The saved image at `url` (`None` when it is not saved, or its row does not parse).

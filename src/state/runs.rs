@@ -274,9 +274,10 @@ mod tests {
             job.before.as_ref().unwrap().validators.etag.as_deref(),
             Some("\"v1\"")
         );
+        let other = url::Url::parse("http://h/never").unwrap();
         assert_eq!(
-            db.found(&page).unwrap().as_deref(),
-            Some("l\thttp://h/list?p=2\n")
+            db.found(&[page.clone(), other]).unwrap(),
+            [Some("l\thttp://h/list?p=2\n".to_string()), None]
         );
     }
 }

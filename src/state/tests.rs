@@ -95,13 +95,19 @@ fn batches_round_trip_into_a_resume() {
     assert_eq!(r.images[0].url.as_str(), "http://h/b.png");
     assert_eq!(r.saved.len(), 1);
     assert_eq!(
-        db.pending_renames().unwrap(),
+        db.pending_renames(&[PathBuf::from(".imgcrawl/tmp/x.part")].into())
+            .unwrap(),
         vec![(
             PathBuf::from(".imgcrawl/tmp/x.part"),
             PathBuf::from("h/A.png"),
             None
         )]
     );
+    // Without its temporary file there, the move was done: nothing is pending.
+    assert!(db
+        .pending_renames(&std::collections::HashSet::new())
+        .unwrap()
+        .is_empty());
 
     let err = StateDb::open(&path, &fingerprint(&[url("http://other/")]))
         .err()
@@ -287,7 +293,8 @@ fn a_saved_image_asked_for_again_stays_saved_whatever_the_answer() {
     assert_eq!(c.validators.etag.as_deref(), Some("\"c2\""));
     // The replacement's move is pending until the files are in place.
     assert_eq!(
-        db.pending_renames().unwrap(),
+        db.pending_renames(&[PathBuf::from(".imgcrawl/tmp/1.part")].into())
+            .unwrap(),
         [(
             PathBuf::from(".imgcrawl/tmp/1.part"),
             PathBuf::from("h/a.png"),

@@ -1,7 +1,7 @@
 //! Writing the state: a batch of [`StateOp`]s applied in one transaction, each op by one prepared
 //! statement.
 
-use rusqlite::{params, CachedStatement, OptionalExtension, Transaction};
+use rusqlite::{params, CachedStatement, Transaction};
 
 use super::{chain, StateDb, StateOp, DONE, FAILED, REDIRECTED, REVALIDATING};
 use crate::Kind;
@@ -26,6 +26,8 @@ struct Statements<'tx> {
     page_fetched: CachedStatement<'tx>,
     /// A page unchanged or gone.
     page_again: CachedStatement<'tx>,
+    /// A stale page admitted again.
+    page_readmit: CachedStatement<'tx>,
     /// An image found again.
     image_seen: CachedStatement<'tx>,
     /// A saved image replaced by other bytes (`--revalidate-images`).
@@ -50,6 +52,10 @@ impl<'tx> Statements<'tx> {
                  ELSE COALESCE(gone_run, ?3) END WHERE url = ?1",
             )?,
             image_seen: tx.prepare_cached("UPDATE images SET last_run = ?2 WHERE url = ?1")?,
+            page_readmit: tx.prepare_cached(
+                "UPDATE pages SET rowid = (SELECT MAX(rowid) + 1 FROM pages), state = 0,
+                 depth = ?2, via = ?3, barren = ?4, attempts = 0 WHERE url = ?1 AND state = 4",
+            )?,
             page_new: tx.prepare_cached(
                 "INSERT OR IGNORE INTO pages (url, depth, state, via, barren) VALUES (?1, ?2, 0, ?3, ?4)",
             )?,
@@ -102,26 +108,27 @@ impl<'tx> Statements<'tx> {
                 spilled,
             } => {
                 let from = chain(redirected_from);
-                let moved = if self.stale {
-                    readmit(tx, url.as_str())?
-                } else {
-                    None
-                };
                 let params = params![url.as_str(), depth, from, barren];
-                let added = self.page_new.execute(params)?;
-                if let Some(k) = moved {
-                    tx.prepare_cached(
-                        "UPDATE pages SET etag = ?2, modified = ?3, found = ?4, gone_run = ?5
-                         WHERE url = ?1",
-                    )?
-                    .execute(params![
-                        url.as_str(),
-                        k.etag,
-                        k.modified,
-                        k.found,
-                        k.gone_run
-                    ])?;
-                }
+                // A stale page (an earlier run's) is admitted again in its own row, moved to
+                // the end so that spilled jobs stay in admission order, keeping what was learnt
+                // of it.
+                let moved = match self.stale {
+                    true => self.page_readmit.execute(params)?,
+                    false => 0,
+                };
+                let added = match moved {
+                    0 => self.page_new.execute(params)?,
+                    _ => {
+                        if *spilled && spill_from[Kind::Page as usize].is_none() {
+                            spill_from[Kind::Page as usize] = Some(tx.query_row(
+                                "SELECT rowid FROM pages WHERE url = ?1",
+                                [url.as_str()],
+                                |r| r.get(0),
+                            )?);
+                        }
+                        0
+                    }
+                };
                 (Kind::Page, added, *spilled)
             }
             StateOp::ImageQueued {
@@ -289,40 +296,6 @@ fn follow_displaced(
     )?
     .execute(params![url, path.as_ref(), previous.as_ref()])?;
     Ok(())
-}
-
-/// What a stale page's row keeps when it moves.
-struct Kept {
-    etag: Option<String>,
-    modified: Option<String>,
-    found: Option<String>,
-    gone_run: Option<i64>,
-}
-
-/// Moves the stale page at `url` (an earlier run's, not reached by this update yet) out of the
-/// way of its admission, answering what was learnt of it (`None` when it is not stale). Its row
-/// is deleted and the admission inserts a new one: at the end, so that the spilled jobs, read back
-/// in rowid order, stay in admission order.
-fn readmit(tx: &Transaction<'_>, url: &str) -> rusqlite::Result<Option<Kept>> {
-    let mut get = tx.prepare_cached(
-        "SELECT etag, modified, found, gone_run FROM pages WHERE url = ?1 AND state = 4",
-    )?;
-    let Some(kept) = get
-        .query_row([url], |r| {
-            Ok(Kept {
-                etag: r.get(0)?,
-                modified: r.get(1)?,
-                found: r.get(2)?,
-                gone_run: r.get(3)?,
-            })
-        })
-        .optional()?
-    else {
-        return Ok(None);
-    };
-    tx.prepare_cached("DELETE FROM pages WHERE url = ?1")?
-        .execute([url])?;
-    Ok(Some(kept))
 }
 
 impl StateDb {
