@@ -43,6 +43,21 @@ pub enum Command {
     /// Print the configuration `crawl` would use with the same arguments, as TOML, with where each
     /// value comes from (default, file, environment variable or flag).
     Config(CrawlArgs),
+    /// Serve a gallery of the crawl in OUT in the browser (finished or running): thumbnails,
+    /// search and filters, duplicates, failures, skipped URLs and per-host counters.
+    View(ViewArgs),
+}
+
+/// `imgcrawl view`.
+#[derive(Debug, Args)]
+pub struct ViewArgs {
+    /// The crawl's output directory.
+    #[arg(value_name = "OUT")]
+    pub out_dir: PathBuf,
+    /// Address to serve on; loopback by default, as there is no authentication (port 0: any
+    /// free port).
+    #[arg(long, value_name = "IP:PORT", default_value = "127.0.0.1:8899")]
+    pub addr: String,
 }
 
 /// Flags shared by every command that crawls.

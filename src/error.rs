@@ -113,6 +113,15 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
+    /// The gallery (`imgcrawl view`) could not listen on its address.
+    #[error("cannot serve the gallery on {addr} (--addr): {source}")]
+    View {
+        /// The address.
+        addr: String,
+        /// The operating system's error.
+        #[source]
+        source: std::io::Error,
+    },
     /// The crawl's actors stopped answering (for example the System was shut down under it).
     #[error("crawl aborted: {what} stopped: {source}")]
     Aborted {

@@ -75,6 +75,7 @@ pub mod state;
 pub mod tally;
 pub mod trap;
 pub mod urls;
+pub mod view;
 
 pub use actors::logger::CrawlEvent;
 pub use crawl::{Crawl, CrawlBuilder};

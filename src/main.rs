@@ -64,6 +64,7 @@ fn run(
         Command::Config(args) => plain(show_config(&args)),
         Command::Check(args) => plain(check_page(&args)),
         Command::ServeSample(args) => plain(serve_sample(args)),
+        Command::View(args) => plain(view(&args)),
         Command::SampleSite(args) => plain(write_sample(&args)),
         Command::Manifest(args) => plain(match (&args.out_dir, &args.redis, &args.crawl_id) {
             (_, Some(url), Some(id)) => shared_manifest(url, id),
@@ -461,6 +462,38 @@ fn serve_sample(args: ServeArgs) -> Result<(), Error> {
         println!(
             "try: imgcrawl crawl {}list/1.html -o sample-out",
             server.url()
+        );
+        let _ = actix_rt::signal::ctrl_c().await;
+        server.stop().await;
+        Ok(())
+    })
+}
+
+/// `imgcrawl view OUT`: serves the gallery until Ctrl-C.
+fn view(args: &imgcrawl::cli::ViewArgs) -> Result<(), Error> {
+    let addr: std::net::SocketAddr = args.addr.parse().map_err(|_| {
+        Error::Usage(format!(
+            "--addr takes an IP address and port, e.g. 127.0.0.1:8899, not `{}`",
+            args.addr
+        ))
+    })?;
+    if !addr.ip().is_loopback() {
+        log::warn!(
+            "serving the gallery on {addr}, off loopback: there is no authentication, anyone who \
+             can reach it sees the crawl"
+        );
+    }
+    let listener = std::net::TcpListener::bind(addr).map_err(|source| Error::View {
+        addr: addr.to_string(),
+        source,
+    })?;
+    let system = actix::System::new();
+    system.block_on(async move {
+        let server = imgcrawl::view::ViewServer::start(&args.out_dir, listener)?;
+        println!(
+            "serving the gallery of {} at http://{}/ (Ctrl-C to stop)",
+            args.out_dir.display(),
+            server.addr()
         );
         let _ = actix_rt::signal::ctrl_c().await;
         server.stop().await;

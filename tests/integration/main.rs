@@ -47,3 +47,5 @@ mod support;
 mod traps;
 /// Update runs (`crawl --update`) on a site that changes between runs.
 mod update;
+/// The gallery (`imgcrawl view`) over HTTP: pages, search, thumbnails, what it refuses.
+mod view;
