@@ -23,7 +23,8 @@ pub struct Entry {
     pub row: ManifestRow,
     /// The host of its URL.
     pub host: String,
-    /// Whether its bytes arrived in the latest run (first saved, or changed).
+    /// Whether its bytes arrived in the latest run (first saved, or changed), when there was
+    /// more than one run.
     pub new: bool,
 }
 
@@ -67,7 +68,9 @@ impl Catalog {
                 return;
             };
             dates.date(&mut row, saved);
-            let new = saved.first_run == last_run || saved.changed_run == Some(last_run);
+            // On a first crawl everything is new: only later runs mark what they brought.
+            let new = last_run > 1
+                && (saved.first_run == last_run || saved.changed_run == Some(last_run));
             let host = url::Url::parse(&row.url)
                 .ok()
                 .and_then(|u| u.host_str().map(str::to_string))
@@ -175,17 +178,33 @@ pub struct Filter {
     /// Only images found on pages whose URL contains this.
     pub page: String,
     /// At least this wide (pixels); 0: any.
+    #[serde(deserialize_with = "number")]
     pub min_width: u32,
     /// At least this high (pixels); 0: any.
+    #[serde(deserialize_with = "number")]
     pub min_height: u32,
     /// At least this many kilobytes; 0: any.
+    #[serde(deserialize_with = "number")]
     pub min_kb: u64,
     /// At most this many kilobytes; 0: any.
+    #[serde(deserialize_with = "number")]
     pub max_kb: u64,
     /// Only images whose bytes arrived in the latest run.
     pub new: bool,
     /// The page of results, from 1.
+    #[serde(deserialize_with = "number")]
     pub p: usize,
+}
+
+/// A number from a query parameter, where an empty field (a form's number input left blank) or
+/// text that is not a number means no limit (0), rather than an error page.
+fn number<'de, D, T>(d: D) -> Result<T, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: std::str::FromStr + Default,
+{
+    let text = String::deserialize(d)?;
+    Ok(text.trim().parse().unwrap_or_default())
 }
 
 impl Filter {
@@ -329,6 +348,9 @@ mod tests {
         assert_eq!(q, "?q=CAT&min_width=500&p=3");
         let back: Filter = serde_urlencoded_like(&q);
         assert_eq!(back, Filter { p: 3, ..big_cats });
+        // What the form sends with its number fields left blank.
+        let blank = "q=CAT&host=&page=&min_width=&min_height=&min_kb=&max_kb=";
+        assert_eq!(serde_urlencoded_like(blank), cats);
     }
 
     /// Reads a query string the way the server does.

@@ -145,7 +145,7 @@ fn form(catalog: &Catalog, f: &Filter) -> String {
          <label>min height <input type=\"number\" min=\"0\" name=\"min_height\" value=\"{mh}\"></label>\
          <label>KB from <input type=\"number\" min=\"0\" name=\"min_kb\" value=\"{minkb}\"></label>\
          <label>to <input type=\"number\" min=\"0\" name=\"max_kb\" value=\"{maxkb}\"></label>\
-         <label><input type=\"checkbox\" name=\"new\" value=\"true\"{new}> new in the last run</label>\
+         <label><input type=\"checkbox\" name=\"new\" value=\"true\"{new}> new in the last update</label>\
          <button>Show</button> <a href=\"/\">clear</a></form>",
         q = esc(&f.q),
         page = esc(&f.page),

@@ -108,7 +108,8 @@ pub fn routes(gallery: Arc<Gallery>) -> impl FnOnce(&mut web::ServiceConfig) {
             .route("/errors", web::get().to(errors))
             .route("/skipped", web::get().to(skipped))
             .route("/hosts", web::get().to(hosts))
-            .route("/static/app.css", web::get().to(css));
+            .route("/static/app.css", web::get().to(css))
+            .route("/favicon.ico", web::get().to(favicon));
     }
 }
 
@@ -261,6 +262,22 @@ async fn css() -> HttpResponse {
     HttpResponse::Ok()
         .content_type("text/css; charset=utf-8")
         .body(include_str!("app.css"))
+}
+
+/// The tab's icon: a small orange square (browsers ask for one whatever the page says).
+async fn favicon() -> HttpResponse {
+    static ICON: std::sync::OnceLock<Vec<u8>> = std::sync::OnceLock::new();
+    let png = ICON.get_or_init(|| {
+        let img = image::RgbaImage::from_pixel(16, 16, image::Rgba([214, 110, 32, 255]));
+        let mut out = std::io::Cursor::new(Vec::new());
+        img.write_to(&mut out, image::ImageFormat::Png)
+            .expect("a 16x16 image always encodes");
+        out.into_inner()
+    });
+    HttpResponse::Ok()
+        .content_type("image/png")
+        .insert_header((header::CACHE_CONTROL, "max-age=86400"))
+        .body(png.clone())
 }
 
 /// The gallery server of one output directory, running in the current System.

@@ -398,7 +398,7 @@ fn redis_restarted_mid_crawl_the_processes_pause_and_carry_on() {
     );
     assert_clean_exit(&oa, &a);
     assert_clean_exit(&ob, &b);
-    let text = output_text(&oa) + &output_text(&ob);
+    let text = output_text(&oa) + output_text(&ob).as_str();
     assert!(text.contains("pausing the shared crawl"), "{text}");
     let (sa, sb) = (saved_urls(&a), saved_urls(&b));
     let both: HashSet<&String> = sa.iter().filter(|u| sb.contains(u)).collect();

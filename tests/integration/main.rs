@@ -5,6 +5,8 @@
 
 /// The binary: exit statuses, signals, the demo, closed pipes.
 mod binary;
+/// The gallery in a real browser: Chromium over WebDriver.
+mod browser;
 /// `imgcrawl check` (the dry run), and that it agrees with a crawl.
 mod check;
 /// Configuration layers: file, environment, flags, `imgcrawl config`.

@@ -327,7 +327,7 @@ fn respond(stream: &mut TcpStream, reply: Reply) -> bool {
             .and_then(|_| stream.write_all(&body)),
         Reply::Status(status) => {
             let body = format!("<html><body>status {status}</body></html>");
-            stream.write_all((head(status, "text/html", body.len()) + &body).as_bytes())
+            stream.write_all((head(status, "text/html", body.len()) + body.as_str()).as_bytes())
         }
         Reply::Truncated(ctype, body, send) => {
             let _ = stream.write_all(head(200, ctype, body.len()).as_bytes());

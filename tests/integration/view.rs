@@ -13,13 +13,13 @@ use crate::crawl::list_urls;
 use crate::support::{manifest, output_text, TestServer};
 
 /// A running `imgcrawl view`, stopped when dropped.
-struct Viewer {
+pub(crate) struct Viewer {
     child: Child,
-    addr: String,
+    pub(crate) addr: String,
 }
 
 impl Viewer {
-    fn start(out: &Path) -> Viewer {
+    pub(crate) fn start(out: &Path) -> Viewer {
         let mut child = Command::new(env!("CARGO_BIN_EXE_imgcrawl"))
             .args(["view", "--addr", "127.0.0.1:0"])
             .arg(out)
@@ -93,7 +93,7 @@ fn header<'a>(headers: &'a [(String, String)], name: &str) -> &'a str {
 }
 
 /// Crawls the sample site (`pages` list pages of 10) into a new directory's `out`.
-fn crawled(pages: u64) -> (tempfile::TempDir, PathBuf, TestServer) {
+pub(crate) fn crawled(pages: u64) -> (tempfile::TempDir, PathBuf, TestServer) {
     let site = SampleSite {
         pages,
         ..SampleSite::default()
@@ -146,6 +146,9 @@ fn the_gallery_pages_its_thumbnails_and_a_search_narrows_it() {
         tiles(&found)
     );
     assert!(found.contains(&format!("alt=\"{}\"", wanted.name)));
+    // As the form sends it, its number fields left blank.
+    let form = format!("/?q={q}&host=&page=&min_width=&min_height=&min_kb=&max_kb=");
+    assert_eq!(tiles(&view.page(&form)), tiles(&found));
     // Filters combine; a host that is not there shows nothing.
     assert_eq!(tiles(&view.page("/?host=elsewhere.example")), 0);
     let big = view.page("/?min_width=100000");
