@@ -93,7 +93,10 @@ pub fn thumbnail(out_dir: &Path, rel: &Path, sha256: &str) -> io::Result<Option<
         return Ok(None);
     };
     if let Some(path) = cached {
-        keep(&path, &thumb)?;
+        // Not kept: made again next time, but shown now.
+        if let Err(e) = keep(&path, &thumb) {
+            log::warn!("cannot keep the thumbnail {}: {e}", path.display());
+        }
     }
     Ok(Some(thumb))
 }
@@ -131,8 +134,12 @@ fn keep(path: &Path, bytes: &[u8]) -> io::Result<()> {
         .parent()
         .ok_or_else(|| io::Error::other("no directory"))?;
     fs::create_dir_all(dir)?;
+    // Unique to this write: two requests may make the same thumbnail at once (two URLs of the
+    // same bytes), and each renames its own file.
+    static WRITES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = WRITES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let tmp = dir.join(format!(
-        ".{}.{}.part",
+        ".{}-{n}.{}.part",
         std::process::id(),
         path.file_name().map_or("t".into(), |n| n.to_string_lossy())
     ));

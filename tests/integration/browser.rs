@@ -107,6 +107,27 @@ async fn all_images_loaded(driver: &WebDriver) -> usize {
     }
 }
 
+/// Waits for the browser to arrive where `there` says (a click navigates asynchronously);
+/// answers the URL.
+async fn navigated(driver: &WebDriver, there: impl Fn(&url::Url) -> bool) -> url::Url {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let url = driver.current_url().await.unwrap();
+        if there(&url) {
+            // And the page there is loaded.
+            let ready = driver
+                .execute("return document.readyState;", Vec::new())
+                .await
+                .unwrap();
+            if ready.json() == "complete" {
+                return url;
+            }
+        }
+        assert!(Instant::now() < deadline, "still at {url}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 /// Takes a screenshot, checks it is not blank (many colours, as thumbnails and text make), and
 /// keeps it as `dir/name.png`.
 async fn screenshot(driver: &WebDriver, dir: &Path, name: &str) {
@@ -180,7 +201,7 @@ async fn the_gallery_works_in_chromium() {
         .click()
         .await
         .unwrap();
-    let url = driver.current_url().await.unwrap();
+    let url = navigated(&driver, |u| u.query().is_some_and(|q| q.contains("q="))).await;
     assert_eq!(url.query_pairs().find(|(k, _)| k == "q").unwrap().1, word);
     let found = driver.find_all(By::Css(".tile img")).await.unwrap().len();
     assert!((1..60).contains(&found), "{found} tiles for {word}");
@@ -194,12 +215,7 @@ async fn the_gallery_works_in_chromium() {
         .click()
         .await
         .unwrap();
-    assert!(driver
-        .current_url()
-        .await
-        .unwrap()
-        .path()
-        .starts_with("/image/"));
+    navigated(&driver, |u| u.path().starts_with("/image/")).await;
     assert_eq!(all_images_loaded(&driver).await, 1);
     screenshot(&driver, &shots, "image").await;
 
