@@ -206,6 +206,17 @@ pub struct DemoArgs {
     /// Print the final counters as JSON on stdout instead of the summary table.
     #[arg(long)]
     pub json: bool,
+    /// Then serve the gallery of the demo crawl (as `imgcrawl view`) until Ctrl-C.
+    #[arg(long)]
+    pub view: bool,
+    /// Where --view serves the gallery.
+    #[arg(
+        long,
+        value_name = "IP:PORT",
+        default_value = "127.0.0.1:8899",
+        requires = "view"
+    )]
+    pub view_addr: String,
     /// Configuration flags (the output directory defaults to imgcrawl-demo).
     #[command(flatten)]
     pub common: CommonArgs,

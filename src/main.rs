@@ -57,8 +57,23 @@ fn run(
             (report, false)
         }
         Command::Demo(args) => {
+            let out_dir = args
+                .common
+                .out_dir
+                .clone()
+                .unwrap_or_else(|| DEMO_OUT.into());
             let report = run_crawl(demo(args.common, multi), args.json);
             let expected = report.as_ref().is_ok_and(demo_as_built);
+            let report = match (report, args.view) {
+                (Ok(r), true) => {
+                    let view_args = imgcrawl::cli::ViewArgs {
+                        out_dir,
+                        addr: args.view_addr,
+                    };
+                    view(&view_args).map(|()| r)
+                }
+                (report, _) => report,
+            };
             (report.map(Some), expected)
         }
         Command::Config(args) => plain(show_config(&args)),
@@ -428,7 +443,7 @@ async fn demo(
         .map_err(|e| Error::io("cannot serve the sample site on", "127.0.0.1", e))?;
     log::info!("serving the sample gallery at {}", server.url());
     if common.out_dir.is_none() {
-        common.out_dir = Some("imgcrawl-demo".into());
+        common.out_dir = Some(DEMO_OUT.into());
     }
     let mut sources = common.sources(std::env::vars().collect());
     sources.flag(
@@ -443,6 +458,9 @@ async fn demo(
     server.stop().await;
     result
 }
+
+/// Where the demo saves its crawl unless `-o` says otherwise.
+const DEMO_OUT: &str = "imgcrawl-demo";
 
 /// `imgcrawl serve-sample`: serves the sample gallery until Ctrl-C.
 fn serve_sample(args: ServeArgs) -> Result<(), Error> {

@@ -247,3 +247,42 @@ fn nothing_but_the_crawls_images_is_served_and_never_as_a_page() {
         assert!(!String::from_utf8_lossy(&body).contains("secret"), "{path}");
     }
 }
+
+#[test]
+fn the_demo_can_end_by_serving_its_gallery() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("demo");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_imgcrawl"))
+        .args(["demo", "--view", "--view-addr", "127.0.0.1:0", "-o"])
+        .arg(&out)
+        .env_remove("RUST_LOG")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let serving = lines
+        .by_ref()
+        .map(Result::unwrap)
+        .find(|l| l.starts_with("serving the gallery of"))
+        .expect("the demo says where its gallery is");
+    let addr = serving
+        .split("http://")
+        .nth(1)
+        .and_then(|s| s.split('/').next())
+        .unwrap()
+        .to_string();
+    let viewer = Viewer {
+        child,
+        addr: addr.clone(),
+    };
+    let page = viewer.page("/");
+    let rows = manifest(&out).len();
+    assert!(page.contains(&format!("{rows} of {rows} images")), "{page}");
+    // Ctrl-C ends it, with the demo's own exit status.
+    let mut viewer = viewer;
+    // SAFETY: kill only sends SIGINT to the process this test started.
+    unsafe { libc::kill(viewer.child.id() as libc::pid_t, libc::SIGINT) };
+    let status = viewer.child.wait().unwrap();
+    assert_eq!(status.code(), Some(0));
+}
