@@ -320,6 +320,7 @@ async fn crawl(
     let mut stop = StopSignals::listen();
     // A busy metrics address stops us before any work is done.
     let listener = settings.metrics.map(imgcrawl::metrics::bind).transpose()?;
+    let out_dir = settings.out_dir.clone();
     let mut builder = Crawl::builder(settings).fresh(fresh);
     let view = multi.map(|m| {
         use actix::Actor;
@@ -331,9 +332,10 @@ async fn crawl(
     let crawl = builder.start().await?;
     let metrics = match listener {
         Some(l) => {
-            let server = imgcrawl::metrics::MetricsServer::start(&crawl, l)?;
+            let server =
+                imgcrawl::metrics::MetricsServer::start_with_dashboard(&crawl, l, Some(out_dir))?;
             log::info!(
-                "metrics at http://{0}/metrics, status at http://{0}/status",
+                "dashboard at http://{0}/, metrics at http://{0}/metrics, status at http://{0}/status",
                 server.addr()
             );
             Some(server)

@@ -340,21 +340,42 @@ impl MetricsServer {
     /// Serves `crawl`'s `/metrics` and `/status` on `listener` (see [`bind`]), with one worker
     /// thread and no signal handling of its own (the crawl owns Ctrl-C).
     pub fn start(crawl: &Crawl, listener: TcpListener) -> Result<MetricsServer, Error> {
+        Self::start_with_dashboard(crawl, listener, None)
+    }
+
+    /// [`start`](Self::start), and with `out_dir` (the crawl's output directory) the live
+    /// dashboard at `/` (see [`crate::view::dashboard`]), under the gallery's safety headers.
+    pub fn start_with_dashboard(
+        crawl: &Crawl,
+        listener: TcpListener,
+        out_dir: Option<std::path::PathBuf>,
+    ) -> Result<MetricsServer, Error> {
         let addr = listener.local_addr().map_err(|source| Error::Metrics {
             addr: "the metrics socket".into(),
             source,
         })?;
         let crawl = crawl.clone();
-        let server = HttpServer::new(move || App::new().configure(routes(crawl.clone())))
-            .workers(1)
-            .disable_signals()
-            .shutdown_timeout(1)
-            .listen(listener)
-            .map_err(|source| Error::Metrics {
-                addr: addr.to_string(),
-                source,
-            })?
-            .run();
+        // One dashboard (and its event watcher) for all the server's workers.
+        let dashboard =
+            out_dir.map(|out| crate::view::dashboard::Dashboard::start(crawl.clone(), out));
+        let server = HttpServer::new(move || {
+            let app = App::new()
+                .wrap(crate::view::safety_headers())
+                .configure(routes(crawl.clone()));
+            match &dashboard {
+                Some(d) => app.configure(d.routes()),
+                None => app,
+            }
+        })
+        .workers(1)
+        .disable_signals()
+        .shutdown_timeout(1)
+        .listen(listener)
+        .map_err(|source| Error::Metrics {
+            addr: addr.to_string(),
+            source,
+        })?
+        .run();
         let handle = server.handle();
         actix_rt::spawn(server);
         Ok(MetricsServer { handle, addr })

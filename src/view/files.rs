@@ -112,7 +112,12 @@ pub fn make_thumbnail(bytes: &[u8]) -> Option<Vec<u8>> {
     limits.max_alloc = Some(512 * 1024 * 1024);
     reader.limits(limits);
     let img = reader.decode().ok()?;
-    let small = img.thumbnail(THUMB_PX, THUMB_PX);
+    // Never enlarged: a small image is its own thumbnail (re-encoded, so one type of file).
+    let small = if img.width() <= THUMB_PX && img.height() <= THUMB_PX {
+        img
+    } else {
+        img.thumbnail(THUMB_PX, THUMB_PX)
+    };
     let mut out = Cursor::new(Vec::new());
     if small.color().has_alpha() {
         small
@@ -201,6 +206,10 @@ mod tests {
             thumbnail(out, Path::new("s/p.png"), &sha).unwrap().unwrap(),
             thumb
         );
+        // A small image is not enlarged.
+        let tiny = crate::sample_site::png(5, 30, 20);
+        let t = image::load_from_memory(&make_thumbnail(&tiny).unwrap()).unwrap();
+        assert_eq!((t.width(), t.height()), (30, 20));
         // Not an image the decoder takes: no thumbnail, and no error.
         fs::write(out.join("s/x.png"), b"<html>not an image</html>").unwrap();
         assert_eq!(thumbnail(out, Path::new("s/x.png"), "zz").unwrap(), None);

@@ -10,6 +10,7 @@
 //! blocking pool, never on a server thread.
 
 pub mod catalog;
+pub mod dashboard;
 pub mod files;
 pub mod html;
 
@@ -258,14 +259,15 @@ async fn hosts(g: web::Data<Gallery>) -> HttpResponse {
     html(html::hosts(&catalog))
 }
 
-async fn css() -> HttpResponse {
+/// The one stylesheet (the gallery's and the dashboard's).
+pub(crate) async fn css() -> HttpResponse {
     HttpResponse::Ok()
         .content_type("text/css; charset=utf-8")
         .body(include_str!("app.css"))
 }
 
 /// The tab's icon: a small orange square (browsers ask for one whatever the page says).
-async fn favicon() -> HttpResponse {
+pub(crate) async fn favicon() -> HttpResponse {
     static ICON: std::sync::OnceLock<Vec<u8>> = std::sync::OnceLock::new();
     let png = ICON.get_or_init(|| {
         let img = image::RgbaImage::from_pixel(16, 16, image::Rgba([214, 110, 32, 255]));

@@ -249,3 +249,76 @@ async fn the_gallery_works_in_chromium() {
     assert!(errors.is_empty(), "console errors: {errors:?}");
     driver.quit().await.unwrap();
 }
+
+/// The number in the dashboard's cell after the header `name`.
+async fn cell(driver: &WebDriver, name: &str) -> u64 {
+    let script = format!(
+        "const th = Array.from(document.querySelectorAll('th')).find(t => t.textContent == '{name}'); \
+         return th ? th.nextElementSibling.textContent : '';"
+    );
+    let v = driver.execute(&script, Vec::new()).await.unwrap();
+    v.json().as_str().unwrap_or("").trim().parse().unwrap_or(0)
+}
+
+#[actix_rt::test]
+async fn the_dashboard_follows_a_running_crawl_in_chromium() {
+    use std::io::BufRead;
+    let dir = tempfile::tempdir().unwrap();
+    let shots: PathBuf = std::env::var_os("VIEW_SCREENSHOTS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| dir.path().join("screenshots"));
+    // Slow images, so that the crawl runs for a while.
+    let site = imgcrawl::sample_site::SampleSite::default();
+    let server = crate::support::TestServer::sample(site, |p| {
+        p.starts_with("/img/").then_some(Duration::from_millis(150))
+    });
+    let mut child = Command::new(env!("CARGO_BIN_EXE_imgcrawl"))
+        .args(["crawl", "--savers", "2", "--metrics", "127.0.0.1:0", "-o"])
+        .arg(dir.path().join("out"))
+        .args(crate::crawl::list_urls(&server, site))
+        .env_remove("RUST_LOG")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = std::io::BufReader::new(child.stderr.take().unwrap());
+    let mut lines = stderr.lines().map_while(Result::ok);
+    let base = lines
+        .find_map(|l| {
+            let (_, rest) = l.split_once("dashboard at http://")?;
+            Some(format!("http://{}", rest.split('/').next()?))
+        })
+        .expect("the crawl says where its dashboard is");
+    // Keep reading its log, so that it never blocks on a full pipe.
+    std::thread::spawn(move || lines.for_each(drop));
+    let chrome = ChromeDriver::start();
+    let driver = chrome.browser().await;
+
+    driver.goto(format!("{base}/")).await.unwrap();
+    let first = cell(&driver, "images saved").await;
+    // The page reloads itself (a refresh meta tag, no script): the count goes up on its own.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let later = loop {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let n = cell(&driver, "images saved").await;
+        if n > first
+            && !driver
+                .find_all(By::Css(".tile img"))
+                .await
+                .unwrap()
+                .is_empty()
+        {
+            break n;
+        }
+        assert!(Instant::now() < deadline, "images saved stays at {first}");
+    };
+    assert!(later > first);
+    assert!(driver.find(By::Css("svg.chart polyline")).await.is_ok());
+    all_images_loaded(&driver).await;
+    screenshot(&driver, &shots, "dashboard").await;
+    let errors = console_errors(&driver).await;
+    assert!(errors.is_empty(), "console errors: {errors:?}");
+    driver.quit().await.unwrap();
+    let _ = child.kill();
+    let _ = child.wait();
+}

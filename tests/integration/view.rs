@@ -138,7 +138,15 @@ fn the_gallery_pages_its_thumbnails_and_a_search_narrows_it() {
 
     // One image's caption finds it (and only what shares the words).
     let wanted = &rows[7];
-    let q: String = wanted.name.split_whitespace().collect::<Vec<_>>().join("+");
+    // Encoded as a browser sends it (the captions are not all ASCII).
+    let q: String = wanted
+        .name
+        .split_whitespace()
+        .map(|w| {
+            percent_encoding::utf8_percent_encode(w, percent_encoding::NON_ALPHANUMERIC).to_string()
+        })
+        .collect::<Vec<_>>()
+        .join("+");
     let found = view.page(&format!("/?q={q}"));
     assert!(
         tiles(&found) >= 1 && tiles(&found) < 60,
