@@ -2,7 +2,8 @@
 //! system's `chromedriver` (started here on a free loopback port) through thirtyfour. Every
 //! thumbnail must load, the search form must narrow the grid, a tile must open its image, the
 //! duplicate and failure views must link what they list, and the browser's console must stay free
-//! of errors. A screenshot of each view is checked to be more than a blank page, and written to
+//! of errors; a generated crawl of 4,000 images pages 60 at a time to its last page; the dashboard
+//! of a running crawl counts up on its own. A screenshot of each view is checked to be more than a blank page, and written to
 //! `VIEW_SCREENSHOTS` (a directory) when that is set, else beside the crawl.
 
 use std::net::TcpListener;
@@ -13,7 +14,7 @@ use std::time::{Duration, Instant};
 use thirtyfour::prelude::*;
 use thirtyfour::{ChromiumLikeCapabilities, LoggingPrefsLogLevel};
 
-use crate::view::{crawled, Viewer};
+use crate::view::{crawled, crawled_site, Viewer};
 
 /// The system's chromedriver on a free port of 127.0.0.1, stopped when dropped.
 struct ChromeDriver {
@@ -321,4 +322,63 @@ async fn the_dashboard_follows_a_running_crawl_in_chromium() {
     driver.quit().await.unwrap();
     let _ = child.kill();
     let _ = child.wait();
+}
+
+#[actix_rt::test]
+async fn a_gallery_of_4000_images_pages_in_chromium() {
+    let site = imgcrawl::sample_site::SampleSite {
+        pages: 200,
+        per_page: 20,
+        page_kb: 0,
+    };
+    let (dir, out, _server) = crawled_site(site);
+    let shots: PathBuf = std::env::var_os("VIEW_SCREENSHOTS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| dir.path().join("screenshots"));
+    let saved = crate::support::manifest(&out).len();
+    assert!(saved >= 4000, "{saved} saved");
+    let view = Viewer::start(&out);
+    let base = format!("http://{}", view.addr);
+    let chrome = ChromeDriver::start();
+    let driver = chrome.browser().await;
+
+    // The first page: 60 thumbnails (made now), never the 4,000 at once.
+    driver.goto(format!("{base}/")).await.unwrap();
+    assert_eq!(all_images_loaded(&driver).await, 60);
+    let count = driver
+        .find(By::Css(".count"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let pages = saved.div_ceil(60);
+    assert!(count.contains(&format!("page 1 of {pages}")), "{count}");
+    // The pager's last link leads to the last page, with what is left.
+    let last = driver.find_all(By::Css(".pager a")).await.unwrap();
+    let to_last = last[last.len() - 2].clone();
+    assert_eq!(to_last.text().await.unwrap(), pages.to_string());
+    to_last.click().await.unwrap();
+    navigated(&driver, |u| {
+        u.query().is_some_and(|q| q.contains(&format!("p={pages}")))
+    })
+    .await;
+    let left = saved - (pages - 1) * 60;
+    assert_eq!(all_images_loaded(&driver).await, left);
+    screenshot(&driver, &shots, "gallery-4000-last").await;
+    // Filters narrow the 4,000: the small images only above 100 px wide.
+    driver.goto(format!("{base}/?min_width=100")).await.unwrap();
+    let count = driver
+        .find(By::Css(".count"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let shown: usize = count.split_whitespace().next().unwrap().parse().unwrap();
+    assert!(shown > 0 && shown < saved, "{count}");
+    all_images_loaded(&driver).await;
+    let errors = console_errors(&driver).await;
+    assert!(errors.is_empty(), "console errors: {errors:?}");
+    driver.quit().await.unwrap();
 }

@@ -94,10 +94,14 @@ fn header<'a>(headers: &'a [(String, String)], name: &str) -> &'a str {
 
 /// Crawls the sample site (`pages` list pages of 10) into a new directory's `out`.
 pub(crate) fn crawled(pages: u64) -> (tempfile::TempDir, PathBuf, TestServer) {
-    let site = SampleSite {
+    crawled_site(SampleSite {
         pages,
         ..SampleSite::default()
-    };
+    })
+}
+
+/// Crawls `site` into a new directory's `out`.
+pub(crate) fn crawled_site(site: SampleSite) -> (tempfile::TempDir, PathBuf, TestServer) {
     let server = TestServer::sample(site, |_| None);
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("out");
