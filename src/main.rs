@@ -319,6 +319,12 @@ async fn crawl(
     // Listen before starting, so that a signal during start-up is not lost (nor fatal).
     let mut stop = StopSignals::listen();
     // A busy metrics address stops us before any work is done.
+    if let Some(addr) = settings.metrics.filter(|a| !a.ip().is_loopback()) {
+        log::warn!(
+            "serving metrics and the dashboard on {addr}, off loopback: there is no \
+             authentication, anyone who can reach it sees the crawl"
+        );
+    }
     let listener = settings.metrics.map(imgcrawl::metrics::bind).transpose()?;
     let out_dir = settings.out_dir.clone();
     let mut builder = Crawl::builder(settings).fresh(fresh);
