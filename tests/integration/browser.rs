@@ -7,6 +7,7 @@
 //! `VIEW_SCREENSHOTS` (a directory) when that is set, else beside the crawl.
 
 use std::net::TcpListener;
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -29,8 +30,11 @@ impl ChromeDriver {
             .local_addr()
             .unwrap()
             .port();
+        // In a process group of its own, with the browsers it starts: a test that fails before it
+        // quits its session must not leave Chromium running.
         let child = Command::new("chromedriver")
             .arg(format!("--port={port}"))
+            .process_group(0)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -75,7 +79,8 @@ impl ChromeDriver {
 
 impl Drop for ChromeDriver {
     fn drop(&mut self) {
-        let _ = self.child.kill();
+        // SAFETY: kill only signals the process group this test started (chromedriver's own).
+        unsafe { libc::kill(-(self.child.id() as libc::pid_t), libc::SIGKILL) };
         let _ = self.child.wait();
     }
 }
