@@ -71,10 +71,7 @@ impl Catalog {
             // On a first crawl everything is new: only later runs mark what they brought.
             let new = last_run > 1
                 && (saved.first_run == last_run || saved.changed_run == Some(last_run));
-            let host = url::Url::parse(&row.url)
-                .ok()
-                .and_then(|u| u.host_str().map(str::to_string))
-                .unwrap_or_default();
+            let host = host_of(&row.url);
             entries.push(Entry {
                 id: entries.len(),
                 row,
@@ -124,20 +121,22 @@ impl Catalog {
                 }
             }
         }
-        let host = |u: &str| {
-            url::Url::parse(u)
-                .ok()
-                .and_then(|u| u.host_str().map(str::to_string))
-                .unwrap_or_default()
-        };
         for r in &self.errors {
-            out.entry(host(&r.url)).or_default().failed += 1;
+            out.entry(host_of(&r.url)).or_default().failed += 1;
         }
         for r in &self.skipped {
-            out.entry(host(&r.url)).or_default().skipped += 1;
+            out.entry(host_of(&r.url)).or_default().skipped += 1;
         }
         out
     }
+}
+
+/// The host of the URL `url` (empty when it has none).
+fn host_of(url: &str) -> String {
+    url::Url::parse(url)
+        .ok()
+        .and_then(|u| u.host_str().map(str::to_string))
+        .unwrap_or_default()
 }
 
 /// The counters of one host.

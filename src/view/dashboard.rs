@@ -15,7 +15,7 @@ use std::time::Duration;
 use actix::prelude::*;
 use actix_web::{web, HttpResponse};
 
-use super::html::esc;
+use super::html::{esc, outside};
 use crate::activity::Activity;
 use crate::actors::logger::CrawlEvent;
 use crate::records::{ErrorRow, ManifestRow, Stats};
@@ -170,14 +170,7 @@ async fn recent(s: web::Data<Shared>, sha: web::Path<String>) -> HttpResponse {
     let Some((sha, path)) = found else {
         return HttpResponse::NotFound().finish();
     };
-    let out = s.out_dir.clone();
-    match web::block(move || super::files::thumbnail(&out, &path, &sha)).await {
-        Ok(Ok(Some(bytes))) => {
-            let kind = crate::sniff::sniff(&bytes).map_or("image/jpeg", |k| k.mime());
-            HttpResponse::Ok().content_type(kind).body(bytes)
-        }
-        _ => HttpResponse::NotFound().finish(),
-    }
+    super::thumbnail_response(s.out_dir.clone(), path, sha).await
 }
 
 /// The dashboard page.
@@ -217,11 +210,11 @@ pub fn render(stats: &Stats, activity: &Activity, board: &Board) -> String {
     }
     body.push_str("</div><h2>Latest failures</h2><table>");
     for f in &board.failures {
-        let page = f.page.as_deref().map(link).unwrap_or_default();
+        let page = f.page.as_deref().map(outside).unwrap_or_default();
         let _ = write!(
             body,
             "<tr><td>{}</td><td>{}</td><td>{}</td><td>{page}</td></tr>",
-            link(&f.url),
+            outside(&f.url),
             esc(&f.error),
             esc(&f.detail)
         );
@@ -234,18 +227,6 @@ pub fn render(stats: &Stats, activity: &Activity, board: &Board) -> String {
          <nav><a href=\"/\" aria-current=\"page\">Dashboard</a><a href=\"/status\">/status</a>\
          <a href=\"/metrics\">/metrics</a></nav></header><main>{body}</main></body></html>"
     )
-}
-
-/// A crawled URL as a link when it is http(s).
-fn link(url: &str) -> String {
-    if url.starts_with("http://") || url.starts_with("https://") {
-        format!(
-            "<a href=\"{0}\" rel=\"noreferrer noopener\">{0}</a>",
-            esc(url)
-        )
-    } else {
-        esc(url)
-    }
 }
 
 /// Pages and images a second over the last seconds, as an SVG chart (presentation attributes

@@ -28,7 +28,7 @@ pub fn esc(s: &str) -> String {
 
 /// A link to a crawled URL (opening elsewhere, no referrer), or the URL as text when it is not
 /// http(s).
-fn outside(url: &str) -> String {
+pub fn outside(url: &str) -> String {
     if url.starts_with("http://") || url.starts_with("https://") {
         format!(
             "<a href=\"{0}\" rel=\"noreferrer noopener\">{0}</a>",
@@ -114,7 +114,7 @@ pub fn gallery(catalog: &Catalog, filter: &Filter) -> String {
         body.push_str(&tile(e));
     }
     body.push_str("</div>");
-    body.push_str(&pager(filter, p, pages));
+    body.push_str(&pager(|n| format!("/{}", filter.query(n)), p, pages));
     page("Gallery", "Gallery", &body)
 }
 
@@ -158,12 +158,13 @@ fn form(catalog: &Catalog, f: &Filter) -> String {
 }
 
 /// Links to the other pages of a result.
-fn pager(filter: &Filter, p: usize, pages: usize) -> String {
+/// `href` gives the (unescaped) address of page `n`.
+fn pager(href: impl Fn(usize) -> String, p: usize, pages: usize) -> String {
     if pages <= 1 {
         return String::new();
     }
     let mut out = String::from("<nav class=\"pager\">");
-    let link = |n: usize, text: &str| format!("<a href=\"/{}\">{text}</a>", esc(&filter.query(n)));
+    let link = |n: usize, text: &str| format!("<a href=\"{}\">{text}</a>", esc(&href(n)));
     if p > 1 {
         out.push_str(&link(p - 1, "&larr; previous"));
     }
@@ -293,17 +294,7 @@ pub fn duplicates(catalog: &Catalog, p: usize) -> String {
         }
         body.push_str("</ul></div></section>");
     }
-    if pages > 1 {
-        body.push_str("<nav class=\"pager\">");
-        for n in 1..=pages {
-            if n == p {
-                let _ = write!(body, "<strong>{n}</strong>");
-            } else {
-                let _ = write!(body, "<a href=\"/duplicates?p={n}\">{n}</a>");
-            }
-        }
-        body.push_str("</nav>");
-    }
+    body.push_str(&pager(|n| format!("/duplicates?p={n}"), p, pages));
     page("Duplicates", "Duplicates", &body)
 }
 

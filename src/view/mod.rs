@@ -188,11 +188,17 @@ async fn thumb(g: web::Data<Gallery>, id: web::Path<String>) -> HttpResponse {
     let Some(e) = entry_of(&catalog, &id) else {
         return not_found();
     };
-    let (out, rel, sha) = (
+    thumbnail_response(
         g.out_dir.clone(),
         e.file().to_path_buf(),
         e.row.sha256.clone(),
-    );
+    )
+    .await
+}
+
+/// The thumbnail of the file `rel` in `out` with hex SHA-256 `sha`, made on the blocking pool if
+/// it is not kept yet; 404 when there can be none.
+pub(crate) async fn thumbnail_response(out: PathBuf, rel: PathBuf, sha: String) -> HttpResponse {
     match web::block(move || files::thumbnail(&out, &rel, &sha)).await {
         Ok(Ok(Some(bytes))) => {
             let kind = crate::sniff::sniff(&bytes).map_or("image/jpeg", |k| k.mime());
@@ -201,7 +207,7 @@ async fn thumb(g: web::Data<Gallery>, id: web::Path<String>) -> HttpResponse {
                 .insert_header((header::CACHE_CONTROL, "private, max-age=3600"))
                 .body(bytes)
         }
-        _ => not_found(),
+        _ => HttpResponse::NotFound().finish(),
     }
 }
 

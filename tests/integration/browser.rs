@@ -134,6 +134,24 @@ async fn navigated(driver: &WebDriver, there: impl Fn(&url::Url) -> bool) -> url
     }
 }
 
+/// Where screenshots go: `VIEW_SCREENSHOTS`, or `screenshots` in the test's directory `dir`.
+fn shots_dir(dir: &Path) -> PathBuf {
+    std::env::var_os("VIEW_SCREENSHOTS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| dir.join("screenshots"))
+}
+
+/// The text of the first element `css` selects.
+async fn text_of(driver: &WebDriver, css: &str) -> String {
+    driver
+        .find(By::Css(css))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap()
+}
+
 /// Takes a screenshot, checks it is not blank (many colours, as thumbnails and text make), and
 /// keeps it as `dir/name.png`.
 async fn screenshot(driver: &WebDriver, dir: &Path, name: &str) {
@@ -172,9 +190,7 @@ async fn console_errors(driver: &WebDriver) -> Vec<String> {
 #[actix_rt::test]
 async fn the_gallery_works_in_chromium() {
     let (dir, out, _server) = crawled(12);
-    let shots: PathBuf = std::env::var_os("VIEW_SCREENSHOTS")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| dir.path().join("screenshots"));
+    let shots = shots_dir(dir.path());
     let view = Viewer::start(&out);
     let base = format!("http://{}", view.addr);
     let chrome = ChromeDriver::start();
@@ -190,13 +206,7 @@ async fn the_gallery_works_in_chromium() {
     screenshot(&driver, &shots, "gallery").await;
 
     // The search form narrows it, and the result has a URL of its own.
-    let caption = driver
-        .find(By::Css(".tile figcaption"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let caption = text_of(&driver, ".tile figcaption").await;
     let word = caption.split_whitespace().next().unwrap().to_string();
     let q = driver.find(By::Name("q")).await.unwrap();
     q.send_keys(&word).await.unwrap();
@@ -270,9 +280,7 @@ async fn cell(driver: &WebDriver, name: &str) -> u64 {
 async fn the_dashboard_follows_a_running_crawl_in_chromium() {
     use std::io::BufRead;
     let dir = tempfile::tempdir().unwrap();
-    let shots: PathBuf = std::env::var_os("VIEW_SCREENSHOTS")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| dir.path().join("screenshots"));
+    let shots = shots_dir(dir.path());
     // Slow images, so that the crawl runs for a while.
     let site = imgcrawl::sample_site::SampleSite::default();
     let server = crate::support::TestServer::sample(site, |p| {
@@ -337,9 +345,7 @@ async fn a_gallery_of_4000_images_pages_in_chromium() {
         page_kb: 0,
     };
     let (dir, out, _server) = crawled_site(site);
-    let shots: PathBuf = std::env::var_os("VIEW_SCREENSHOTS")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| dir.path().join("screenshots"));
+    let shots = shots_dir(dir.path());
     let saved = crate::support::manifest(&out).len();
     assert!(saved >= 4000, "{saved} saved");
     let view = Viewer::start(&out);
@@ -350,13 +356,7 @@ async fn a_gallery_of_4000_images_pages_in_chromium() {
     // The first page: 60 thumbnails (made now), never the 4,000 at once.
     driver.goto(format!("{base}/")).await.unwrap();
     assert_eq!(all_images_loaded(&driver).await, 60);
-    let count = driver
-        .find(By::Css(".count"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let count = text_of(&driver, ".count").await;
     let pages = saved.div_ceil(60);
     assert!(count.contains(&format!("page 1 of {pages}")), "{count}");
     // The pager's last link leads to the last page, with what is left.
@@ -373,13 +373,7 @@ async fn a_gallery_of_4000_images_pages_in_chromium() {
     screenshot(&driver, &shots, "gallery-4000-last").await;
     // Filters narrow the 4,000: the small images only above 100 px wide.
     driver.goto(format!("{base}/?min_width=100")).await.unwrap();
-    let count = driver
-        .find(By::Css(".count"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let count = text_of(&driver, ".count").await;
     let shown: usize = count.split_whitespace().next().unwrap().parse().unwrap();
     assert!(shown > 0 && shown < saved, "{count}");
     all_images_loaded(&driver).await;
